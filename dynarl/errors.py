@@ -1,0 +1,25 @@
+"""Errors a user can act on.
+
+Every error that reaches the CLI as a :class:`DynarlError` is printed as one short message, without a
+traceback, and the process exits non-zero. Messages name what was wrong and how to fix it.
+"""
+
+
+class DynarlError(Exception):
+    """Base class of user-facing errors (bad input, not bugs)."""
+
+
+class ConfigError(DynarlError, ValueError):
+    """An invalid configuration: unknown key, wrong type or out-of-range value."""
+
+
+class EnvError(DynarlError, ValueError):
+    """An unknown environment or an environment the algorithm cannot drive."""
+
+
+class CheckpointError(DynarlError):
+    """A checkpoint that is missing, truncated, corrupt, foreign or of another algorithm."""
+
+
+class TrainingDivergedError(DynarlError, FloatingPointError):
+    """A loss, parameter or prediction became non-finite during training."""
