@@ -1,0 +1,104 @@
+"""Creating environments with errors a user can act on."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from dynarl.envs.tasks import get_task, registered_tasks
+from dynarl.errors import EnvError
+
+_MUJOCO_HINT = 'MuJoCo tasks need the mujoco package: pip install "dynarl[mujoco]"'
+
+
+def _suggestions(env_id: str) -> list[str]:
+    ids = list(gym.registry.keys())
+    by_lower: dict[str, str] = {}
+    for i in ids:
+        by_lower.setdefault(i.lower(), i)
+    matches = difflib.get_close_matches(env_id.lower(), list(by_lower), n=3, cutoff=0.6)
+    return [by_lower[m] for m in matches]
+
+
+def _unknown(env_id: str) -> EnvError:
+    close = _suggestions(env_id)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return EnvError(f"unknown environment {env_id!r}.{hint} Run 'dynarl list' to see the tasks.")
+
+
+def _is_mujoco(env_id: str) -> bool:
+    spec = gym.registry.get(env_id)
+    entry = getattr(spec, "entry_point", None)
+    return isinstance(entry, str) and "mujoco" in entry
+
+
+def make_env(env_id: str, *, model_obs: bool = False, **kwargs: Any) -> gym.Env:
+    """Create ``gymnasium.make(env_id, **kwargs)``, turning failures into :class:`EnvError`.
+
+    With ``model_obs=True`` the task's :attr:`TaskSpec.env_kwargs` and :attr:`TaskSpec.wrappers` are
+    applied so the observation holds everything the task's ``reward_fn``/``termination_fn`` need to be
+    exact (e.g. the x position for forward-velocity rewards). The default gives the standard observation
+    used by model-free algorithms.
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise EnvError(f"environment id must be a non-empty string, got {env_id!r}")
+    if env_id not in gym.registry and ":" not in env_id:
+        raise _unknown(env_id)
+
+    wrappers: tuple = ()
+    if model_obs:
+        task = get_task(env_id)
+        if task is None:
+            raise EnvError(
+                f"model_obs=True needs a task with a known reward function, but dynarl has none for {env_id!r}. "
+                f"Known tasks: {', '.join(registered_tasks())}."
+            )
+        for key, value in task.env_kwargs.items():
+            if key in kwargs and kwargs[key] != value:
+                raise EnvError(
+                    f"{env_id}: {key}={kwargs[key]!r} conflicts with model_obs=True, whose reward function "
+                    f"needs {key}={value!r}. Drop the argument or use model_obs=False."
+                )
+        kwargs = {**kwargs, **task.env_kwargs}
+        wrappers = task.wrappers
+
+    try:
+        env = gym.make(env_id, **kwargs)
+    except TypeError as e:
+        m = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+        if m:
+            raise EnvError(f"{env_id} has no argument {m.group(1)!r}; remove it from the env arguments.") from e
+        raise EnvError(f"invalid arguments for {env_id} ({', '.join(sorted(kwargs)) or 'none'}): {e}") from e
+    except gym.error.DependencyNotInstalled as e:
+        if _is_mujoco(env_id):
+            raise EnvError(f"cannot create {env_id}: {_MUJOCO_HINT} ({e})") from e
+        raise EnvError(f"cannot create {env_id}: {e}") from e
+    except ImportError as e:
+        if _is_mujoco(env_id) or "mujoco" in str(e).lower():
+            raise EnvError(f"cannot create {env_id}: {_MUJOCO_HINT} ({e})") from e
+        raise EnvError(f"cannot create {env_id}: {e}") from e
+    except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound) as e:
+        raise _unknown(env_id) from e
+    except gym.error.Error as e:
+        raise EnvError(f"cannot create {env_id}: {e}") from e
+
+    for wrap in wrappers:
+        env = wrap(env)
+    return env
+
+
+def check_continuous_actions(env: gym.Env, algo_name: str) -> None:
+    """Raise :class:`EnvError` unless ``env`` has a continuous (Box) action space."""
+    space = env.action_space
+    if isinstance(space, spaces.Box):
+        return
+    spec = getattr(env, "spec", None)
+    name = spec.id if spec is not None else type(env.unwrapped).__name__
+    raise EnvError(
+        f"{algo_name} needs a continuous (Box) action space, but {name} has {space}. "
+        "Use a discrete-action algorithm (e.g. DQN or PPO) or a continuous task such as Pendulum-v1."
+    )
