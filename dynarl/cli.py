@@ -1,0 +1,162 @@
+"""The ``dynarl`` command. The contract (users and tooling rely on it):
+
+    dynarl train [ALGO] --env ENV [--steps N] [--seed S] [--out DIR] [--device D] [key=value ...]
+    dynarl resume RUN_DIR [--steps N]
+    dynarl eval RUN_DIR|CHECKPOINT [--episodes N]
+    dynarl plot RUN_DIR... [--out FILE.png]
+    dynarl list
+
+Exit code 0 on success; on a user error a short message (no traceback) and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from dynarl.errors import DynarlError
+
+DEFAULT_ALGO = "sac"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dynarl", description="Reinforcement learning built around learned world models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an agent and write a run folder")
+    t.add_argument("words", nargs="*", metavar="[ALGO] [key=value ...]", help=f"algorithm (default {DEFAULT_ALGO}) and config overrides")
+    t.add_argument("--env", help="Gymnasium environment id (default: the algorithm's default task)")
+    t.add_argument("--steps", type=int, help="total environment steps")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--out", help="run folder to create (default runs/ALGO-ENV-sSEED-TIME)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+
+    r = sub.add_parser("resume", help="continue a run from its last good checkpoint")
+    r.add_argument("run_dir")
+    r.add_argument("--steps", type=int, help="new total environment steps (default: the run's own)")
+
+    e = sub.add_parser("eval", help="evaluate a run's latest checkpoint (or a checkpoint file)")
+    e.add_argument("path")
+    e.add_argument("--episodes", type=int, default=10)
+
+    pl = sub.add_parser("plot", help="plot learning curves of one or more runs")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("--out", default="learning_curves.png")
+
+    sub.add_parser("list", help="algorithms, tasks and presets")
+    return p
+
+
+def _train(args) -> dict:
+    from dynarl.algos import build_config, get_algorithm
+    from dynarl.run.config import parse_overrides
+
+    words = list(args.words)
+    algo = words.pop(0) if words and "=" not in words[0] else DEFAULT_ALGO
+    overrides = parse_overrides(words)
+    for key in ("steps", "seed", "device"):
+        if getattr(args, key) is not None:
+            overrides[key] = str(getattr(args, key))
+    cls = get_algorithm(algo)
+    cfg = build_config(cls.name, args.env, overrides, raw=True)
+    out = args.out or f"runs/{cls.name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', cfg.env)}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from dynarl.run.config import to_dict
+    from dynarl.run.rundir import RunDir
+
+    run = RunDir.create(out, to_dict(cfg))
+    if not cfg.quiet:
+        print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps (seed {cfg.seed}); run folder {run.path}", flush=True)
+    agent = cls(config=cfg)
+    agent.learn(run_dir=run)
+    return agent.summary() | {"run_dir": str(run.path)}
+
+
+def _resume(args) -> dict:
+    from dynarl.algos import get_algorithm
+    from dynarl.run import checkpoint as ckpt
+    from dynarl.run.rundir import RunDir
+
+    run = RunDir.open(args.run_dir)
+    algo = run.config().get("algo", "")
+    cls = get_algorithm(algo)
+    path, _, state = run.load_latest(expect_algo=cls.name)
+    overrides = {} if args.steps is None else {"steps": args.steps}
+    agent = cls.from_state(state, **overrides)
+    if agent.env_steps >= agent.cfg.steps:
+        raise DynarlError(f"'{run.path}' already finished {agent.env_steps} of {agent.cfg.steps} steps; pass --steps N with a larger total to continue")
+    if args.steps is not None:
+        from dynarl.run.config import to_dict
+
+        ckpt.atomic_write_bytes(run.path / "config.json", (json.dumps(to_dict(agent.cfg), indent=2) + "\n").encode())
+    if not agent.cfg.quiet:
+        print(f"dynarl: resuming {cls.name.upper()} on {agent.cfg.env} from {path.name} (step {agent.env_steps}) to {agent.cfg.steps}", flush=True)
+    agent.learn(run_dir=run)
+    return agent.summary() | {"run_dir": str(run.path)}
+
+
+def _eval(args) -> dict:
+    import dynarl
+    from dynarl.run.evaluate import evaluate
+    from dynarl.run.rundir import RunDir
+
+    if args.episodes <= 0:
+        raise DynarlError(f"--episodes {args.episodes} is invalid: must be > 0")
+    path = Path(args.path)
+    if path.is_dir():
+        run = RunDir.open(path)
+        path, _, state = run.load_latest(expect_algo=run.config().get("algo"))
+        from dynarl.algos import get_algorithm
+
+        agent = get_algorithm(run.config()["algo"]).from_state(state)
+    else:
+        agent = dynarl.load(path)
+    returns = evaluate(agent.eval_env, agent.predict, args.episodes, agent.cfg.seed)
+    return {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "episodes": args.episodes, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
+
+
+def _list(_args) -> None:
+    from dynarl.algos import ALGORITHMS
+    from dynarl.envs import registered_tasks
+    from dynarl.presets import all_presets
+
+    print("algorithms:")
+    for name, cls in sorted(ALGORITHMS.items()):
+        print(f"  {name:6s} {(cls.__doc__ or cls.learner_cls.__module__).strip().splitlines()[0]}")
+    print("tasks with known reward and termination functions:")
+    for task in registered_tasks():
+        print(f"  {task}")
+    print("presets (algorithm, task: source):")
+    for (algo, env), preset in sorted(all_presets().items()):
+        print(f"  {algo:5s} {env:27s} {preset.source}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            print(json.dumps(_train(args)))
+        elif args.command == "resume":
+            print(json.dumps(_resume(args)))
+        elif args.command == "eval":
+            print(json.dumps(_eval(args)))
+        elif args.command == "plot":
+            from dynarl.run.plot import plot_runs
+
+            print(plot_runs(args.run_dirs, args.out))
+        elif args.command == "list":
+            _list(args)
+    except DynarlError as e:
+        print(f"dynarl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dynarl: interrupted; continue with `dynarl resume RUN_DIR` from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

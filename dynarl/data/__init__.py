@@ -1,0 +1,3 @@
+from dynarl.data.replay import ReplayBuffer
+
+__all__ = ["ReplayBuffer"]

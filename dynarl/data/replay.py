@@ -1,0 +1,54 @@
+"""A circular replay buffer of preallocated tensors on the training device."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dynarl.learners.base import Batch
+
+_FIELDS = ("obs", "act", "reward", "next_obs", "terminated", "truncated")
+
+
+class ReplayBuffer:
+    """FIFO replay (s, a, r, s', terminated, truncated) with uniform minibatch sampling.
+
+    ``terminated`` and ``truncated`` are stored separately so targets bootstrap through time limits.
+    Storage is allocated once, on ``device``; sampling draws indices with torch's seeded generator.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.capacity, self.device = int(capacity), device
+        shapes = {"obs": (obs_dim,), "act": (act_dim,), "reward": (), "next_obs": (obs_dim,), "terminated": (), "truncated": ()}
+        self.storage = {k: torch.zeros((self.capacity, *s), dtype=torch.float32, device=device) for k, s in shapes.items()}
+        self.pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, act, reward, next_obs, terminated, truncated) -> None:
+        """Add one transition (array-likes) or a batch of them (leading dim = rows)."""
+        row = {"obs": obs, "act": act, "reward": reward, "next_obs": next_obs, "terminated": terminated, "truncated": truncated}
+        values = {k: torch.as_tensor(np.asarray(v, dtype=np.float32), device=self.device) for k, v in row.items()}
+        n = 1 if values["obs"].dim() == 1 else values["obs"].shape[0]
+        idx = (self.pos + torch.arange(n)) % self.capacity if n > 1 else self.pos
+        for k, v in values.items():
+            self.storage[k][idx] = v
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return Batch(**{k: v[idx] for k, v in self.storage.items()})
+
+    def state_dict(self) -> dict:
+        """The filled rows in insertion order plus the write position (no padding is saved)."""
+        return {"data": {k: v[: self.size].clone() for k, v in self.storage.items()}, "pos": self.pos, "size": self.size, "capacity": self.capacity}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(f"replay capacity {state['capacity']} in the checkpoint, {self.capacity} in the config")
+        self.size, self.pos = int(state["size"]), int(state["pos"])
+        for k in _FIELDS:
+            self.storage[k][: self.size] = state["data"][k].to(self.device)

@@ -1,0 +1,105 @@
+"""What every learner shares: a pure update rule over a batch, and its saveable state."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dynarl.run.config import param, positive, positive_sizes, unit_interval, unit_interval_open_closed
+
+
+@dataclass
+class Batch:
+    """Transitions (s, a, r, s') with termination and truncation kept apart.
+
+    Targets bootstrap through ``truncated`` (a time limit is not a terminal state) and stop only at
+    ``terminated``.
+    """
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor  # float 0/1
+    truncated: torch.Tensor  # float 0/1, kept for learners that need episode boundaries
+
+
+@dataclass
+class ActorCriticConfig:
+    """Hyper-parameters shared by the off-policy actor-critics (SAC, TD3, DDPG)."""
+
+    gamma: float = param(0.99, unit_interval_open_closed, "discount")
+    tau: float = param(0.005, unit_interval, "Polyak rate: target <- (1 - tau) target + tau online (002's convention)")
+    actor_lr: float = param(3e-4, positive, "actor Adam learning rate")
+    critic_lr: float = param(3e-4, positive, "critic Adam learning rate")
+    hidden_sizes: tuple[int, ...] = param((256, 256), positive_sizes, "hidden layer widths of actor and critics")
+
+
+class Learner:
+    """A pure update rule: ``update(batch) -> metrics`` and ``act(obs, deterministic)``.
+
+    It owns its networks and optimisers and never sees where a batch came from. Subclasses list their
+    modules and optimisers so checkpoints can save and restore them whole.
+    """
+
+    name = "learner"
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.num_updates = 0
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        # accumulated (without host syncs) so a non-finite loss is caught at the next check
+        self._finite = torch.ones((), dtype=torch.bool, device=device)
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _watch(self, *losses: torch.Tensor) -> None:
+        for loss in losses:
+            self._finite &= torch.isfinite(loss.detach())
+
+    def all_finite(self) -> bool:
+        """True when every loss so far and every parameter is finite (one host sync)."""
+        ok = self._finite.clone()
+        for module in self.modules.values():
+            for p in module.parameters():
+                ok &= torch.isfinite(p).all()
+        return bool(ok)
+
+    def state_dict(self) -> dict:
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.num_updates = int(state["num_updates"])
+
+
+def target_copy(module: nn.Module) -> nn.Module:
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """theta' <- (1 - tau) theta' + tau theta, as one fused foreach op."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=lr, foreach=True)

@@ -1,0 +1,62 @@
+"""Actors and critics of the off-policy actor-critics. Actions live in [-1, 1]; the loop rescales."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynarl.nn.mlp import EnsembleMLP, mlp
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class QEnsemble(nn.Module):
+    """``members`` Q(s, a) critics in one module: forward returns [members, B] (twin Q = 2 members)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], members: int):
+        super().__init__()
+        self.net = EnsembleMLP(members, obs_dim + act_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
+
+
+class DeterministicActor(nn.Module):
+    """mu_theta(s) in [-1, 1] (DPG / DDPG / TD3)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class TanhGaussianActor(nn.Module):
+    """pi_theta(a|s): a = tanh(u), u ~ N(mean(s), std(s)), with the tanh change of variables in log pi."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1])
+        self.head = nn.Linear(hidden[-1], 2 * act_dim)
+
+    def _mean_log_std(self, obs):
+        mean, log_std = self.head(F.relu(self.trunk(obs))).chunk(2, dim=-1)
+        # squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive at the bounds)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        return mean, log_std
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample a ~ pi(.|s) and its log-probability (deterministic: tanh(mean))."""
+        mean, log_std = self._mean_log_std(obs)
+        if deterministic:
+            return torch.tanh(mean), torch.zeros(mean.shape[:-1], device=mean.device)
+        eps = torch.randn_like(mean)
+        u = mean + log_std.exp() * eps
+        # log N(u; mean, std) summed over dims, minus log|d tanh(u)/du| = 2(log 2 - u - softplus(-2u))
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_prob

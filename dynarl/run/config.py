@@ -1,0 +1,272 @@
+"""Typed configs, ``key=value`` overrides and validation before any work starts.
+
+A config is a dataclass whose fields carry their constraint in ``metadata["check"]``. Nested configs
+(e.g. ``learner``) are addressed with dotted keys: ``learner.actor_lr=1e-3``. Errors name the field,
+the bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from dynarl.errors import ConfigError
+
+Check = Callable[[Any], "str | None"]  # returns an error text ("must be > 0") or None
+
+
+# --- constraints -------------------------------------------------------------------------------
+
+
+def positive(x) -> str | None:
+    return None if x > 0 else "must be > 0"
+
+
+def non_negative(x) -> str | None:
+    return None if x >= 0 else "must be >= 0"
+
+
+def unit_interval_open_closed(x) -> str | None:
+    return None if 0 < x <= 1 else "must be in (0, 1]"
+
+
+def unit_interval(x) -> str | None:
+    return None if 0 <= x <= 1 else "must be in [0, 1]"
+
+
+def one_of(*choices: str) -> Check:
+    def check(x) -> str | None:
+        return None if x in choices else f"must be one of {', '.join(map(repr, choices))}"
+
+    return check
+
+
+def positive_sizes(x) -> str | None:
+    return None if len(x) > 0 and all(h > 0 for h in x) else "must be a non-empty list of positive ints"
+
+
+def param(default, check: Check | None = None, help: str = ""):
+    """A config field with a default, a constraint and a one-line description."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple for sequence defaults")
+    return field(default=default, metadata={"check": check, "help": help})
+
+
+# --- generic dataclass machinery ----------------------------------------------------------------
+
+
+def _is_config(obj) -> bool:
+    return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def flat_keys(cfg, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_config(value):
+            keys += flat_keys(value, prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert ``value`` (parsed JSON or a raw string) to ``typ`` or raise ConfigError."""
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}={value!r} is invalid")
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}={value!r} is invalid: expected true or false")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} is invalid: expected an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value.replace("_", ""))
+                if f.is_integer():
+                    return int(f)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}={value!r} is invalid: expected an integer")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}={value!r} is invalid: expected a number")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}={value!r} is invalid: expected a string")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} is invalid: expected a list such as [256,256]")
+        item = args[0] if args else Any
+        return tuple(_coerce(v.strip() if isinstance(v, str) else v, item, key) for v in value)
+    if origin is dict or typ is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{key}={value!r} is invalid: expected a JSON object")
+    return value
+
+
+def _parse_literal(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return text
+
+
+def set_key(cfg, key: str, value: Any, *, raw: bool = False) -> None:
+    """Set a (dotted) key on a config in place, coercing the value to the field's type."""
+    parts = key.split(".")
+    target = cfg
+    for depth, part in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(target)}
+        if part not in names:
+            raise _unknown_key(cfg, key)
+        if depth < len(parts) - 1:
+            target = getattr(target, part)
+            if not _is_config(target):
+                raise _unknown_key(cfg, key)
+    typ = _field_types(type(target))[parts[-1]]
+    if _is_config(getattr(target, parts[-1])):
+        raise ConfigError(f"{key} is a group of settings; set one of its fields, e.g. {flat_keys(getattr(target, parts[-1]), key + '.')[0]}=...")
+    parsed = _parse_literal(value) if raw and isinstance(value, str) else value
+    if raw and typ is str:
+        parsed = value  # keep strings such as "1e3" verbatim for str fields
+    setattr(target, parts[-1], _coerce(parsed, typ, key))
+
+
+def _unknown_key(cfg, key: str) -> ConfigError:
+    keys = flat_keys(cfg)
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+    short = [k for k in keys if k.split(".")[-1] == key.split(".")[-1]]
+    hint = close or short
+    msg = f"unknown config key '{key}'."
+    if hint:
+        msg += f" Did you mean: {', '.join(hint)}?"
+    msg += f" Valid keys: {', '.join(keys)}"
+    return ConfigError(msg)
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["a.b=v", ...]`` (CLI words) -> ``{"a.b": "v"}``; values are parsed later, against field types."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. learner.actor_lr=1e-3)")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def apply_overrides(cfg, overrides: dict[str, Any], *, raw: bool = False) -> None:
+    """Apply ``{"a.b": v}``; with ``raw`` the values are CLI strings, parsed as JSON where they parse."""
+    for k, v in overrides.items():
+        set_key(cfg, k, v, raw=raw)
+
+
+def validate(cfg, prefix: str = "") -> None:
+    """Check every field's type and constraint; raise ConfigError naming the first bad one."""
+    hints = _field_types(type(cfg))
+    for f in dataclasses.fields(cfg):
+        key = prefix + f.name
+        value = getattr(cfg, f.name)
+        if _is_config(value):
+            validate(value, key + ".")
+            continue
+        coerced = _coerce(value, hints[f.name], key)
+        if isinstance(coerced, float) and not math.isfinite(coerced):
+            raise ConfigError(f"{key}={value!r} is invalid: must be finite")
+        setattr(cfg, f.name, coerced)
+        check = f.metadata.get("check")
+        if check is not None and coerced is not None:
+            problem = check(coerced)
+            if problem:
+                raise ConfigError(f"{key}={value!r} is invalid: {problem}")
+    post = getattr(cfg, "check", None)
+    if callable(post):
+        problem = post()
+        if problem:
+            raise ConfigError(problem)
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_config(value):
+            out[f.name] = to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def describe(cfg, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(key, value, help) rows for ``dynarl list`` and error messages."""
+    rows = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_config(value):
+            rows += describe(value, prefix + f.name + ".")
+        else:
+            rows.append((prefix + f.name, value, f.metadata.get("help", "")))
+    return rows
+
+
+# --- the run-level config shared by every algorithm -----------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    """What every training run shares: task, budget, seed, device, logging, evaluation, checkpoints."""
+
+    algo: str = param("sac", help="algorithm name (see `dynarl list`)")
+    env: str = param("Pendulum-v1", help="Gymnasium environment id")
+    steps: int = param(20_000, positive, "total environment steps")
+    seed: int = param(0, non_negative, "seeds python, numpy, torch and the environments")
+    device: str = param("auto", one_of("auto", "cpu", "cuda"), "auto picks cuda when available")
+    torch_threads: int = param(0, non_negative, "CPU threads for torch; 0 keeps torch's default")
+    eval_every: int = param(5_000, positive, "env steps between evaluations")
+    eval_episodes: int = param(10, positive, "deterministic episodes per evaluation")
+    checkpoint_every: int = param(10_000, positive, "env steps between checkpoints (one is also written at the end)")
+    keep_checkpoints: int = param(2, positive, "periodic checkpoints kept besides the last")
+    log_every: int = param(1_000, positive, "env steps between metric rows / console lines")
+    quiet: bool = param(False, help="no console progress")

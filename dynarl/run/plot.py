@@ -1,0 +1,53 @@
+"""Learning-curve plots from run folders' metrics.csv."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from dynarl.errors import DynarlError
+
+
+def _read(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        raise DynarlError(f"'{run_dir}' has no metrics.csv; is it a dynarl run folder?")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        if r.get(key) not in (None, ""):
+            xs.append(float(r["env_steps"]))
+            ys.append(float(r[key]))
+    return xs, ys
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
+    """Evaluation return (and training episode return) against env steps, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for run_dir in run_dirs:
+        rows = _read(Path(run_dir))
+        label = Path(run_dir).name
+        xs, ys = _series(rows, "eval_return_mean")
+        if xs:
+            ax.plot(xs, ys, marker="o", ms=3, label=f"{label} (eval)")
+        xs, ys = _series(rows, "episode_return")
+        if xs:
+            ax.plot(xs, ys, alpha=0.4, label=f"{label} (train)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
