@@ -67,10 +67,10 @@ def _train(args) -> dict:
     from dynarl.run.config import to_dict
     from dynarl.run.rundir import RunDir
 
+    agent = cls(config=cfg)  # checks the env and its spaces before anything is written
     run = RunDir.create(out, to_dict(cfg))
     if not cfg.quiet:
         print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps (seed {cfg.seed}); run folder {run.path}", flush=True)
-    agent = cls(config=cfg)
     agent.learn(run_dir=run)
     return agent.summary() | {"run_dir": str(run.path)}
 
@@ -135,7 +135,14 @@ def _list(_args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after the options; anything else unknown is an error
+    unknown = [w for w in extra if w.startswith("-") or "=" not in w or args.command != "train"]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.words = list(args.words) + extra
     try:
         if args.command == "train":
             print(json.dumps(_train(args)))

@@ -102,4 +102,4 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.Adam(params, lr=lr, fused=True)

@@ -42,13 +42,15 @@ class DDPGLearner(Learner):
     def actor_due(self) -> bool:
         return True
 
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """y = r + gamma (1 - terminated) min_i Q_phi'_i(s', a'); one critic gives DDPG's target, two TD3's."""
+        next_q = self.critic_target(batch.next_obs, self.target_action(batch.next_obs)).min(0).values
+        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        # y = r + gamma (1 - terminated) min_i Q_phi'_i(s', a')   (one critic: plain DDPG target)
-        with torch.no_grad():
-            next_q = self.critic_target(batch.next_obs, self.target_action(batch.next_obs)).min(0).values
-            y = batch.reward + cfg.gamma * (1.0 - batch.terminated) * next_q
-
+        y = self.td_target(batch)
         q = self.critic(batch.obs, batch.act)
         critic_loss = 0.5 * (q - y).pow(2).mean(1).sum()
         self.optimizers["critic"].zero_grad(set_to_none=True)

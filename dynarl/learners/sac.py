@@ -42,15 +42,20 @@ class SACLearner(Learner):
             self.optimizers["alpha"] = adam([self.log_alpha], cfg.alpha_lr)
         self._actor_params = list(self.actor.parameters())
 
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """Soft Bellman target y = r + gamma (1 - terminated) [min_i Q'_i(s', a') - alpha log pi(a'|s')], a' ~ pi(.|s').
+
+        Truncated transitions bootstrap: a time limit is not a terminal state.
+        """
+        next_act, next_log_prob = self.actor(batch.next_obs)
+        next_v = self.critic_target(batch.next_obs, next_act).min(0).values - self.log_alpha.exp() * next_log_prob
+        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_v
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         alpha = self.log_alpha.exp().detach()
-
-        # soft Bellman target: y = r + gamma (1 - terminated) [min_i Q'_i(s', a') - alpha log pi(a'|s')], a' ~ pi
-        with torch.no_grad():
-            next_act, next_log_prob = self.actor(batch.next_obs)
-            next_v = self.critic_target(batch.next_obs, next_act).min(0).values - alpha * next_log_prob
-            y = batch.reward + cfg.gamma * (1.0 - batch.terminated) * next_v
+        y = self.td_target(batch)
 
         # J_Q(w) = E[1/2 (Q_w(s, a) - y)^2], for both critics
         q = self.critic(batch.obs, batch.act)

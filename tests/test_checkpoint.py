@@ -1,0 +1,59 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dynarl.errors import CheckpointError
+from dynarl.run.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _state():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))])
+    opt.param_groups[0]["params"][0].grad = torch.ones(3)
+    opt.step()
+    return {"w": torch.arange(6.0).reshape(2, 3), "opt": opt.state_dict(), "n": 5, "rng": {"state": 2**100 + 7, "name": "PCG64"}, "t": (1, 2.5), "none": None, "b": torch.tensor([True, False])}
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "c.safetensors"
+    state = _state()
+    save_checkpoint(path, "sac", state)
+    algo, loaded = load_checkpoint(path, "sac")
+    assert algo == "sac" and loaded["n"] == 5 and loaded["rng"]["state"] == 2**100 + 7 and loaded["t"] == (1, 2.5) and loaded["none"] is None
+    assert torch.equal(loaded["w"], state["w"]) and torch.equal(loaded["b"], state["b"])
+    assert torch.equal(loaded["opt"]["state"][0]["exp_avg"], state["opt"]["state"][0]["exp_avg"])
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))])
+    opt.load_state_dict(loaded["opt"])  # optimiser state restores from the JSON + tensor split
+
+
+def test_truncated_corrupt_foreign_and_other_algo(tmp_path):
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, "sac", _state())
+    data = path.read_bytes()
+
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) - 10])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "trunc.safetensors")
+
+    flipped = bytearray(data)
+    flipped[-3] ^= 0xFF
+    (tmp_path / "flip.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(tmp_path / "flip.safetensors")
+
+    (tmp_path / "text.safetensors").write_bytes(b"hello, I am not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a dynarl checkpoint"):
+        load_checkpoint(tmp_path / "text.safetensors")
+
+    save_file({"x": torch.zeros(2)}, tmp_path / "foreign.safetensors")
+    with pytest.raises(CheckpointError, match="not a dynarl checkpoint"):
+        load_checkpoint(tmp_path / "foreign.safetensors")
+
+    torch.save({"x": 1}, tmp_path / "pickle.pt")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "pickle.pt")
+
+    with pytest.raises(CheckpointError, match="is a SAC checkpoint, not TD3"):
+        load_checkpoint(path, "td3")
+
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")

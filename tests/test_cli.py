@@ -1,0 +1,140 @@
+"""The CLI contract and its bad-input rules: non-zero exit, a short message naming problem and fix,
+no traceback, and existing run files untouched."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, run_cli
+
+
+def _assert_user_error(proc, *needles):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in proc.stderr, proc.stderr
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "sac"
+    proc = run_cli("train", "sac", "--env", "Pendulum-v1", "--steps", "600", "--seed", "1", "--out", str(out), *TINY)
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_train_writes_the_run_folder(finished_run):
+    out, summary = finished_run
+    for name in ("config.json", "metrics.csv", "learning_curve.png", "summary.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert list((out / "checkpoints").glob("step_*.safetensors"))
+    saved = json.loads((out / "summary.json").read_text())
+    for key in ("algo", "env", "seed", "env_steps", "eval_return_mean", "eval_return_std", "wall_seconds", "env_steps_per_second"):
+        assert key in saved
+    assert saved["env_steps"] == 600 and saved["algo"] == "sac" and summary["run_dir"] == str(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["learner"]["hidden_sizes"] == [32, 32] and config["learner"]["gamma"] == 0.99  # resolved, defaults filled
+
+
+def test_eval_plot_list_and_resume_finished(finished_run, tmp_path):
+    out, _ = finished_run
+    proc = run_cli("eval", str(out), "--episodes", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["episodes"] == 2
+    proc = run_cli("plot", str(out), "--out", str(tmp_path / "c.png"))
+    assert proc.returncode == 0 and (tmp_path / "c.png").stat().st_size > 0
+    proc = run_cli("list")
+    assert proc.returncode == 0 and "sac" in proc.stdout and "HalfCheetah-v5" in proc.stdout and "Zoo" in proc.stdout
+    before = _snapshot(out)
+    proc = run_cli("resume", str(out))
+    _assert_user_error(proc, "already finished", "--steps")
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["train", "sac", "--env", "Pendulum-v9"], ["unknown environment 'Pendulum-v9'", "Pendulum-v1"]),
+        (["train", "td3", "--env", "CartPole-v1"], ["TD3 needs a continuous (Box) action space", "Discrete(2)"]),
+        (["train", "sac", "learner.actor_lrr=1e-3"], ["unknown config key 'learner.actor_lrr'", "learner.actor_lr"]),
+        (["train", "sac", "learner.actor_lr=-1e-3"], ["learner.actor_lr=", "must be > 0"]),
+        (["train", "ddpg", "learner.gamma=1.5"], ["learner.gamma=", "(0, 1]"]),
+        (["train", "sac", "batch_size=big"], ["batch_size='big'", "expected an integer"]),
+        (["train", "ppo5"], ["unknown algorithm 'ppo5'"]),
+    ],
+)
+def test_bad_input_is_a_short_clear_error(args, needles, tmp_path):
+    proc = run_cli(*args, "--out", str(tmp_path / "new"), "--steps", "100")
+    _assert_user_error(proc, *needles)
+    assert not (tmp_path / "new").exists()  # validated before any work
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    proc = run_cli("train", "sac", "--steps", "100", "--out", str(blocker / "run"))
+    _assert_user_error(proc, "cannot write to output folder", "--out")
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_existing_run_is_never_overwritten(finished_run):
+    out, _ = finished_run
+    before = _snapshot(out)
+    proc = run_cli("train", "sac", "--steps", "100", "--out", str(out))
+    _assert_user_error(proc, "already holds a run", "dynarl resume")
+    assert _snapshot(out) == before
+
+
+def test_corrupt_truncated_and_foreign_checkpoints(finished_run, tmp_path):
+    out, _ = finished_run
+    ckpt = sorted((out / "checkpoints").glob("*.safetensors"))[-1]
+    data = ckpt.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    _assert_user_error(run_cli("eval", str(tmp_path / "trunc.safetensors")), "truncated or corrupt")
+    (tmp_path / "junk.safetensors").write_bytes(os.urandom(256))
+    _assert_user_error(run_cli("eval", str(tmp_path / "junk.safetensors")), "not a dynarl checkpoint")
+    # a run folder whose only checkpoint is damaged: resume refuses and leaves the files alone
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "checkpoints").mkdir()
+    (damaged / "config.json").write_text((out / "config.json").read_text())
+    (damaged / "checkpoints" / ckpt.name).write_bytes(data[:-100])
+    before = _snapshot(damaged)
+    _assert_user_error(run_cli("resume", str(damaged), "--steps", "2000"), "no usable checkpoint", "truncated or corrupt")
+    assert _snapshot(damaged) == before
+
+
+def test_checkpoint_of_another_algorithm(finished_run):
+    import dynarl
+
+    out, _ = finished_run
+    ckpt = sorted((out / "checkpoints").glob("*.safetensors"))[-1]
+    with pytest.raises(dynarl.CheckpointError, match="is a SAC checkpoint, not TD3"):
+        dynarl.TD3.load(ckpt)
+    agent = dynarl.load(ckpt)  # the generic loader picks the right class
+    assert isinstance(agent, dynarl.SAC) and agent.env_steps == 600
+
+
+def test_python_api_save_load_predict(tmp_path):
+    import numpy as np
+
+    import dynarl
+
+    agent = dynarl.SAC("Pendulum-v1", steps=300, learning_starts=100, batch_size=32, **{"learner.hidden_sizes": (32, 32)}, eval_every=300, eval_episodes=1, quiet=True)
+    agent.learn(300)
+    obs, _ = agent.eval_env.reset(seed=0)
+    act = agent.predict(obs)
+    assert act.shape == (1,) and -2 <= act[0] <= 2
+    agent.save(tmp_path / "agent")
+    loaded = dynarl.load(tmp_path / "agent.safetensors")
+    assert np.allclose(loaded.predict(obs), act)
+    assert all(torch.equal(p, q) for p, q in zip(agent.learner.actor.parameters(), loaded.learner.actor.parameters()))
+    assert loaded.predict(np.stack([obs, obs])).shape == (2, 1)

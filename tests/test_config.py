@@ -1,0 +1,55 @@
+import pytest
+
+from dynarl.algos import build_config
+from dynarl.errors import ConfigError
+from dynarl.presets import get_preset
+from dynarl.run.config import parse_overrides, to_dict
+
+
+def test_defaults_preset_then_overrides():
+    cfg = build_config("sac", "Pendulum-v1", {})
+    preset = get_preset("sac", "Pendulum-v1")
+    assert cfg.learner.actor_lr == preset.overrides["learner.actor_lr"] == 1e-3
+    cfg = build_config("sac", "Pendulum-v1", parse_overrides(["learner.actor_lr=5e-4", "learner.hidden_sizes=[64,64]", "seed=3", "quiet=true"]), raw=True)
+    assert cfg.learner.actor_lr == 5e-4 and cfg.learner.hidden_sizes == (64, 64) and cfg.seed == 3 and cfg.quiet is True
+    # the resolved config has every default filled in
+    d = to_dict(cfg)
+    assert d["learner"]["gamma"] == 0.99 and d["buffer_size"] > 0 and d["algo"] == "sac"
+
+
+def test_unknown_key_suggests_close_matches():
+    with pytest.raises(ConfigError, match=r"unknown config key 'learner.actor_lrr'.*Did you mean: learner.actor_lr"):
+        build_config("sac", "Pendulum-v1", {"learner.actor_lrr": 1e-3})
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("learner.actor_lr", "-0.001", r"learner.actor_lr=.*must be > 0"),
+        ("learner.gamma", "1.5", r"learner.gamma=.*must be in \(0, 1\]"),
+        ("learner.gamma", "0", r"learner.gamma=.*must be in \(0, 1\]"),
+        ("batch_size", "abc", r"batch_size='abc' is invalid: expected an integer"),
+        ("batch_size", "2.5", r"expected an integer"),
+        ("device", "tpu", r"device=.*must be one of"),
+        ("learner.hidden_sizes", "[0,3]", r"positive ints"),
+        ("quiet", "maybe", r"expected true or false"),
+    ],
+)
+def test_bad_values_name_field_value_and_rule(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("sac", "Pendulum-v1", {key: value}, raw=True)
+
+
+def test_unknown_algorithm_suggests():
+    with pytest.raises(ConfigError, match="Did you mean: sac"):
+        build_config("sacc", "Pendulum-v1", {})
+
+
+def test_override_syntax_error():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["learner.actor_lr"])
+
+
+def test_cross_field_check():
+    with pytest.raises(ConfigError, match="batch_size=512 is larger than buffer_size=100"):
+        build_config("td3", "Pendulum-v1", {"batch_size": 512, "buffer_size": 100})

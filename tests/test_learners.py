@@ -1,0 +1,128 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
+
+from dynarl.learners import Batch, DDPGLearner, DDPGLearnerConfig, SACLearner, SACLearnerConfig, TD3Learner, TD3LearnerConfig
+from dynarl.learners.base import soft_update
+from dynarl.nn.mlp import EnsembleMLP, mlp
+from dynarl.nn.policies import TanhGaussianActor
+
+CPU = torch.device("cpu")
+
+
+def _batch(n=8, obs_dim=3, act_dim=1):
+    g = torch.Generator().manual_seed(0)
+    return Batch(
+        obs=torch.randn(n, obs_dim, generator=g),
+        act=torch.rand(n, act_dim, generator=g) * 2 - 1,
+        reward=torch.randn(n, generator=g),
+        next_obs=torch.randn(n, obs_dim, generator=g),
+        terminated=torch.tensor([1.0, 0, 0, 0, 1, 0, 0, 0])[:n],
+        truncated=torch.tensor([0.0, 1, 0, 0, 1, 0, 1, 0])[:n],
+    )
+
+
+def test_sac_target_bootstraps_through_truncation_and_stops_at_termination():
+    torch.manual_seed(0)
+    learner = SACLearner(SACLearnerConfig(gamma=0.9, init_alpha=0.5), 3, 1, CPU)
+    b = _batch()
+    torch.manual_seed(1)
+    y = learner.td_target(b)
+    torch.manual_seed(1)
+    a2, logp2 = learner.actor(b.next_obs)
+    q2 = learner.critic_target(b.next_obs, a2)
+    expected = b.reward + 0.9 * (1 - b.terminated) * (torch.minimum(q2[0], q2[1]) - 0.5 * logp2)
+    assert torch.allclose(y, expected, atol=1e-6)
+    assert torch.allclose(y[b.terminated == 1], b.reward[b.terminated == 1])  # no bootstrap at termination
+    trunc_only = (b.truncated == 1) & (b.terminated == 0)
+    assert not torch.allclose(y[trunc_only], b.reward[trunc_only])  # truncation still bootstraps
+
+
+def test_td3_target_uses_min_of_twin_targets_and_clipped_smoothing():
+    torch.manual_seed(0)
+    learner = TD3Learner(TD3LearnerConfig(gamma=0.9, target_noise=10.0, noise_clip=0.3), 3, 1, CPU)
+    b = _batch()
+    mu = learner.actor_target(b.next_obs)
+    acts = torch.stack([learner.target_action(b.next_obs) for _ in range(200)])
+    assert (acts - mu).abs().max() <= 0.3 + 1e-6 and acts.abs().max() <= 1.0  # clip(N, -c, c), then action bounds
+    torch.manual_seed(3)
+    y = learner.td_target(b)
+    torch.manual_seed(3)
+    q = learner.critic_target(b.next_obs, learner.target_action(b.next_obs))
+    assert torch.allclose(y, b.reward + 0.9 * (1 - b.terminated) * q.min(0).values)
+    assert learner.critic_target.net.layers[0].members == 2
+
+
+def test_td3_delays_actor_and_targets_ddpg_does_not():
+    torch.manual_seed(0)
+    td3 = TD3Learner(TD3LearnerConfig(policy_delay=2), 3, 1, CPU)
+    ddpg = DDPGLearner(DDPGLearnerConfig(), 3, 1, CPU)
+    b = _batch()
+    m = [td3.update(b) for _ in range(4)]
+    assert ["actor_loss" in x for x in m] == [True, False, True, False]
+    assert all("actor_loss" in ddpg.update(b) for _ in range(3))
+    assert ddpg.critic.net.layers[0].members == 1
+
+
+def test_polyak_convention_tau_weights_online():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = a.weight.detach().clone()
+    soft_update(a, b, 0.25)
+    assert torch.allclose(a.weight, 0.75 * before + 0.25 * b.weight)
+
+
+def test_tanh_gaussian_log_prob_matches_change_of_variables():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 2, (16, 16))
+    obs = torch.randn(64, 3)
+    torch.manual_seed(5)
+    act, logp = actor(obs)
+    mean, log_std = actor._mean_log_std(obs)
+    ref = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform(cache_size=1)])
+    torch.manual_seed(5)
+    u = mean + log_std.exp() * torch.randn_like(mean)
+    assert torch.allclose(act, torch.tanh(u), atol=1e-6)
+    assert torch.allclose(logp, ref.log_prob(torch.tanh(u)).sum(-1), atol=1e-3)
+    assert act.abs().max() < 1 and (log_std >= -5).all() and (log_std <= 2).all()
+
+
+def test_sac_temperature_moves_towards_target_entropy():
+    torch.manual_seed(0)
+    learner = SACLearner(SACLearnerConfig(alpha_lr=1e-2, target_entropy=-100.0), 3, 1, CPU)
+    b = _batch()
+    for _ in range(20):
+        m = learner.update(b)
+    # entropy far above a target of -100 -> alpha must shrink
+    assert float(m["alpha"]) < 1.0
+    learner = SACLearner(SACLearnerConfig(alpha_lr=1e-2, target_entropy=100.0), 3, 1, CPU)
+    for _ in range(20):
+        m = learner.update(b)
+    assert float(m["alpha"]) > 1.0
+
+
+def test_ensemble_mlp_equals_separate_mlps():
+    torch.manual_seed(0)
+    ens = EnsembleMLP(3, 5, (8, 8), 2)
+    x = torch.randn(4, 5)
+    out = ens(x)
+    for m in range(3):
+        ref = mlp(5, (8, 8), 2)
+        with torch.no_grad():
+            for lin, el in zip([l for l in ref if isinstance(l, torch.nn.Linear)], ens.layers):
+                lin.weight.copy_(el.weight[m].T)
+                lin.bias.copy_(el.bias[m, 0])
+        assert torch.allclose(out[m], ref(x), atol=1e-6)
+
+
+def test_non_finite_loss_is_detected():
+    torch.manual_seed(0)
+    learner = SACLearner(SACLearnerConfig(), 3, 1, CPU)
+    b = _batch()
+    learner.update(b)
+    assert learner.all_finite()
+    b.reward[0] = math.nan
+    learner.update(b)
+    assert not learner.all_finite()
