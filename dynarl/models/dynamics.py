@@ -191,6 +191,12 @@ class DynamicsModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------ persistence
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # the elite set may be smaller than the ensemble: take its size from the saved state
+        if "elite_idx" in state_dict:
+            self.elite_idx = state_dict["elite_idx"].to(self.device, torch.long).clone()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def all_finite(self) -> bool:
         return bool(torch.stack([torch.isfinite(p).all() for p in self.parameters()]).all())
 

@@ -1,0 +1,51 @@
+"""Learning benchmark: train ALGO on ENV for STEPS over several seeds; print one JSON line.
+
+    python benchmarks/learning.py sac Pendulum-v1 --steps 20000 --seeds 0 1 2 3 4 [key=value ...]
+
+Each seed is a full `dynarl train` run (folder under --out); the line reports the final deterministic
+evaluation return per seed, their mean, min and interquartile mean, and wall-clock per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("algo")
+    p.add_argument("env")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", default="runs/bench")
+    args, overrides = p.parse_known_args()
+    results = []
+    for seed in args.seeds:
+        out = Path(args.out) / f"{args.algo}-{args.env}-{args.steps}-s{seed}-{int(time.time())}"
+        cmd = [sys.executable, "-m", "dynarl.cli", "train", args.algo, "--env", args.env, "--steps", str(args.steps), "--seed", str(seed), "--out", str(out), "quiet=true", *overrides]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(proc.stderr)
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    finals = np.array([r["eval_return_mean"] for r in results])
+    q1, q3 = np.percentile(finals, [25, 75])
+    iqm = float(finals[(finals >= q1) & (finals <= q3)].mean())
+    print(json.dumps({
+        "benchmark": "learning", "algo": args.algo, "env": args.env, "env_steps": args.steps, "seeds": args.seeds,
+        "final_eval_returns": [round(float(x), 1) for x in finals], "mean": round(float(finals.mean()), 1),
+        "std": round(float(finals.std()), 1), "min": round(float(finals.min()), 1), "iqm": round(iqm, 1),
+        "wall_seconds_per_run": [r["wall_seconds"] for r in results], "env_steps_per_second": [r["env_steps_per_second"] for r in results],
+        "overrides": overrides, "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+    }))
+
+
+if __name__ == "__main__":
+    main()

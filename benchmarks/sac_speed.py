@@ -1,0 +1,106 @@
+"""SAC speed: env-steps/s, gradient updates/s and peak memory at 1 update per env step, (256, 256)
+networks, batch 256, on Pendulum-v1 and HalfCheetah-v5; Stable-Baselines3 with the same settings in
+the same run when it is importable. Prints one JSON line.
+
+    python benchmarks/sac_speed.py [--measure-steps 3000] [--envs Pendulum-v1 HalfCheetah-v5]
+
+Each measurement runs in its own process (so peak RSS is its own): `learning_starts` random steps
+first, then the timed window of `measure-steps` env steps, each followed by one gradient update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+LEARNING_STARTS = 1_000
+
+
+def _measure_dynarl(env_id: str, steps: int, threads: int) -> dict:
+    import dynarl
+
+    agent = dynarl.SAC(env_id, seed=0, steps=LEARNING_STARTS + steps, learning_starts=LEARNING_STARTS, batch_size=256, buffer_size=100_000,
+                       eval_every=10**9, log_every=10**9, checkpoint_every=10**9, quiet=True, torch_threads=threads,
+                       **{"learner.hidden_sizes": (256, 256), "learner.actor_lr": 3e-4, "learner.critic_lr": 3e-4})
+    agent.learn(LEARNING_STARTS)
+    updates0 = agent.learner.num_updates
+    t = time.perf_counter()
+    agent.learn(LEARNING_STARTS + steps)
+    dt = time.perf_counter() - t
+    return {"env_steps_per_s": steps / dt, "updates_per_s": (agent.learner.num_updates - updates0) / dt}
+
+
+def _measure_sb3(env_id: str, steps: int, threads: int) -> dict:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps == LEARNING_STARTS:
+                self.t0 = time.perf_counter()
+                self.n0 = self.model._n_updates
+            return True
+
+    clock = Clock()
+    model = SAC("MlpPolicy", gym.make(env_id), learning_starts=LEARNING_STARTS, batch_size=256, buffer_size=100_000, train_freq=1, gradient_steps=1,
+                learning_rate=3e-4, policy_kwargs={"net_arch": [256, 256]}, seed=0, device="cpu", verbose=0)
+    model.learn(LEARNING_STARTS + steps, callback=clock)
+    dt = time.perf_counter() - clock.t0
+    return {"env_steps_per_s": steps / dt, "updates_per_s": (model._n_updates - clock.n0) / dt}
+
+
+def _child(impl: str, env_id: str, steps: int, threads: int) -> None:
+    out = (_measure_dynarl if impl == "dynarl" else _measure_sb3)(env_id, steps, threads)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def _run(impl: str, env_id: str, steps: int, threads: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", impl, env_id, str(steps), str(threads)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{impl} on {env_id} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        return
+    p = argparse.ArgumentParser()
+    p.add_argument("--measure-steps", type=int, default=3_000)
+    p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
+    p.add_argument("--threads", type=int, default=0, help="torch threads for both (0: torch's default)")
+    args = p.parse_args()
+    try:
+        import stable_baselines3  # noqa: F401
+
+        have_sb3 = True
+    except ImportError:
+        have_sb3 = False
+    result = {"benchmark": "sac_speed", "settings": {"updates_per_step": 1, "hidden": [256, 256], "batch": 256, "learning_starts": LEARNING_STARTS, "measured_steps": args.measure_steps},
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "envs": {}}
+    for env_id in args.envs:
+        row = {"dynarl": _run("dynarl", env_id, args.measure_steps, args.threads)}
+        if have_sb3:
+            row["sb3"] = _run("sb3", env_id, args.measure_steps, args.threads)
+            row["speedup_vs_sb3"] = round(row["dynarl"]["env_steps_per_s"] / row["sb3"]["env_steps_per_s"], 2)
+        result["envs"][env_id] = row
+    if have_sb3:
+        ratios = [r["speedup_vs_sb3"] for r in result["envs"].values()]
+        result["speedup_vs_sb3"] = round(min(ratios), 2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

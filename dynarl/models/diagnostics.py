@@ -1,0 +1,248 @@
+"""Model diagnostics: the seeds' model-error theory made measurable (inventory section 3, T7-T9).
+
+All functions take a trained :class:`DynamicsModel` and *real* held-out data, use the elites, and work in
+two unit systems: data units, and normalised target units (deltas divided by the training std, the
+units the model is trained in, so that every dimension counts alike).
+
+- :func:`one_step_error`: per-dimension one-step MSE.
+- :func:`k_step_error`: open-loop k-step error along real trajectories, the compounding-error curve
+  (003 Lemma B.2 predicts at most linear growth of the state-marginal divergence; 001's "curse of long
+  rollouts").
+- :func:`uncertainty`: ensemble disagreement (epistemic, 001) beside the predicted variance (aleatoric).
+- :func:`calibration`: share of true next states inside the predicted 1 and 2 sigma intervals.
+- :func:`model_error`: estimates of eps_m (000 section 3.3 / 003 MBPO), see its docstring.
+- :func:`plot_diagnostics`: one PNG of whatever of the above a list of rows (or a CSV) holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import torch
+
+from dynarl.models.dynamics import DynamicsModel
+
+GAUSS_1SIGMA = math.erf(1 / math.sqrt(2))  # 0.6827
+GAUSS_2SIGMA = math.erf(2 / math.sqrt(2))  # 0.9545
+
+
+def _scale(model: DynamicsModel) -> torch.Tensor:
+    return model.target_normalizer.std[: model.obs_dim]
+
+
+@torch.no_grad()
+def _mixture(model: DynamicsModel, obs: torch.Tensor, act: torch.Tensor):
+    """Elite predictions and their moment-matched mixture: (means [E,N,d], vars [E,N,d], mean [N,d], epistemic, aleatoric)."""
+    pred = model.predict(obs, act, model.elite_idx)
+    means, variances = pred["next_obs_mean"], pred["next_obs_var"]
+    epistemic = means.var(0, correction=0)  # disagreement of the members' means
+    aleatoric = variances.mean(0)  # the members' own predicted noise
+    return means, variances, means.mean(0), epistemic, aleatoric
+
+
+@torch.no_grad()
+def one_step_error(model: DynamicsModel, obs, act, next_obs) -> dict:
+    """One-step prediction error on real transitions.
+
+    ``normalized_mse``: the elites' mean-prediction MSE in normalised delta units, averaged over elites and
+    dimensions (the trainer's holdout score restricted to the state); ``*_per_dim``: [obs] tensors;
+    ``ensemble_normalized_mse``: the same for the mean of the elites' means.
+    """
+    means, _, mean, _, _ = _mixture(model, obs, act)
+    s = _scale(model)
+    member_err = ((means - next_obs) / s).square()  # [E, N, d]
+    ens_err = ((mean - next_obs) / s).square()
+    return {
+        "normalized_mse": float(member_err.mean()),
+        "normalized_mse_per_dim": member_err.mean(dim=(0, 1)),
+        "mse_per_dim": (means - next_obs).square().mean(dim=(0, 1)),
+        "ensemble_normalized_mse": float(ens_err.mean()),
+    }
+
+
+@torch.no_grad()
+def k_step_error(model: DynamicsModel, obs_seq: torch.Tensor, act_seq: torch.Tensor, max_k: int | None = None) -> dict:
+    """Open-loop k-step error: roll the elites' mean model from ``obs_seq[:, 0]`` through the real actions.
+
+    ``obs_seq`` [B, T+1, obs] and ``act_seq`` [B, T, act] are real trajectories (no termination inside).
+    Propagation is ``expectation`` (mean of elites' means), so the curve measures model bias, not noise.
+    Returns ``mse`` [K, obs] (data units), ``normalized_mse`` [K, obs] (divided by the squared training
+    std of the one-step delta, so k=1 matches :func:`one_step_error`'s ensemble figure) and ``k`` [K].
+    """
+    K = act_seq.shape[1] if max_k is None else min(max_k, act_seq.shape[1])
+    s, errs = obs_seq[:, 0], []
+    for k in range(K):  # a loop over horizon steps
+        pred = model.predict(s, act_seq[:, k], model.elite_idx)
+        s = pred["next_obs_mean"].mean(0)
+        errs.append((s - obs_seq[:, k + 1]).square().mean(0))
+    mse = torch.stack(errs)
+    return {"k": torch.arange(1, K + 1), "mse": mse, "normalized_mse": mse / _scale(model).square()}
+
+
+@torch.no_grad()
+def uncertainty(model: DynamicsModel, obs, act) -> dict:
+    """Mean epistemic (variance of the elites' means) and aleatoric (mean predicted variance) uncertainty,
+    in normalised delta units, averaged over rows and dimensions; per-row values are ``*_per_row`` [N]."""
+    _, _, _, epistemic, aleatoric = _mixture(model, obs, act)
+    s2 = _scale(model).square()
+    ep, al = (epistemic / s2).mean(-1), (aleatoric / s2).mean(-1)
+    return {"epistemic_var": float(ep.mean()), "aleatoric_var": float(al.mean()), "epistemic_var_per_row": ep, "aleatoric_var_per_row": al}
+
+
+@torch.no_grad()
+def calibration(model: DynamicsModel, obs, act, next_obs) -> dict:
+    """Share of true next-state coordinates inside mu +- 1 sigma and mu +- 2 sigma of the predictive.
+
+    The predictive is the elites' moment-matched mixture: mean of means, variance = mean aleatoric variance
+    + variance of the means (law of total variance). A calibrated Gaussian model gives 0.683 and 0.954.
+    Returns overall shares and per-dimension ``[obs]`` tensors.
+    """
+    _, _, mean, epistemic, aleatoric = _mixture(model, obs, act)
+    z = (next_obs - mean).abs() / (epistemic + aleatoric).sqrt().clamp_min(1e-12)
+    in1, in2 = (z <= 1).float(), (z <= 2).float()
+    return {
+        "coverage_1sigma": float(in1.mean()),
+        "coverage_2sigma": float(in2.mean()),
+        "coverage_1sigma_per_dim": in1.mean(0),
+        "coverage_2sigma_per_dim": in2.mean(0),
+    }
+
+
+@torch.no_grad()
+def model_error(model: DynamicsModel, obs, act, next_obs) -> dict:
+    """Estimates of the model error eps_m of 000 section 3.3 / 003 (MBPO bound, inventory T7).
+
+    003 defines ``eps_m = E_{s,a ~ D_env}[D_TV(p(s'|s,a) || p_theta(s'|s,a))]`` (000 takes a max over time
+    steps of the same expectation, erratum 4). The real conditional p(s'|s,a) is unknown (and a point mass
+    for deterministic simulators, against which the TV of any density is 1), so two documented proxies
+    are reported, both on fresh real data (s, a, s'):
+
+    - ``eps_m_tv``: ``E[D_TV(N(mu, Sigma) || N(s', Sigma))] = E[2 Phi(Delta / 2) - 1]``, the TV between the
+      model's predictive (moment-matched over elites, diagonal Sigma) and the same Gaussian centred at
+      the real outcome; Delta is the Mahalanobis distance ``||(mu - s') / sigma||``. It lies in [0, 1] and
+      is 0 only when the prediction is exact relative to the model's own stated uncertainty. Gaussian
+      models only (``nan`` for deterministic ones).
+    - ``eps_m_l1``: ``E ||mu - s'||_1 / dim`` in normalised delta units, scale-free and defined for every model.
+    """
+    _, _, mean, epistemic, aleatoric = _mixture(model, obs, act)
+    s = _scale(model)
+    out = {"eps_m_l1": float(((mean - next_obs) / s).abs().mean())}
+    var = epistemic + aleatoric
+    if model.probabilistic:
+        delta = ((mean - next_obs).square() / var.clamp_min(1e-12)).sum(-1).sqrt()
+        out["eps_m_tv"] = float(torch.special.erf(delta / (2 * math.sqrt(2))).mean())  # 2 Phi(x) - 1 = erf(x / sqrt 2)
+    else:
+        out["eps_m_tv"] = float("nan")
+    return out
+
+
+def diagnostics_rows(model: DynamicsModel, obs, act, next_obs, obs_seq=None, act_seq=None, max_k: int | None = None, ood_obs=None, ood_act=None) -> list[dict]:
+    """All diagnostics as flat rows for a CSV / :func:`plot_diagnostics`: one ``summary`` row and one
+    ``k_step`` row per k (when trajectories are given). Per-dimension values get a ``_d{i}`` suffix."""
+    summary: dict = {"diagnostic": "summary"}
+    one = one_step_error(model, obs, act, next_obs)
+    summary["one_step_normalized_mse"] = one["normalized_mse"]
+    summary.update({f"one_step_mse_d{i}": v for i, v in enumerate(one["mse_per_dim"].tolist())})
+    unc = uncertainty(model, obs, act)
+    summary["epistemic_var"], summary["aleatoric_var"] = unc["epistemic_var"], unc["aleatoric_var"]
+    if ood_obs is not None:
+        summary["epistemic_var_ood"] = uncertainty(model, ood_obs, ood_act)["epistemic_var"]
+    if model.probabilistic:
+        cal = calibration(model, obs, act, next_obs)
+        summary["coverage_1sigma"], summary["coverage_2sigma"] = cal["coverage_1sigma"], cal["coverage_2sigma"]
+    summary.update(model_error(model, obs, act, next_obs))
+    rows = [summary]
+    if obs_seq is not None:
+        ks = k_step_error(model, obs_seq, act_seq, max_k)
+        for k, mse, nmse in zip(ks["k"].tolist(), ks["mse"], ks["normalized_mse"]):
+            row = {"diagnostic": "k_step", "k": k, "k_step_normalized_mse": float(nmse.mean())}
+            row.update({f"k_step_mse_d{i}": v for i, v in enumerate(mse.tolist())})
+            rows.append(row)
+    return rows
+
+
+def _read_rows(rows_or_csv) -> list[dict]:
+    if isinstance(rows_or_csv, (str, Path)):
+        with open(rows_or_csv, newline="") as f:
+            return list(csv.DictReader(f))
+    return list(rows_or_csv)
+
+
+def _num(row: dict, key: str) -> float | None:
+    v = row.get(key)
+    if v in (None, ""):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def plot_diagnostics(rows_or_csv, out_png: str | Path) -> Path:
+    """Draw the diagnostics found in ``rows_or_csv`` (rows from :func:`diagnostics_rows` and/or the trainer's
+    per-epoch rows, or a CSV of them) into one PNG: model fit per epoch, the compounding-error curve,
+    calibration against the Gaussian levels, epistemic vs aleatoric variance. Missing panels are skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _read_rows(rows_or_csv)
+    fit = [(r_e, _num(r, "train_loss"), _num(r, "holdout_mse")) for r in rows if (r_e := _num(r, "epoch")) is not None]
+    ksteps = [(k, _num(r, "k_step_normalized_mse")) for r in rows if (k := _num(r, "k")) is not None and _num(r, "k_step_normalized_mse") is not None]
+    summary = next((r for r in rows if r.get("diagnostic") == "summary"), {})
+    panels = []
+    if fit:
+        panels.append("fit")
+    if ksteps:
+        panels.append("k_step")
+    if _num(summary, "coverage_1sigma") is not None:
+        panels.append("calibration")
+    if _num(summary, "epistemic_var") is not None:
+        panels.append("uncertainty")
+    if not panels:
+        panels = ["empty"]
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "fit":
+            ep = [f[0] for f in fit]
+            ax.plot(ep, [f[2] for f in fit], marker="o", ms=3, label="holdout MSE (normalised)")
+            ax.set_yscale("log")
+            ax.set_xlabel("epoch")
+            ax.set_title("model fit")
+            ax2 = ax.twinx()
+            ax2.plot(ep, [f[1] for f in fit], color="tab:orange", alpha=0.6, label="train loss")
+            ax2.set_ylabel("train loss", color="tab:orange")
+            ax.legend(fontsize=7, loc="upper right")
+        elif panel == "k_step":
+            ax.plot([k for k, _ in ksteps], [v for _, v in ksteps], marker="o", ms=3)
+            ax.set_yscale("log")
+            ax.set_xlabel("k (open-loop steps)")
+            ax.set_ylabel("MSE (normalised)")
+            ax.set_title("compounding error")
+        elif panel == "calibration":
+            got = [_num(summary, "coverage_1sigma"), _num(summary, "coverage_2sigma")]
+            ax.bar([0, 1], got, width=0.4, label="measured")
+            ax.bar([0.4, 1.4], [GAUSS_1SIGMA, GAUSS_2SIGMA], width=0.4, alpha=0.5, label="Gaussian")
+            ax.set_xticks([0.2, 1.2], ["1 sigma", "2 sigma"])
+            ax.set_ylim(0, 1)
+            ax.set_title("calibration")
+            ax.legend(fontsize=7)
+        elif panel == "uncertainty":
+            names = ["epistemic", "aleatoric"] + (["epistemic OOD"] if _num(summary, "epistemic_var_ood") is not None else [])
+            vals = [_num(summary, "epistemic_var"), _num(summary, "aleatoric_var"), _num(summary, "epistemic_var_ood")][: len(names)]
+            ax.bar(names, [v if v is not None else 0.0 for v in vals])
+            ax.set_yscale("log")
+            ax.set_title("uncertainty (normalised var)")
+        else:
+            ax.text(0.5, 0.5, "no diagnostics in the rows", ha="center", va="center")
+            ax.set_axis_off()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
