@@ -77,6 +77,8 @@ class DynamicsModel(nn.Module):
             self.max_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), cfg.max_logvar_init))
             self.min_logvar = nn.Parameter(torch.full((1, 1, self.target_dim), cfg.min_logvar_init))
         self.register_buffer("elite_idx", torch.arange(cfg.members))
+        # per-dimension factor on the predicted (aleatoric) variance; 1 unless the trainer recalibrates
+        self.register_buffer("variance_scale", torch.ones(self.target_dim))
         self.to(device)
 
     @property
@@ -173,13 +175,13 @@ class DynamicsModel(nn.Module):
     def predict(self, obs: torch.Tensor, act: torch.Tensor, members: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-member predictive distribution in data units.
 
-        Returns ``next_obs_mean`` [E, N, obs], ``next_obs_var`` (aleatoric variance; zeros for a
-        deterministic model), and when learned ``reward_mean``/``reward_var`` [E, N] and
+        Returns ``next_obs_mean`` [E, N, obs], ``next_obs_var`` (aleatoric variance, times
+        ``variance_scale``; zeros for a deterministic model), and when learned ``reward_mean``/``reward_var`` [E, N] and
         ``termination_prob`` [E, N]. ``obs`` may be [N, obs] (shared) or [E, N, obs].
         """
         mean_n, logvar_n, term_logit = self(obs, act, members)
         mean = self.target_normalizer.denormalize(mean_n)
-        var = self.target_normalizer.denormalize_var(logvar_n.exp()) if logvar_n is not None else torch.zeros_like(mean)
+        var = self.target_normalizer.denormalize_var(logvar_n.exp() * self.variance_scale) if logvar_n is not None else torch.zeros_like(mean)
         d = self.obs_dim
         next_mean = mean[..., :d] + obs if self.cfg.predict_delta else mean[..., :d]
         out = {"next_obs_mean": next_mean, "next_obs_var": var[..., :d]}

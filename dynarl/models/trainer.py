@@ -40,6 +40,12 @@ class ModelTrainerConfig:
     bootstrap: bool = param(True, help="per-member bootstrap resampling of the training set")
     num_elites: int | None = param(None, _positive_or_none, "elite count; null = round(elite_fraction * members)")
     elite_fraction: float = param(1.0, unit_interval_open_closed, "share of members kept as elites when num_elites is null")
+    recalibrate: bool = param(
+        False,
+        help="after training, fit a per-dimension scale of the predicted variance on the holdout so that the "
+        "elites' predictive covers the Gaussian 1/1.5/2 sigma shares (Kuleshov et al. 2018; Malik et al. 2019); "
+        "off in PETS/MBPO",
+    )
 
 
 @dataclass
@@ -96,6 +102,7 @@ class ModelTrainer:
         if n_hold == 0:  # too little data for a holdout: score on the training set instead
             hold = train
         model.fit_normalizers(train["obs"], train["act"], train["next_obs"], train.get("reward"))
+        model.variance_scale.fill_(1.0)
 
         if cfg.bootstrap:
             member_idx = torch.randint(n_train, (M, n_train), generator=g, device=dev)
@@ -146,6 +153,10 @@ class ModelTrainer:
         score = self._holdout_score(hold)
         elites = torch.argsort(score)[: self.num_elites].sort().values
         model.elite_idx = elites.to(dev)
+        if cfg.recalibrate and model.probabilistic:
+            from dynarl.models.diagnostics import fit_variance_scale
+
+            model.variance_scale = fit_variance_scale(model, hold["obs"], hold["act"], hold["next_obs"], hold.get("reward"))
         self.num_fits += 1
         metrics = {
             "model_epochs": len(rows),
@@ -153,6 +164,7 @@ class ModelTrainer:
             "model_holdout_mse": float(score[elites].mean()),
             "model_elites": elites.tolist(),
             "model_holdout_size": n_hold,
+            **({"model_variance_scale": model.variance_scale.tolist()} if cfg.recalibrate else {}),
             **{f"model_holdout_mse_m{i}": v for i, v in enumerate(score.tolist())},
         }
         return FitResult(rows, metrics)
