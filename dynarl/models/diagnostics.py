@@ -270,7 +270,7 @@ def fit_variance_scale(model: DynamicsModel, obs, act, next_obs, reward=None, le
     c = torch.logspace(-2, 2, 321, device=z.device)
     lv = torch.tensor(levels, device=z.device)
     goal = torch.erf(lv / math.sqrt(2))
-    zs = z.reshape(-1, z.shape[-1]).T.sort(dim=1).values  # [D, E * N], sorted per dimension
+    zs = z.reshape(-1, z.shape[-1]).T.sort(dim=1).values.contiguous()  # [D, E * N], sorted per dimension
     thresholds = (c.unsqueeze(1) * lv).reshape(1, -1).expand(zs.shape[0], -1).contiguous()  # [D, C * L]
     # share of |z| <= c * level for every dimension, candidate and level at once: [D, C, L]
     cover = torch.searchsorted(zs, thresholds, right=True).view(zs.shape[0], c.numel(), lv.numel()) / zs.shape[1]
