@@ -123,6 +123,20 @@ def test_checkpoint_of_another_algorithm(finished_run):
     assert isinstance(agent, dynarl.SAC) and agent.env_steps == 600
 
 
+def test_resume_with_checkpoint_of_another_algorithm(finished_run, tmp_path):
+    out, _ = finished_run
+    ckpt = sorted((out / "checkpoints").glob("*.safetensors"))[-1]
+    other = tmp_path / "td3run"
+    (other / "checkpoints").mkdir(parents=True)
+    config = json.loads((out / "config.json").read_text())
+    config["algo"] = "td3"
+    (other / "config.json").write_text(json.dumps(config))
+    (other / "checkpoints" / ckpt.name).write_bytes(ckpt.read_bytes())
+    before = _snapshot(other)
+    _assert_user_error(run_cli("resume", str(other), "--steps", "5000"), "is a SAC checkpoint, not TD3")
+    assert _snapshot(other) == before
+
+
 def test_python_api_save_load_predict(tmp_path):
     import numpy as np
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import dynarl
 from conftest import TINY, run_cli
 
-STEPS = "3000"
+STEPS = "2000"
 TIMING = {"wall_seconds", "env_steps_per_second"}
 
 
@@ -38,7 +38,7 @@ def _train_args(out):
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen([sys.executable, "-m", "dynarl.cli", *_train_args(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    target = killed / "checkpoints" / "step_000001500.safetensors"
+    target = killed / "checkpoints" / "step_000001000.safetensors"
     deadline = time.time() + 300
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

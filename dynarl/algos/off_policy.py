@@ -85,7 +85,7 @@ class OffPolicyAlgorithm:
             raise EnvError(f"{cfg.env} has observations of shape {obs_shape}; {self.name.upper()} takes flat vector observations")
         self.obs_dim, self.act_dim = int(obs_shape[0]), int(space.shape[0])
         self.learner = self.learner_cls(cfg.learner, self.obs_dim, self.act_dim, self.device)
-        self.buffer = ReplayBuffer(min(cfg.buffer_size, max(cfg.steps, cfg.batch_size)), self.obs_dim, self.act_dim, self.device)
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, self.act_dim, self.device)
         self.np_rng = np.random.default_rng(cfg.seed)
         self.env_steps = 0
         self.episodes = 0
@@ -152,7 +152,6 @@ class OffPolicyAlgorithm:
         self.env_steps += 1
         if terminated or truncated:
             self.recent_returns.append(self._episode_return)
-            self._finished_episode = (self._episode_return, self._episode_length)
             self.episodes += 1
             self._reset_env()
         else:
@@ -177,7 +176,6 @@ class OffPolicyAlgorithm:
             self._reset_env()
         start_wall, start_steps = time.perf_counter(), self.env_steps
         wall_before = self.wall_seconds
-        self._finished_episode = None
         try:
             while self.env_steps < total:
                 self._env_step()

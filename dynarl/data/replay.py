@@ -20,7 +20,9 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.capacity, self.device = int(capacity), device
         shapes = {"obs": (obs_dim,), "act": (act_dim,), "reward": (), "next_obs": (obs_dim,), "terminated": (), "truncated": ()}
-        self.storage = {k: torch.zeros((self.capacity, *s), dtype=torch.float32, device=device) for k, s in shapes.items()}
+        # torch.empty: on CPU the OS commits pages only as rows are written, so a 1M-row buffer is cheap
+        # until it fills; rows past ``size`` are never read
+        self.storage = {k: torch.empty((self.capacity, *s), dtype=torch.float32, device=device) for k, s in shapes.items()}
         self.pos = 0
         self.size = 0
 
