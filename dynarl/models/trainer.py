@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dynarl.errors import TrainingDivergedError
+from dynarl.errors import ConfigError, TrainingDivergedError
 from dynarl.models.dynamics import DynamicsModel
 from dynarl.run.config import non_negative, param, positive, unit_interval, unit_interval_open_closed, validate
 
@@ -65,8 +65,6 @@ class ModelTrainer:
         validate(self.cfg)
         self.model = model
         if self.cfg.num_elites is not None and self.cfg.num_elites > model.members:
-            from dynarl.errors import ConfigError
-
             raise ConfigError(f"num_elites={self.cfg.num_elites} is invalid: must be <= members={model.members}")
         self.generator = generator if generator is not None else torch.Generator(device=model.device).manual_seed(seed)
         # fused Adam: one kernel for all parameters; the L2 term is in the loss, so this is plain Adam as in MBPO
