@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dynarl.run.config import param, positive, positive_sizes, unit_interval, unit_interval_open_closed
+from dynarl.run.config import one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 
 
 @dataclass
@@ -36,6 +36,8 @@ class ActorCriticConfig:
     actor_lr: float = param(3e-4, positive, "actor Adam learning rate")
     critic_lr: float = param(3e-4, positive, "critic Adam learning rate")
     hidden_sizes: tuple[int, ...] = param((256, 256), positive_sizes, "hidden layer widths of actor and critics")
+    precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: autocast the networks' matmuls to bfloat16 (fp32 weights, optimiser and losses)")
+    compile: bool = param(False, help="torch.compile the loss computations (first update compiles, ~30 s on CPU)")
 
 
 class Learner:
@@ -61,6 +63,26 @@ class Learner:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         raise NotImplementedError
+
+    def _wrap_losses(self, *names: str) -> None:
+        """Run the named pure loss methods under bf16 autocast and/or torch.compile, as configured.
+
+        Networks return float32 outputs, so losses and their reductions stay in float32 either way.
+        """
+        for name in names:
+            fn = getattr(self, name)
+            if self.cfg.precision == "bf16":
+                fn = torch.autocast(self.device.type, dtype=torch.bfloat16)(fn)
+            if self.cfg.compile:
+                fn = torch.compile(fn)
+            setattr(self, name, fn)
+
+    def _step(self, name: str, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None) -> None:
+        """One gradient step of optimiser ``name`` on ``loss`` (only ``inputs`` receive gradients)."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=inputs)
+        opt.step()
 
     def _watch(self, *losses: torch.Tensor) -> None:
         for loss in losses:

@@ -34,6 +34,7 @@ class DDPGLearner(Learner):
         self.modules = {"actor": self.actor, "actor_target": self.actor_target, "critic": self.critic, "critic_target": self.critic_target}
         self.optimizers = {"actor": adam(self.actor.parameters(), cfg.actor_lr), "critic": adam(self.critic.parameters(), cfg.critic_lr)}
         self._actor_params = list(self.actor.parameters())
+        self._wrap_losses("critic_loss", "actor_loss")
 
     def target_action(self, next_obs: torch.Tensor) -> torch.Tensor:
         """a' = mu_theta'(s')."""
@@ -48,28 +49,27 @@ class DDPGLearner(Learner):
         next_q = self.critic_target(batch.next_obs, self.target_action(batch.next_obs)).min(0).values
         return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        y = self.td_target(batch)
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """1/N sum_j (Q_phi(s_j, a_j) - y_j)^2 / 2, for every critic."""
         q = self.critic(batch.obs, batch.act)
-        critic_loss = 0.5 * (q - y).pow(2).mean(1).sum()
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.optimizers["critic"].step()
-        metrics = {"critic_loss": critic_loss.detach(), "q": q.detach().mean()}
-        self._watch(critic_loss)
+        return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
 
+    def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        """-Q_phi(s, mu_theta(s)) with the first critic: its gradient is grad_a Q grad_theta mu (DPG)."""
+        return -self.critic(obs, self.actor(obs))[0].mean()
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        critic_loss, q = self.critic_loss(batch)
+        self._step("critic", critic_loss)
+        metrics = {"critic_loss": critic_loss.detach(), "q": q}
+        self._watch(critic_loss)
         if self.actor_due():
-            # theta <- theta + beta grad_theta Q_phi(s, mu_theta(s)): maximise the first critic
-            actor_loss = -self.critic(batch.obs, self.actor(batch.obs))[0].mean()
-            self.optimizers["actor"].zero_grad(set_to_none=True)
-            actor_loss.backward(inputs=self._actor_params)
-            self.optimizers["actor"].step()
-            soft_update(self.actor_target, self.actor, cfg.tau)
-            soft_update(self.critic_target, self.critic, cfg.tau)
+            actor_loss = self.actor_loss(batch.obs)
+            self._step("actor", actor_loss, inputs=self._actor_params)
+            soft_update(self.actor_target, self.actor, self.cfg.tau)
+            soft_update(self.critic_target, self.critic, self.cfg.tau)
             metrics["actor_loss"] = actor_loss.detach()
             self._watch(actor_loss)
-
         self.num_updates += 1
         return metrics
 

@@ -41,6 +41,7 @@ class SACLearner(Learner):
         if cfg.autotune_alpha:
             self.optimizers["alpha"] = adam([self.log_alpha], cfg.alpha_lr)
         self._actor_params = list(self.actor.parameters())
+        self._wrap_losses("critic_loss", "actor_loss")
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
@@ -52,36 +53,32 @@ class SACLearner(Learner):
         next_v = self.critic_target(batch.next_obs, next_act).min(0).values - self.log_alpha.exp() * next_log_prob
         return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_v
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        alpha = self.log_alpha.exp().detach()
-        y = self.td_target(batch)
-
-        # J_Q(w) = E[1/2 (Q_w(s, a) - y)^2], for both critics
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """J_Q(w) = E[1/2 (Q_w(s, a) - y)^2], summed over both critics."""
         q = self.critic(batch.obs, batch.act)
-        critic_loss = 0.5 * (q - y).pow(2).mean(1).sum()
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.optimizers["critic"].step()
+        return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
 
-        # J_pi(theta) = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi reparameterised
-        act, log_prob = self.actor(batch.obs)
-        q_pi = self.critic(batch.obs, act).min(0).values
-        actor_loss = (alpha * log_prob - q_pi).mean()
-        self.optimizers["actor"].zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=self._actor_params)  # critic weights need no gradient here
-        self.optimizers["actor"].step()
+    def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """J_pi(theta) = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi reparameterised; also log pi(a|s)."""
+        act, log_prob = self.actor(obs)
+        q_pi = self.critic(obs, act).min(0).values
+        return (self.log_alpha.exp().detach() * log_prob - q_pi).mean(), log_prob.detach()
 
-        metrics = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q.detach().mean(), "alpha": alpha, "entropy": -log_prob.detach().mean()}
-        # J(alpha) = E[-alpha log pi(a|s) - alpha H_0]
-        if cfg.autotune_alpha:
-            alpha_loss = -(self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
-            self.optimizers["alpha"].zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.optimizers["alpha"].step()
+    def alpha_loss(self, log_prob: torch.Tensor) -> torch.Tensor:
+        """J(alpha) = E[-alpha log pi(a|s) - alpha H_0]."""
+        return -(self.log_alpha.exp() * (log_prob + self.target_entropy)).mean()
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        critic_loss, q = self.critic_loss(batch)
+        self._step("critic", critic_loss)
+        actor_loss, log_prob = self.actor_loss(batch.obs)
+        self._step("actor", actor_loss, inputs=self._actor_params)  # critic weights need no gradient here
+        metrics = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q, "alpha": self.log_alpha.exp().detach(), "entropy": -log_prob.mean()}
+        if self.cfg.autotune_alpha:
+            alpha_loss = self.alpha_loss(log_prob)
+            self._step("alpha", alpha_loss)
             metrics["alpha_loss"] = alpha_loss.detach()
-
-        soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
         self._watch(critic_loss, actor_loss)
         self.num_updates += 1
         return metrics

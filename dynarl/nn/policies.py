@@ -21,7 +21,7 @@ class QEnsemble(nn.Module):
         self.net = EnsembleMLP(members, obs_dim + act_dim, hidden, 1)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
+        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1).float()
 
 
 class DeterministicActor(nn.Module):
@@ -32,7 +32,7 @@ class DeterministicActor(nn.Module):
         self.net = mlp(obs_dim, hidden, act_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
+        return torch.tanh(self.net(obs).float())
 
 
 class TanhGaussianActor(nn.Module):
@@ -44,7 +44,7 @@ class TanhGaussianActor(nn.Module):
         self.head = nn.Linear(hidden[-1], 2 * act_dim)
 
     def _mean_log_std(self, obs):
-        mean, log_std = self.head(F.relu(self.trunk(obs))).chunk(2, dim=-1)
+        mean, log_std = self.head(F.relu(self.trunk(obs))).float().chunk(2, dim=-1)
         # squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive at the bounds)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
