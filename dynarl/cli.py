@@ -151,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             print(json.dumps(_eval(args)))
         elif args.command == "plot":
-            from dynarl.run.plot import plot_runs
+            from dynarl.run.plot import plot_model_diagnostics, plot_runs
 
             print(plot_runs(args.run_dirs, args.out))
+            for path in plot_model_diagnostics(args.run_dirs, args.out):
+                print(path)
         elif args.command == "list":
             _list(args)
     except DynarlError as e:

@@ -417,6 +417,7 @@ def test_pendulum_gaussian_ensemble_accuracy_uncertainty_and_calibration(tmp_pat
     assert len(k_curve) == 20 and k_curve[-1] > k_curve[0]  # errors compound
     assert 0 <= rows[0]["eps_m_tv"] <= 1 and rows[0]["eps_m_l1"] > 0
     png = diag.plot_diagnostics(result.rows + rows, tmp_path / "diag.png")
+    _check_cli_plot_draws_diagnostics(result.rows + rows, tmp_path)
     assert png.stat().st_size > 1000
     print(
         f"\npendulum: one-step normalised MSE {one['normalized_mse']:.5f}, OOD/ID epistemic {ratio:.1f}x, "
@@ -424,3 +425,22 @@ def test_pendulum_gaussian_ensemble_accuracy_uncertainty_and_calibration(tmp_pat
         f"(mixture {cal['mixture_coverage_1sigma']:.3f}/{cal['mixture_coverage_2sigma']:.3f}), "
         f"eps_m tv {rows[0]['eps_m_tv']:.3f} l1 {rows[0]['eps_m_l1']:.4f}, epochs {result.metrics['model_epochs']}"
     )
+
+
+def _check_cli_plot_draws_diagnostics(rows, tmp_path):
+    """`dynarl plot RUN` draws a run's model_diagnostics.csv beside its learning curve."""
+    import csv
+
+    from dynarl.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    keys = sorted({k for r in rows for k in r})
+    with open(run / "model_diagnostics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    (run / "metrics.csv").write_text("env_steps,episode_return\n100,-500\n200,-300\n")
+    assert main(["plot", str(run), "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert (tmp_path / "curves_run_model.png").stat().st_size > 0

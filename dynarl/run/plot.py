@@ -25,6 +25,23 @@ def _series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
+MODEL_DIAGNOSTICS = "model_diagnostics.csv"
+
+
+def plot_model_diagnostics(run_dirs: list[str | Path], out: str | Path) -> list[Path]:
+    """For each run that logged ``model_diagnostics.csv`` (model fit per epoch, compounding error,
+    calibration, epistemic vs aleatoric variance), draw it beside ``out`` as ``<out>_<run>_model.png``."""
+    from dynarl.models.diagnostics import plot_diagnostics
+
+    out = Path(out)
+    drawn = []
+    for run_dir in run_dirs:
+        csv_path = Path(run_dir) / MODEL_DIAGNOSTICS
+        if csv_path.is_file():
+            drawn.append(plot_diagnostics(csv_path, out.with_name(f"{out.stem}_{Path(run_dir).name}_model.png")))
+    return drawn
+
+
 def plot_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     """Evaluation return (and training episode return) against env steps, one line per run."""
     import matplotlib
