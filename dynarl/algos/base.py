@@ -1,0 +1,306 @@
+"""What every algorithm (a loop from a data source to a learner) shares.
+
+:class:`Algorithm` builds the validated config, seeds every generator, makes the training and
+evaluation envs, and runs the outer loop: ``train_step()`` (the subclass's one iteration, which
+advances ``env_steps``) then evaluation, logging and checkpoints whenever their intervals are crossed.
+It also owns the replayable training episode: how the current episode was reset and the actions taken
+since, so a checkpoint rebuilds the env's internal state on resume without pickling it.
+
+Subclasses set ``name`` and ``config_cls`` and implement ``_setup()``, ``train_step()``, ``predict()``,
+``_state()`` / ``_load_state()``, and optionally ``_check_env()`` and ``_metrics()``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from dynarl.envs import make_env
+from dynarl.errors import CheckpointError, ConfigError, EnvError, TrainingDivergedError
+from dynarl.run import checkpoint as ckpt
+from dynarl.run.config import RunConfig, to_dict, validate
+from dynarl.run.evaluate import evaluate
+from dynarl.run.logger import MetricsLogger, Progress
+from dynarl.run.rundir import RunDir
+from dynarl.run.seeding import resolve_device, seed_everything, set_torch_rng_state, torch_rng_state
+
+
+class Algorithm:
+    name: ClassVar[str]
+    config_cls: ClassVar[type[RunConfig]]
+
+    def __init__(self, env: str | None = None, config: RunConfig | None = None, **overrides):
+        from dynarl.algos.registry import build_config
+
+        if config is None:
+            config = build_config(self.name, env, overrides)
+        elif env is not None or overrides:
+            raise ConfigError("pass either a config object or env/overrides, not both")
+        else:
+            validate(config)
+        self.cfg = cfg = config
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        env_kwargs = getattr(cfg, "env_kwargs", None) or {}
+        self.env = make_env(cfg.env, **env_kwargs)
+        self._check_env(self.env)
+        self.eval_env = make_env(cfg.env, **env_kwargs)
+        self.np_rng = np.random.default_rng(cfg.seed)
+        self.env_steps = 0
+        self.episodes = 0
+        self.wall_seconds = 0.0
+        self.recent_returns: deque[float] = deque(maxlen=10)
+        self.last_eval: tuple[float, float] | None = None
+        self._obs: np.ndarray | None = None
+        self._episode_return = 0.0
+        self._episode_length = 0
+        self._episode_reset: dict | None = None  # how the current episode was reset (seed or rng state)
+        self._episode_actions: list[np.ndarray] = []
+        self._setup()
+
+    # --- hooks --------------------------------------------------------------------------------------
+
+    def _check_env(self, env) -> None:
+        """Raise EnvError when the algorithm cannot drive ``env``."""
+
+    def _setup(self) -> None:
+        """Build learners, buffers and models (after the envs exist)."""
+
+    def train_step(self) -> None:
+        """One iteration of the algorithm; must advance ``env_steps``."""
+        raise NotImplementedError
+
+    def predict(self, obs, deterministic: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    def _metrics(self) -> dict[str, float]:
+        """The latest training metrics, as floats, for the log row."""
+        return {}
+
+    def all_finite(self) -> bool:
+        return True
+
+    def _state(self, include_buffer: bool) -> dict:
+        return {}
+
+    def _load_state(self, state: dict) -> None:
+        pass
+
+    # --- the replayable training episode -------------------------------------------------------------
+
+    def _reset_env(self) -> None:
+        if self.episodes == 0 and self.env_steps == 0:
+            self._episode_reset = {"seed": self.cfg.seed}
+            self._obs, _ = self.env.reset(seed=self.cfg.seed)
+        else:
+            self._episode_reset = {"rng": self.env.unwrapped.np_random.bit_generator.state}
+            self._obs, _ = self.env.reset()
+        self._episode_actions = []
+        self._episode_return, self._episode_length = 0.0, 0
+
+    def _replay_episode(self, reset: dict, actions: np.ndarray) -> None:
+        """Rebuild the env's state mid-episode: reset it as it was, then replay the episode's actions."""
+        self.env.reset(seed=self.cfg.seed)
+        if "rng" in reset:
+            self.env.unwrapped.np_random.bit_generator.state = reset["rng"]
+            obs, _ = self.env.reset()
+        else:
+            obs, _ = self.env.reset(seed=reset["seed"])
+        for a in actions:
+            obs, *_ = self.env.step(a)
+        self._obs = obs
+        self._episode_reset = reset
+        self._episode_actions = list(actions)
+
+    def _env_step(self, env_act: np.ndarray):
+        """Step the training env, keep the episode replayable, count steps and episodes.
+
+        Returns ``(obs, next_obs, reward, terminated, truncated)`` with the true ``next_obs`` (before any
+        reset); ``self._obs`` moves on to the next episode's first observation when one ends.
+        """
+        obs = self._obs
+        next_obs, reward, terminated, truncated, _ = self.env.step(env_act)
+        self._episode_actions.append(env_act)
+        self._episode_return += float(reward)
+        self._episode_length += 1
+        self.env_steps += 1
+        if terminated or truncated:
+            self.recent_returns.append(self._episode_return)
+            self.episodes += 1
+            self._reset_env()
+        else:
+            self._obs = next_obs
+        return obs, next_obs, reward, terminated, truncated
+
+    # --- the loop -------------------------------------------------------------------------------------
+
+    def learn(self, total_steps: int | None = None, run_dir: str | Path | RunDir | None = None) -> "Algorithm":
+        """Train until ``total_steps`` env steps in all (default: the config's ``steps``).
+
+        With ``run_dir`` (a new folder, or an open :class:`RunDir` to continue), metrics, TensorBoard
+        events, checkpoints, the plot and ``summary.json`` are written there.
+        """
+        cfg = self.cfg
+        total = int(cfg.steps if total_steps is None else total_steps)
+        if total <= 0:
+            raise ConfigError(f"total_steps={total} is invalid: must be > 0")
+        run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir.create(run_dir, to_dict(cfg))
+        logger = MetricsLogger(run.path if run else None, resume_step=self.env_steps if self.env_steps > 0 else None)
+        progress = Progress(total, quiet=cfg.quiet)
+        if self._obs is None:
+            self._reset_env()
+        start_wall, start_steps = time.perf_counter(), self.env_steps
+        wall_before = self.wall_seconds
+        try:
+            while self.env_steps < total:
+                before = self.env_steps
+                self.train_step()
+                self.wall_seconds = wall_before + time.perf_counter() - start_wall
+                step, done = self.env_steps, self.env_steps >= total
+
+                def crossed(every: int) -> bool:
+                    return step // every > before // every or done
+
+                evaluated = crossed(cfg.eval_every)
+                if evaluated:
+                    self.last_eval = self._evaluate()
+                if crossed(cfg.log_every):
+                    self._log(logger, progress, start_steps, start_wall, evaluated)
+                if run and crossed(cfg.checkpoint_every):
+                    self._check_finite()
+                    run.save_checkpoint(self.env_steps, self.name, self.state_dict(), cfg.keep_checkpoints)
+        finally:
+            logger.close()
+        if run:
+            run.finish(self.summary())
+        return self
+
+    def _evaluate(self) -> tuple[float, float]:
+        returns = evaluate(self.eval_env, self.predict, self.cfg.eval_episodes, self.cfg.seed)
+        return float(returns.mean()), float(returns.std())
+
+    def _log(self, logger: MetricsLogger, progress: Progress, start_steps: int, start_wall: float, evaluated: bool) -> None:
+        self._check_finite()
+        speed = (self.env_steps - start_steps) / max(time.perf_counter() - start_wall, 1e-9)
+        row = self._metrics()
+        recent = float(np.mean(self.recent_returns)) if self.recent_returns else None
+        row.update(episode_return=recent, episodes=self.episodes, wall_seconds=round(self.wall_seconds, 3), env_steps_per_second=round(speed, 2))
+        if evaluated and self.last_eval is not None:
+            row.update(eval_return_mean=self.last_eval[0], eval_return_std=self.last_eval[1])
+        logger.log(self.env_steps, row)
+        progress.show(self.env_steps, recent, row.get("eval_return_mean"), speed)
+
+    def _check_finite(self) -> None:
+        if not self.all_finite():
+            raise TrainingDivergedError(
+                f"{self.name.upper()} on {self.cfg.env}: a loss or parameter became non-finite (NaN/inf) by env step {self.env_steps}. "
+                "Training stopped; the last good checkpoint is kept. Try a lower learning rate, or check the environment's rewards and observations for NaN."
+            )
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    def state_dict(self, include_buffer: bool = True) -> dict:
+        episode = None
+        if self._obs is not None and include_buffer:
+            act_dim = int(np.prod(self.env.action_space.shape or (1,)))
+            actions = np.asarray(self._episode_actions, dtype=np.float32).reshape(-1, act_dim)
+            episode = {"reset": self._episode_reset, "actions": torch.as_tensor(actions)}
+        return {
+            "config": to_dict(self.cfg),
+            "counters": {
+                "env_steps": self.env_steps,
+                "episodes": self.episodes,
+                "wall_seconds": self.wall_seconds,
+                "recent_returns": list(self.recent_returns),
+                "last_eval": list(self.last_eval) if self.last_eval else None,
+                "episode_return": self._episode_return,
+                "episode_length": self._episode_length,
+            },
+            "rng": {"torch": torch_rng_state(), "numpy": self.np_rng.bit_generator.state},
+            "episode": episode,
+            **self._state(include_buffer),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._load_state(state)
+        c = state["counters"]
+        self.env_steps, self.episodes, self.wall_seconds = int(c["env_steps"]), int(c["episodes"]), float(c["wall_seconds"])
+        self.recent_returns = deque(c["recent_returns"], maxlen=10)
+        self.last_eval = tuple(c["last_eval"]) if c["last_eval"] else None
+        set_torch_rng_state(state["rng"]["torch"])
+        self.np_rng.bit_generator.state = state["rng"]["numpy"]
+        if state.get("episode") is not None:
+            self._replay_episode(state["episode"]["reset"], state["episode"]["actions"].numpy())
+            self._episode_return, self._episode_length = float(c["episode_return"]), int(c["episode_length"])
+
+    def save(self, path: str | Path, include_buffer: bool = False) -> Path:
+        """Save the agent (networks, optimisers, counters, config; buffers and the episode on request)."""
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.save_checkpoint(path, self.name, self.state_dict(include_buffer))
+        return path
+
+    @classmethod
+    def from_state(cls, state: dict, **run_overrides) -> "Algorithm":
+        from dynarl.algos.registry import config_from_dict
+
+        cfg = config_from_dict(cls.name, state["config"], run_overrides)
+        agent = cls(config=cfg)
+        try:
+            agent.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            raise CheckpointError(f"the checkpoint does not match a {cls.name.upper()} agent with its own config ({e})") from None
+        return agent
+
+    @classmethod
+    def load(cls, path: str | Path, **run_overrides) -> "Algorithm":
+        _, state = ckpt.load_checkpoint(path, expect_algo=cls.name)
+        return cls.from_state(state, **run_overrides)
+
+    def summary(self) -> dict:
+        mean, std = self.last_eval if self.last_eval else (math.nan, math.nan)
+        return {
+            "algo": self.name,
+            "env": self.cfg.env,
+            "seed": self.cfg.seed,
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "eval_return_mean": mean,
+            "eval_return_std": std,
+            "eval_episodes": self.cfg.eval_episodes,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "env_steps_per_second": round(self.env_steps / self.wall_seconds, 2) if self.wall_seconds > 0 else None,
+            "device": str(self.device),
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(env={self.cfg.env!r}, env_steps={self.env_steps}, config={json.dumps(to_dict(self.cfg))})"
+
+
+def require_box_actions(env, algo: str) -> tuple[np.ndarray, np.ndarray]:
+    """The finite bounds of a continuous action space, or EnvError saying what to use instead."""
+    from dynarl.envs import check_continuous_actions
+
+    check_continuous_actions(env, algo)
+    space = env.action_space
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise EnvError(f"{env.spec.id if env.spec else env} has unbounded actions {space}; {algo} needs finite action bounds")
+    return space.low.astype(np.float32), space.high.astype(np.float32)
+
+
+def require_flat_obs(env, algo: str) -> int:
+    shape = env.observation_space.shape
+    if shape is None or len(shape) != 1:
+        raise EnvError(f"{env.spec.id if env.spec else env} has observations of shape {shape}; {algo} takes flat vector observations")
+    return int(shape[0])
