@@ -119,13 +119,14 @@ def _eval(args) -> dict:
 
 
 def _list(_args) -> None:
-    from dynarl.algos import ALGORITHMS
+    from dynarl.algos import ALGORITHMS, get_algorithm
     from dynarl.envs import registered_tasks
     from dynarl.presets import all_presets
 
     print("algorithms:")
-    for name, cls in sorted(ALGORITHMS.items()):
-        print(f"  {name:6s} {(cls.__doc__ or cls.learner_cls.__module__).strip().splitlines()[0]}")
+    for name in sorted(ALGORITHMS):
+        doc = (get_algorithm(name).__doc__ or "").strip().splitlines()
+        print(f"  {name:9s} {doc[0] if doc else ''}")
     print("tasks with known reward and termination functions:")
     for task in registered_tasks():
         print(f"  {task}")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 
-from dynarl.algos.ddpg import DDPG
-from dynarl.algos.sac import SAC
-from dynarl.algos.td3 import TD3
 from dynarl.errors import ConfigError
 from dynarl.presets import get_preset
 from dynarl.run.config import apply_overrides, set_key, validate
 
-ALGORITHMS = {cls.name: cls for cls in (SAC, TD3, DDPG)}
+# name -> "module:Class"; imported on first use so the CLI starts fast and families stay independent
+ALGORITHMS = {
+    "sac": "dynarl.algos.sac:SAC",
+    "td3": "dynarl.algos.td3:TD3",
+    "ddpg": "dynarl.algos.ddpg:DDPG",
+}
 
 
 def get_algorithm(name: str):
@@ -20,7 +23,8 @@ def get_algorithm(name: str):
         close = difflib.get_close_matches(key, ALGORITHMS, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown algorithm '{name}'.{hint} Available: {', '.join(sorted(ALGORITHMS))}")
-    return ALGORITHMS[key]
+    module, cls = ALGORITHMS[key].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def build_config(algo: str, env: str | None, overrides: dict | None = None, *, raw: bool = False):
