@@ -1,0 +1,86 @@
+"""PPO with the clipped surrogate (seed 002; inventory E8).
+
+    r(theta) = pi_theta(a|s) / pi_theta_old(a|s)
+    J^CLIP(theta) = E[min(r(theta) A, clip(r(theta), 1 - eps, 1 + eps) A)]
+    maximise J^CLIP - c1 (V(s) - V_target)^2 + c2 H(pi(.|s))
+
+Standard details not in the seed (Schulman et al. 2017; Stable-Baselines3 defaults): GAE(0.95) advantages,
+``n_epochs`` passes of minibatch Adam over each rollout, advantages standardised per minibatch, global
+gradient-norm clipping, separate policy and value networks, and optional value clipping in the form of
+OpenAI Baselines' PPO2 (the larger of the clipped and unclipped squared errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dynarl.data.rollout import Rollout, normalize
+from dynarl.learners.base import adam
+from dynarl.learners.policy_gradient import PGLearnerConfig, PolicyGradientLearner
+from dynarl.run.config import param, positive
+
+
+def _positive_or_none(x) -> str | None:
+    return None if x > 0 else "must be > 0 (or null: no value clipping)"
+
+
+@dataclass
+class PPOLearnerConfig(PGLearnerConfig):
+    clip_range: float = param(0.2, positive, "epsilon of the clipped surrogate")
+    clip_range_vf: float | None = param(None, _positive_or_none, "clip V(s) to V_old(s) +- this (null: no value clipping)")
+    n_epochs: int = param(10, positive, "passes over each rollout")
+    batch_size: int = param(64, positive, "minibatch size")
+
+
+def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_range: float) -> torch.Tensor:
+    """Per-sample ``min(r A, clip(r, 1 - eps, 1 + eps) A)`` (002's J^CLIP before the expectation)."""
+    return torch.min(ratio * adv, ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * adv)
+
+
+class PPOLearner(PolicyGradientLearner):
+    name = "ppo"
+
+    def __init__(self, cfg: PPOLearnerConfig, obs_dim: int, action_space, device: torch.device):
+        super().__init__(cfg, obs_dim, action_space, device)
+        self.optimizers = {"ac": adam(self._params, cfg.lr)}
+
+    def loss(self, obs, act, old_log_prob, adv, ret, old_value) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """-J^CLIP + c1 (V - V_target)^2 - c2 H on one minibatch, and its parts."""
+        cfg = self.cfg
+        params = self.policy(obs)
+        ratio = torch.exp(self.policy.log_prob(params, act) - old_log_prob)
+        if cfg.normalize_advantage and adv.numel() > 1:
+            adv = normalize(adv)
+        policy_loss = -clipped_surrogate(ratio, adv, cfg.clip_range).mean()
+        value = self.value(obs)
+        value_loss = (value - ret).square()
+        if cfg.clip_range_vf is not None:
+            clipped = old_value + (value - old_value).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+            value_loss = torch.max(value_loss, (clipped - ret).square())
+        value_loss = value_loss.mean()
+        entropy = self.policy.entropy(params).mean()
+        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+        with torch.no_grad():
+            clip_fraction = ((ratio - 1.0).abs() > cfg.clip_range).float().mean()
+        return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": entropy.detach(), "clip_fraction": clip_fraction}
+
+    def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        adv, ret = self.advantages(rollout)
+        obs, act, old_log_prob, old_value = (rollout.flat(k) for k in ("obs", "act", "log_prob", "value"))
+        adv, ret = adv.reshape(-1), ret.reshape(-1)
+        n = adv.shape[0]
+        for _ in range(cfg.n_epochs):
+            perm = torch.randperm(n, device=self.device)
+            for start in range(0, n, cfg.batch_size):
+                idx = perm[start : start + cfg.batch_size]
+                loss, parts = self.loss(obs[idx], act[idx], old_log_prob[idx], adv[idx], ret[idx], old_value[idx])
+                self._clipped_step("ac", loss)
+                self._watch(loss)
+        self.num_updates += 1
+        with torch.no_grad():
+            parts["approx_kl"] = (old_log_prob - self.policy.log_prob(self.policy(obs), act)).mean()
+            parts["explained_variance"] = 1.0 - (ret - rollout.flat("value")).var() / ret.var().clamp_min(1e-8)
+        return parts
