@@ -46,8 +46,8 @@ class PPOLearner(PolicyGradientLearner):
         super().__init__(cfg, obs_dim, action_space, device)
         self.optimizers = {"ac": adam(self._params, cfg.lr)}
 
-    def loss(self, obs, act, old_log_prob, adv, ret, old_value) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """-J^CLIP + c1 (V - V_target)^2 - c2 H on one minibatch, and its parts."""
+    def loss(self, obs, act, old_log_prob, adv, ret, old_value) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(-J^CLIP + c1 (V - V_target)^2 - c2 H, policy loss, value loss)`` on one minibatch."""
         cfg = self.cfg
         params = self.policy(obs)
         ratio = torch.exp(self.policy.log_prob(params, act) - old_log_prob)
@@ -60,11 +60,10 @@ class PPOLearner(PolicyGradientLearner):
             clipped = old_value + (value - old_value).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
             value_loss = torch.max(value_loss, (clipped - ret).square())
         value_loss = value_loss.mean()
-        entropy = self.policy.entropy(params).mean()
-        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-        with torch.no_grad():
-            clip_fraction = ((ratio - 1.0).abs() > cfg.clip_range).float().mean()
-        return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": entropy.detach(), "clip_fraction": clip_fraction}
+        loss = policy_loss + cfg.vf_coef * value_loss
+        if cfg.ent_coef > 0:  # skipped when unused: the minibatch step is overhead-bound
+            loss = loss - cfg.ent_coef * self.policy.entropy(params).mean()
+        return loss, policy_loss, value_loss
 
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -76,11 +75,18 @@ class PPOLearner(PolicyGradientLearner):
             perm = torch.randperm(n, device=self.device)
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start : start + cfg.batch_size]
-                loss, parts = self.loss(obs[idx], act[idx], old_log_prob[idx], adv[idx], ret[idx], old_value[idx])
+                loss, policy_loss, value_loss = self.loss(obs[idx], act[idx], old_log_prob[idx], adv[idx], ret[idx], old_value[idx])
                 self._clipped_step("ac", loss)
                 self._watch(loss)
         self.num_updates += 1
-        with torch.no_grad():
-            parts["approx_kl"] = (old_log_prob - self.policy.log_prob(self.policy(obs), act)).mean()
-            parts["explained_variance"] = 1.0 - (ret - rollout.flat("value")).var() / ret.var().clamp_min(1e-8)
-        return parts
+        with torch.no_grad():  # diagnostics of the final policy on the whole rollout
+            params = self.policy(obs)
+            log_ratio = self.policy.log_prob(params, act) - old_log_prob
+            return {
+                "policy_loss": policy_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy": self.policy.entropy(params).mean(),
+                "approx_kl": (log_ratio.exp() - 1 - log_ratio).mean(),
+                "clip_fraction": ((log_ratio.exp() - 1.0).abs() > cfg.clip_range).float().mean(),
+                "explained_variance": 1.0 - (ret - rollout.flat("value")).var() / ret.var().clamp_min(1e-8),
+            }
