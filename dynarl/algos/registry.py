@@ -14,6 +14,11 @@ ALGORITHMS = {
     "sac": "dynarl.algos.sac:SAC",
     "td3": "dynarl.algos.td3:TD3",
     "ddpg": "dynarl.algos.ddpg:DDPG",
+    "ppo": "dynarl.algos.on_policy:PPO",
+    "a2c": "dynarl.algos.on_policy:A2C",
+    "trpo": "dynarl.algos.on_policy:TRPO",
+    "reinforce": "dynarl.algos.on_policy:REINFORCE",
+    "slbo": "dynarl.algos.slbo:SLBO",
 }
 
 
