@@ -28,6 +28,14 @@ PRESETS: dict[tuple[str, str], Preset] = {
         {**_RUN_200K, "n_envs": 4, "n_steps": 1024, "learner.gamma": 0.9, "learner.gae_lambda": 0.95, "learner.n_epochs": 10, "learner.lr": 1e-3, "learner.clip_range": 0.2, "learner.ent_coef": 0.0},
         "RL Baselines3 Zoo ppo.yml (Pendulum-v1: 4 envs, n_steps 1024, gamma 0.9, lambda 0.95, 10 epochs, lr 1e-3, clip 0.2) without gSDE",
     ),
+    ("slbo", "Pendulum-v1"): Preset(
+        {"steps": 10_000, "eval_every": 2_000, "eval_episodes": 10, "checkpoint_every": 2_000, "log_every": 1_000, "n_collect": 1_000, "n_inner": 5, "n_model": 100, "n_policy": 4, "H": 2, "model_hidden_sizes": (200, 200), "model_envs": 10, "model_horizon": 200, "learner.gamma": 0.9},
+        "SLBO's code (facebookresearch/slbo: H 2, n_model 100, model batch 128, Adam 1e-3, L2 1e-5, OU noise 0.15/0.3, TRPO 2x32, max_kl 0.01) scaled down for CPU: n_inner 5 (SLBO 20), n_policy 4 (40), 2x200 model (2x500), 10 x 200 model samples per TRPO step (8 x 500); gamma 0.9 as RL Zoo's Pendulum settings (our measurement)",
+    ),
+    ("trpo", "Pendulum-v1"): Preset(
+        {"steps": 100_000, "eval_every": 2_000, "eval_episodes": 10, "checkpoint_every": 10_000, "log_every": 2_000, "n_envs": 1, "n_steps": 1_000, "learner.gamma": 0.9, "learner.hidden_sizes": (32, 32), "learner.ent_coef": 0.005, "learner.vf_iters": 5},
+        "the TRPO learner SLBO drives (SLBO's code: 2x32 policy, entropy 0.005, 5 value epochs), on the real env, one update per 1,000 real steps (SLBO's n_collect); gamma 0.9 as RL Zoo's Pendulum settings",
+    ),
 }
 for _env in MUJOCO_V5:
     PRESETS[("ppo", _env)] = Preset(
