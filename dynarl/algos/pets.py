@@ -2,7 +2,7 @@
 
     initialise D with a random controller for one trial                        (random_trials)
     for trial k = 1..K:
-        train the probabilistic ensemble f on D                                 (after every trial, or every N steps)
+        train the probabilistic ensemble f on D                                 (after every trial; optionally every N steps)
         for t = 0..TaskHorizon:
             for i = 1..num_iterations: sample actions a_{t:t+H} ~ CEM(.), propagate P particles
                 with TS (propagation) through f, evaluate sum_tau 1/P sum_p r(s^p_tau, a_tau), update CEM
@@ -58,7 +58,7 @@ class PETSConfig(RunConfig):
     log_every: int = param(200, positive, "env steps between metric rows / console lines")
     buffer_size: int = param(1_000_000, positive, "replay capacity (transitions); storage is committed as it fills")
     random_trials: int = param(1, positive, "episodes of uniform-random actions before planning starts (PETS: 1)")
-    retrain_every: int = param(0, non_negative, "0: retrain the model after every trial (PETS); N: every N env steps (mbrl-lib)")
+    retrain_every: int = param(0, non_negative, "the model is retrained after every trial (PETS); N > 0: also every N env steps within a trial")
     learned_reward: bool = param(False, help="learn the reward with the model (for tasks without a registered reward function)")
     env_kwargs: dict | None = param(None, help="extra keyword arguments for gymnasium.make (JSON object)")
     model: DynamicsModelConfig = field(default_factory=_pets_model)
@@ -185,7 +185,7 @@ class PETS(Algorithm):
             self.controller.reset()
         if self._random_phase():
             return
-        due = episode_end if cfg.retrain_every == 0 else self.env_steps % cfg.retrain_every == 0
+        due = episode_end or (cfg.retrain_every > 0 and self.env_steps % cfg.retrain_every == 0)
         if self.model_fits == 0 or due:
             self._fit_model()
 

@@ -19,6 +19,9 @@ ALGORITHMS = {
     "trpo": "dynarl.algos.on_policy:TRPO",
     "reinforce": "dynarl.algos.on_policy:REINFORCE",
     "slbo": "dynarl.algos.slbo:SLBO",
+    "pets": "dynarl.algos.pets:PETS",
+    "poplin_a": "dynarl.algos.poplin:POPLINA",
+    "poplin_p": "dynarl.algos.poplin:POPLINP",
 }
 
 

@@ -181,10 +181,12 @@ def coloured_noise(shape, exponent: float, generator: torch.Generator, like: tor
     if H % 2 == 0:
         im[..., -1] = 0
         re[..., -1] *= math.sqrt(2)
-    w = scale[1:].clone()
+    # Var(x_t) = (2 s_0^2 + 4 sum_k s_k^2 [+ 2 s_Nyquist^2]) / H^2 for the spectrum above
+    coef = torch.full_like(scale, 4.0)
+    coef[0] = 2.0
     if H % 2 == 0:
-        w[-1] /= 2
-    sigma = 2 * w.square().sum().sqrt() / H
+        coef[-1] = 2.0
+    sigma = (coef * scale.square()).sum().sqrt() / H
     x = torch.fft.irfft(torch.complex(re, im), n=H) / sigma  # [n, *rest, H]
     return x.movedim(-1, 1).to(like.dtype).contiguous()
 
