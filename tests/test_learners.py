@@ -126,3 +126,14 @@ def test_non_finite_loss_is_detected():
     b.reward[0] = math.nan
     learner.update(b)
     assert not learner.all_finite()
+
+
+def test_bf16_and_compiled_losses_update_and_stay_fp32():
+    torch.manual_seed(0)
+    b = _batch()
+    for cfg in (SACLearnerConfig(precision="bf16", hidden_sizes=(16, 16)), SACLearnerConfig(compile=True, hidden_sizes=(16, 16))):
+        learner = SACLearner(cfg, 3, 1, CPU)
+        for _ in range(3):
+            m = learner.update(b)
+        assert m["critic_loss"].dtype == torch.float32 and learner.all_finite()
+        assert all(p.dtype == torch.float32 for p in learner.critic.parameters())
