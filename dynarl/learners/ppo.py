@@ -72,12 +72,14 @@ class PPOLearner(PolicyGradientLearner):
         adv, ret = adv.reshape(-1), ret.reshape(-1)
         n = adv.shape[0]
         for _ in range(cfg.n_epochs):
+            # one gather per epoch; minibatches are then free slices (the step is overhead-bound)
             perm = torch.randperm(n, device=self.device)
-            for start in range(0, n, cfg.batch_size):
-                idx = perm[start : start + cfg.batch_size]
-                loss, policy_loss, value_loss = self.loss(obs[idx], act[idx], old_log_prob[idx], adv[idx], ret[idx], old_value[idx])
+            e_obs, e_act, e_logp, e_adv, e_ret, e_val = obs[perm], act[perm], old_log_prob[perm], adv[perm], ret[perm], old_value[perm]
+            for s in range(0, n, cfg.batch_size):
+                mb = slice(s, s + cfg.batch_size)
+                loss, policy_loss, value_loss = self.loss(e_obs[mb], e_act[mb], e_logp[mb], e_adv[mb], e_ret[mb], e_val[mb])
                 self._clipped_step("ac", loss)
-                self._watch(loss)
+            self._watch(loss)  # a NaN earlier in the epoch also leaves NaN parameters, which all_finite checks
         self.num_updates += 1
         with torch.no_grad():  # diagnostics of the final policy on the whole rollout
             params = self.policy(obs)
