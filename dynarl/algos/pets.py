@@ -139,9 +139,9 @@ class PETS(Algorithm):
     def _make_controller(self, seed: int) -> MPCController:
         g = torch.Generator(device=self.device).manual_seed(seed)
         p = self.cfg.planner
-        task = None if self.task is None else self.task
+        task = self.task
         reward_fn = None if (self.cfg.learned_reward or task is None) else task.reward_fn
-        termination_fn = None if task is None else task.termination_fn
+        termination_fn = None if task is None else task.termination_fn  # else learned, if model.learn_termination
         menv = ModelEnv(self.plan_model, reward_fn=reward_fn, termination_fn=termination_fn, propagation=p.propagation, generator=g)
         return MPCController(menv, self._proposal(), p, g)
 

@@ -39,6 +39,23 @@ def _network(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Te
     return x
 
 
+def _predict(obs, act, weights, biases, low, extra: dict, t: int, d: int, probabilistic: bool, predict_delta: bool):
+    """The whole prediction (network, variance bounds, de-normalised variance, state update) in one function,
+    so that ``torch.compile`` fuses its element-wise tail too. Returns (mean [.., t], var [.., t], raw out)."""
+    x = torch.cat([obs, act.to(obs.dtype)], dim=-1)
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(weights[0].shape[0], *x.shape)
+    out = _network(x, weights, biases, low)
+    mean = out[..., :t]
+    if probabilistic:
+        logvar = losses.soft_bound_logvar(out[..., t : 2 * t], extra["max_logvar"], extra["min_logvar"])
+        var = logvar.exp() * extra["var_factor"]
+    else:
+        var = torch.zeros_like(mean)
+    next_mean = mean[..., :d] + obs if predict_delta else mean[..., :d]
+    return next_mean, mean, var, out
+
+
 class PlanningModel:
     """``DynamicsModel.predict`` for planning, in bf16 and/or compiled; other attributes come from the model."""
 
@@ -48,7 +65,7 @@ class PlanningModel:
         self.model = model
         self.precision = precision
         self.low = torch.bfloat16 if precision == "bf16" else torch.float32
-        self._net = torch.compile(_network, dynamic=False) if compile else _network
+        self._fn = torch.compile(_predict, dynamic=False) if compile else _predict
         self._key = None
         self._params = None
 
@@ -97,18 +114,8 @@ class PlanningModel:
             self._params, self._key = self._prepare(members), key
         ws, bs, extra = self._params
         m = self.model
-        x = torch.cat([obs, act.to(obs.dtype)], dim=-1)
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(ws[0].shape[0], *x.shape)
-        out = self._net(x, ws, bs, self.low)
         t, d = m.target_dim, m.obs_dim
-        mean = out[..., :t]
-        if m.probabilistic:
-            logvar = losses.soft_bound_logvar(out[..., t : 2 * t], extra["max_logvar"], extra["min_logvar"])
-            var = logvar.exp() * extra["var_factor"]
-        else:
-            var = torch.zeros_like(mean)
-        next_mean = mean[..., :d] + obs if m.cfg.predict_delta else mean[..., :d]
+        next_mean, mean, var, out = self._fn(obs, act, ws, bs, self.low, extra, t, d, m.probabilistic, m.cfg.predict_delta)
         result = {"next_obs_mean": next_mean, "next_obs_var": var[..., :d]}
         if m.cfg.learn_reward:
             result["reward_mean"], result["reward_var"] = mean[..., d], var[..., d]

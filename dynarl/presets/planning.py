@@ -53,6 +53,6 @@ PRESETS: dict[tuple[str, str], Preset] = {
     ("pets", CARTPOLE): Preset(dict(_CARTPOLE), _CARTPOLE_SOURCE),
     ("pets", "Pendulum-v1"): Preset(dict(_PENDULUM), _PENDULUM_SOURCE),
 }
-for _algo in ("poplin_a", "poplin_p"):
-    PRESETS[(_algo, CARTPOLE)] = Preset(dict(_CARTPOLE), _CARTPOLE_SOURCE.replace("PETS", _algo.upper().replace("_", "-"), 1))
-    PRESETS[(_algo, "Pendulum-v1")] = Preset(dict(_PENDULUM), _PENDULUM_SOURCE.replace("PETS", _algo.upper().replace("_", "-"), 1))
+for _algo in ("poplin_a", "poplin_p"):  # POPLIN runs PETS's loop: the same CPU-sized model and planner, not tuned apart
+    PRESETS[(_algo, CARTPOLE)] = Preset(dict(_CARTPOLE), "PETS's CPU-sized cart-pole preset (model, planner, budget); BC policy 64x64 tanh as POPLIN")
+    PRESETS[(_algo, "Pendulum-v1")] = Preset(dict(_PENDULUM), "PETS's CPU-sized Pendulum-v1 preset (model, planner, budget); BC policy 64x64 tanh as POPLIN")
