@@ -44,11 +44,12 @@ from dynarl.learners.policy_gradient import PolicyGradientLearner
 from dynarl.learners.ppo import PPOLearner, PPOLearnerConfig
 from dynarl.learners.reinforce import REINFORCELearner, REINFORCELearnerConfig
 from dynarl.learners.trpo import TRPOLearner, TRPOLearnerConfig
-from dynarl.run.config import RunConfig, one_of, param, positive
+from dynarl.run.config import RunConfig, non_negative, one_of, param, positive
 
 
 @dataclass
 class OnPolicyConfig(RunConfig):
+    torch_threads: int = param(1, non_negative, "CPU threads for torch (0: torch's default); one is fastest for these small networks, and several threads on a busy CPU slow every small op down")
     n_envs: int = param(8, positive, "parallel environments (synchronous workers)")
     n_steps: int = param(256, positive, "steps per env per rollout; one update per rollout of n_envs * n_steps")
     vec_env: str = param("sync", one_of("sync", "async"), "Gymnasium SyncVectorEnv (one process) or AsyncVectorEnv (a process per env)")

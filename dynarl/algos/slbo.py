@@ -53,6 +53,7 @@ class SLBOConfig(RunConfig):
     algo: str = "slbo"
     env: str = "Pendulum-v1"
     steps: int = param(20_000, positive, "total real environment steps (n_outer = steps / n_collect)")
+    torch_threads: int = param(1, non_negative, "CPU threads for torch (0: torch's default); one suits these small networks on a shared CPU")
     eval_every: int = param(2_000, positive, "env steps between evaluations")
     checkpoint_every: int = param(2_000, positive, "env steps between checkpoints")
     n_collect: int = param(1_000, positive, "real samples per outer iteration")
