@@ -56,6 +56,7 @@ class PETSConfig(RunConfig):
     eval_episodes: int = param(3, positive, "episodes per evaluation (planning is costly: keep small)")
     checkpoint_every: int = param(1_000, positive, "env steps between checkpoints (one is also written at the end)")
     log_every: int = param(200, positive, "env steps between metric rows / console lines")
+    torch_threads: int = param(1, non_negative, "CPU threads for torch (0: torch's default); one suits the CPU-sized presets on a shared CPU, paper-sized ensembles gain from more")
     buffer_size: int = param(1_000_000, positive, "replay capacity (transitions); storage is committed as it fills")
     random_trials: int = param(1, positive, "episodes of uniform-random actions before planning starts (PETS: 1)")
     retrain_every: int = param(0, non_negative, "the model is retrained after every trial (PETS); N > 0: also every N env steps within a trial")
