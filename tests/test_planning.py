@@ -374,3 +374,11 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, algo):
         for k, v in whole.learner.policy.state_dict().items():
             assert torch.equal(v, resumed.learner.policy.state_dict()[k]), k
         assert whole.learner.num_updates > 0
+
+
+def test_truncated_normal_moments():
+    from dynarl.planning.optimizers import truncated_normal
+
+    z = truncated_normal((200_000,), torch.Generator().manual_seed(0), torch.zeros(()))
+    assert z.min() >= -2 and z.max() <= 2
+    assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 0.8796) < 0.01  # std of N(0, 1) truncated to [-2, 2]
