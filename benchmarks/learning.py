@@ -36,8 +36,9 @@ def main() -> None:
             sys.exit(proc.stderr)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     finals = np.array([r["eval_return_mean"] for r in results])
-    q1, q3 = np.percentile(finals, [25, 75])
-    iqm = float(finals[(finals >= q1) & (finals <= q3)].mean())
+    # interquartile mean: drop the lowest and highest quarter of the sorted runs (all runs below 4 seeds)
+    cut = len(finals) // 4
+    iqm = float(np.sort(finals)[cut : len(finals) - cut].mean())
     print(json.dumps({
         "benchmark": "learning", "algo": args.algo, "env": args.env, "env_steps": args.steps, "seeds": args.seeds,
         "final_eval_returns": [round(float(x), 1) for x in finals], "mean": round(float(finals.mean()), 1),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dynarl.errors import DynarlError
 
-DEFAULT_ALGO = "sac"
+DEFAULT_ALGO = "pets"  # the README's first command: PETS on the continuous cart-pole
 
 
 def _parser() -> argparse.ArgumentParser:

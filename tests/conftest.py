@@ -1,10 +1,7 @@
-import os
 import subprocess
 import sys
 
 import pytest
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def run_cli(*args: str, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:

@@ -6,9 +6,8 @@ CI-sized settings, smaller than the papers' and stated here: an ensemble of 5 me
 - Pendulum-v1, Gaussian ensemble, TS1, horizon 25: mean evaluation return >= -250 after 5 trials (1,000 env
   steps: one random trial, then four planned ones), with the planner's model in float32 and in bfloat16
   (the bf16 planner must plan as well as the fp32 one). About 1.5 minutes each.
-- InvertedPendulum-v5, deterministic ensemble (the simulator is deterministic), horizon 30, model also
-  retrained every 10 steps within a trial (the random trial lasts ~4 steps): a trial returns 1,000 within
-  5 trials. NOT reliable yet (xfail): it depends on the planner's random stream. 1-8 minutes.
+PETS on InvertedPendulum-v5 (1,000 within 5 trials) is not claimed: at CI-sized settings it reached 1,000
+at trial 5 with one sampler stream and not with another, so there is no test for it yet (see the issue).
 """
 
 from __future__ import annotations
@@ -50,20 +49,3 @@ def test_pets_pendulum_reaches_minus_250_within_5_episodes(precision):
     print(f"PETS Pendulum-v1 ({precision}): eval return {mean:.1f} after {agent.episodes} episodes / {agent.env_steps} steps, {agent.wall_seconds:.0f} s")
     assert agent.episodes == 5
     assert mean >= -250
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="seed-sensitive at this budget: seed 0 reached 1000 at trial 5 (4, 7, 131, 351, 1000) with torch's trunc_normal_ "
-    "stream, but not with the inverse-CDF sampler (4, 6, 62, 89, 113); not yet a reliable claim",
-)
-def test_pets_inverted_pendulum_reaches_1000_within_5_trials():
-    over = {**SMALL, "planner.horizon": 30, "model.kind": "deterministic", "retrain_every": 10, "trainer.max_epochs": 200}
-    agent = PETS("InvertedPendulum-v5", **over)
-    agent._reset_env()
-    returns = []
-    while agent.episodes < 5 and (not returns or max(returns) < 1000):
-        agent.train_step()
-        returns = list(agent.recent_returns)
-    print(f"PETS InvertedPendulum-v5 trial returns: {returns} ({agent.env_steps} steps)")
-    assert max(returns) >= 1000
