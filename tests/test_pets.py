@@ -16,14 +16,10 @@ import pytest
 import torch
 
 from dynarl.algos.pets import PETS
+from dynarl.presets.planning import _SMALL_MODEL
 
 SMALL = {
-    "model.members": 5,
-    "model.hidden_sizes": (64, 64, 64),
-    "model.weight_decay": (0.0, 0.0, 0.0, 0.0),
-    "trainer.num_elites": 5,
-    "trainer.batch_size": 32,
-    "trainer.max_epochs": 100,
+    **_SMALL_MODEL,
     "planner.population_size": 200,
     "planner.particles": 5,
     "planner.num_iterations": 3,

@@ -12,6 +12,7 @@ Subclasses set ``name`` and ``config_cls`` and implement ``_setup()``, ``train_s
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import time
@@ -32,7 +33,7 @@ from dynarl.run.rundir import RunDir
 from dynarl.run.seeding import resolve_device, seed_everything, set_torch_rng_state, torch_rng_state
 
 
-class Algorithm:
+class Algorithm(abc.ABC):
     name: ClassVar[str]
     config_cls: ClassVar[type[RunConfig]]
 
@@ -75,12 +76,13 @@ class Algorithm:
     def _setup(self) -> None:
         """Build learners, buffers and models (after the envs exist)."""
 
+    @abc.abstractmethod
     def train_step(self) -> None:
         """One iteration of the algorithm; must advance ``env_steps``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def predict(self, obs, deterministic: bool = True) -> np.ndarray:
-        raise NotImplementedError
+        """The env-scaled action for ``obs`` (used by evaluation)."""
 
     def _metrics(self) -> dict[str, float]:
         """The latest training metrics, as floats, for the log row."""

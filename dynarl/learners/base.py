@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import copy
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ class ActorCriticConfig:
     compile: bool = param(False, help="torch.compile the loss computations (first update compiles, ~30 s on CPU)")
 
 
-class Learner:
+class Learner(abc.ABC):
     """A pure update rule: ``update(batch) -> metrics`` and ``act(obs, deterministic)``.
 
     It owns its networks and optimisers and never sees where a batch came from. Subclasses list their
@@ -57,12 +58,13 @@ class Learner:
         # accumulated (without host syncs) so a non-finite loss is caught at the next check
         self._finite = torch.ones((), dtype=torch.bool, device=device)
 
+    @abc.abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """One update of every network from ``batch``; returns detached metric tensors."""
 
-    @torch.no_grad()
+    @abc.abstractmethod
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        raise NotImplementedError
+        """Actions for a batch of observations (no gradient)."""
 
     def _wrap_losses(self, *names: str) -> None:
         """Run the named pure loss methods under bf16 autocast and/or torch.compile, as configured.

@@ -95,6 +95,3 @@ class PolicyGradientLearner(Learner):
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params or self._params, self.cfg.max_grad_norm, foreach=True)
         opt.step()
-
-    def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
-        raise NotImplementedError

@@ -19,6 +19,8 @@ goes through the ``torch.Generator`` given at construction.
 
 from __future__ import annotations
 
+import abc
+
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -54,7 +56,7 @@ def rank_values(values: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(values), values, torch.full_like(values, -math.inf))
 
 
-class TrajectoryOptimizer:
+class TrajectoryOptimizer(abc.ABC):
     """Maximises a batched objective over solutions of shape ``shape`` inside ``[lower, upper]``."""
 
     def __init__(self, cfg: OptimizerConfig, lower: torch.Tensor, upper: torch.Tensor, generator: torch.Generator):
@@ -63,9 +65,9 @@ class TrajectoryOptimizer:
         self.generator = generator
         self.last_best_value = -math.inf
 
+    @abc.abstractmethod
     def optimize(self, objective: Objective, init_mean: torch.Tensor) -> torch.Tensor:
         """The solution (shape of ``init_mean``) found from the initial mean (a warm start or the bound centre)."""
-        raise NotImplementedError
 
     def _bounds(self, shape) -> tuple[torch.Tensor, torch.Tensor]:
         return self.lower.expand(shape), self.upper.expand(shape)
