@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -111,6 +112,47 @@ class Learner(abc.ABC):
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         self.num_updates = int(state["num_updates"])
+
+
+class ActorCriticLearner(Learner):
+    """The off-policy actor-critics (SAC, TD3, DDPG): one critic target and loss, two hooks.
+
+    ``target_policy(s) -> (a, bonus)`` gives the action the target follows in ``s`` and the per-step value
+    bonus that comes with it (SAC: ``-alpha log pi(a|s)``; DDPG/TD3: 0), so that
+
+        V'(s') = min_i Q'_i(s', a') + bonus(a'),  a', bonus = target_policy(s')
+        y      = r + gamma (1 - terminated) V'(s')
+
+    Truncated transitions bootstrap: a time limit is not a terminal state. ``value_expansion`` (set by an
+    algorithm that owns a model, e.g. MVE in :mod:`dynarl.learners.value_expansion`) replaces the one-step
+    target with an H-step one built from the same two hooks.
+    """
+
+    critic: nn.Module
+    critic_target: nn.Module
+    value_expansion: Callable[["ActorCriticLearner", Batch], torch.Tensor] | None = None
+
+    @abc.abstractmethod
+    def target_policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """(a, bonus) for bootstrapped and imagined steps."""
+
+    @torch.no_grad()
+    def next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """V'(s') = min_i Q'_i(s', a') + bonus, with (a', bonus) = target_policy(s')."""
+        next_act, bonus = self.target_policy(next_obs)
+        return self.critic_target(next_obs, next_act).min(0).values + bonus
+
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """y = r + gamma (1 - terminated) V'(s'); one critic gives DDPG's target, two the clipped double Q."""
+        if self.value_expansion is not None:
+            return self.value_expansion(self, batch)
+        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * self.next_value(batch.next_obs)
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """J_Q = E[1/2 (Q_i(s, a) - y)^2] summed over the critics; also the mean Q for the log."""
+        q = self.critic(batch.obs, batch.act)
+        return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
 
 
 def target_copy(module: nn.Module) -> nn.Module:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dynarl.learners.base import ActorCriticConfig, Batch, Learner, adam, soft_update, target_copy
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, Batch, adam, soft_update, target_copy
 from dynarl.nn.policies import DeterministicActor, QEnsemble
 from dynarl.run.config import non_negative, param
 
@@ -20,7 +20,7 @@ class DDPGLearnerConfig(ActorCriticConfig):
     exploration_noise: float = param(0.1, non_negative, "std of Gaussian action noise while collecting (actions in [-1, 1])")
 
 
-class DDPGLearner(Learner):
+class DDPGLearner(ActorCriticLearner):
     name = "ddpg"
     n_critics = 1
 
@@ -44,15 +44,9 @@ class DDPGLearner(Learner):
         return True
 
     @torch.no_grad()
-    def td_target(self, batch: Batch) -> torch.Tensor:
-        """y = r + gamma (1 - terminated) min_i Q_phi'_i(s', a'); one critic gives DDPG's target, two TD3's."""
-        next_q = self.critic_target(batch.next_obs, self.target_action(batch.next_obs)).min(0).values
-        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_q
-
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """1/N sum_j (Q_phi(s_j, a_j) - y_j)^2 / 2, for every critic."""
-        q = self.critic(batch.obs, batch.act)
-        return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
+    def target_policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(a', 0): y = r + gamma (1 - terminated) min_i Q_phi'_i(s', a'), a' = target_action(s')."""
+        return self.target_action(obs), 0.0
 
     def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
         """-Q_phi(s, mu_theta(s)) with the first critic: its gradient is grad_a Q grad_theta mu (DPG)."""

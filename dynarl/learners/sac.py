@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dynarl.learners.base import ActorCriticConfig, Batch, Learner, adam, soft_update, target_copy
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, Batch, adam, soft_update, target_copy
 from dynarl.nn.policies import QEnsemble, TanhGaussianActor
 from dynarl.run.config import param, positive
 
@@ -24,7 +24,7 @@ class SACLearnerConfig(ActorCriticConfig):
     target_entropy: float | None = param(None, help="H_0; default -|A|")
 
 
-class SACLearner(Learner):
+class SACLearner(ActorCriticLearner):
     name = "sac"
 
     def __init__(self, cfg: SACLearnerConfig, obs_dim: int, act_dim: int, device: torch.device):
@@ -44,19 +44,11 @@ class SACLearner(Learner):
         self._wrap_losses("critic_loss", "actor_loss")
 
     @torch.no_grad()
-    def td_target(self, batch: Batch) -> torch.Tensor:
-        """Soft Bellman target y = r + gamma (1 - terminated) [min_i Q'_i(s', a') - alpha log pi(a'|s')], a' ~ pi(.|s').
-
-        Truncated transitions bootstrap: a time limit is not a terminal state.
-        """
-        next_act, next_log_prob = self.actor(batch.next_obs)
-        next_v = self.critic_target(batch.next_obs, next_act).min(0).values - self.log_alpha.exp() * next_log_prob
-        return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * next_v
-
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """J_Q(w) = E[1/2 (Q_w(s, a) - y)^2], summed over both critics."""
-        q = self.critic(batch.obs, batch.act)
-        return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
+    def target_policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a' ~ pi(.|s') with the soft bonus -alpha log pi(a'|s'): the soft target of seed 002,
+        y = r + gamma (1 - terminated) [min_i Q'_i(s', a') - alpha log pi(a'|s')]."""
+        act, log_prob = self.actor(obs)
+        return act, -self.log_alpha.exp() * log_prob
 
     def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """J_pi(theta) = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi reparameterised; also log pi(a|s)."""
