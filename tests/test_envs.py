@@ -38,9 +38,9 @@ NEVER_TERMINATE = {"Pendulum-v1", "Reacher-v5", "Pusher-v5", "HalfCheetah-v5", "
 STEPS = 200
 
 
-def _rollout(env_id: str, seed: int = 0, steps: int = STEPS, action_scale: float = 1.0):
+def _rollout(env_id: str, seed: int = 0, steps: int = STEPS, action_scale: float = 1.0, model_obs: bool = True):
     """Random-action transitions (obs, act, next_obs, reward, terminated), next_obs taken before any reset."""
-    env = make_env(env_id, model_obs=True)
+    env = make_env(env_id, model_obs=model_obs)
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
     rows = []
@@ -94,6 +94,22 @@ def test_reward_and_termination_match_env(env_id, rollouts):
     pred32 = task.reward_fn(obs32, act32, nxt32)
     assert pred32.dtype == torch.float32 and torch.isfinite(pred32).all()
     assert task.termination_fn(obs32, act32, nxt32).dtype == torch.bool
+
+
+# InvertedDoublePendulum's tip height is not in its standard observation: no standard termination
+STANDARD_TERMINATION = sorted(EXPECTED_TASKS - {"InvertedDoublePendulum-v5"})
+
+
+@pytest.mark.parametrize("env_id", STANDARD_TERMINATION)
+def test_standard_observation_termination_matches_env(env_id):
+    """MBPO's policy sees the standard observation: its termination function must match the env there."""
+    o, a, n, r, t = _rollout(env_id, model_obs=False)
+    fn = get_task(env_id).standard_termination()
+    done = fn(*(torch.as_tensor(x, dtype=torch.float32) for x in (o, a, n)))
+    assert np.array_equal(done.numpy(), t), (env_id, np.nonzero(done.numpy() != t))
+    if env_id in MUST_TERMINATE:
+        assert t.any()
+    assert get_task("InvertedDoublePendulum-v5").standard_termination() is None
 
 
 @pytest.mark.parametrize("env_id", sorted(EXPECTED_TASKS))

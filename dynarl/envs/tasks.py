@@ -39,6 +39,9 @@ class TaskSpec:
         env_kwargs: keyword arguments for ``gymnasium.make`` applied with ``model_obs=True``.
         wrappers: callables ``env -> env`` applied (in order) with ``model_obs=True``.
         notes: what the model observation adds to the standard one.
+        obs_termination_fn: the termination on the *standard* observation (``make_env`` without
+            ``model_obs``), for learners whose policy sees that observation (MBPO's rollouts). Defaults to
+            ``termination_fn`` where the two observations are the same.
     """
 
     env_id: str
@@ -47,6 +50,14 @@ class TaskSpec:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     wrappers: tuple[Callable[[Any], Any], ...] = ()
     notes: str = ""
+    obs_termination_fn: TerminationFn | None = None
+
+    def standard_termination(self) -> TerminationFn | None:
+        """Termination on the standard observation, or None where dynarl only has it on ``model_obs``."""
+        if self.obs_termination_fn is not None:
+            return self.obs_termination_fn
+        same_obs = not self.env_kwargs and not self.wrappers
+        return self.termination_fn if same_obs or self.termination_fn is _never else None
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -179,6 +190,16 @@ def hopper_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
     return ~_hopper_healthy(next_obs)
 
 
+def hopper_obs_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
+    """Hopper-v5 on the standard observation ``[qpos[1:], clip(qvel, -10, 10)]``: z = o'[0], angle = o'[1],
+    and ``-100 < o'[1:] < 100``. The velocities are clipped in this observation, so the env's |qvel| >= 100
+    rule cannot be seen (it needs a physically absurd state; MBPO's hand-written function has the same gap)."""
+    state = next_obs[..., 1:]
+    z, angle = next_obs[..., 0], next_obs[..., 1]
+    healthy = ((state > -100.0) & (state < 100.0)).all(dim=-1) & (z > 0.7) & (angle > -0.2) & (angle < 0.2)
+    return ~healthy
+
+
 def hopper_reward(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
     """Hopper-v5: ``(x' - x) / 0.008 + 1 * healthy(o') - 1e-3 sum(a^2)``; dt = 0.002 * frame_skip 4.
 
@@ -199,6 +220,11 @@ def walker2d_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
     Needs ``exclude_current_positions_from_observation=False``.
     """
     return ~_walker_healthy(next_obs)
+
+
+def walker2d_obs_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
+    """Walker2d-v5 on the standard observation ``[qpos[1:], clip(qvel)]``: z = o'[0], angle = o'[1]."""
+    return ~_walker_healthy(torch.cat([next_obs[..., :1], next_obs], dim=-1))
 
 
 def walker2d_reward(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
@@ -229,6 +255,13 @@ def ant_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
     return ~_ant_healthy(next_obs)
 
 
+def ant_obs_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
+    """Ant-v5 on the standard observation ``[qpos[2:] (13), qvel (14), cfrc_ext]``: z = o'[0] and the
+    finiteness of qpos[2:], qvel (x, y are not observed; they only go non-finite with the rest)."""
+    z = next_obs[..., 0]
+    return ~(torch.isfinite(next_obs[..., :27]).all(dim=-1) & (z >= 0.2) & (z <= 1.0))
+
+
 def ant_reward(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
     """Ant-v5: ``(x' - x) / 0.05 + healthy - 0.5 sum(a^2) - 5e-4 sum(clip(cfrc_ext, -1, 1)^2)``.
 
@@ -252,6 +285,12 @@ _HUM_COM_X = 350
 def humanoid_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
     """Humanoid-v5: not ``1 < z = o'[2] < 2``. Needs ``exclude_current_positions_from_observation=False``."""
     z = next_obs[..., 2]
+    return ~((z > 1.0) & (z < 2.0))
+
+
+def humanoid_obs_termination(obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
+    """Humanoid-v5 on the standard observation ``[qpos[2:], ...]``: not ``1 < z = o'[0] < 2``."""
+    z = next_obs[..., 0]
     return ~((z > 1.0) & (z < 2.0))
 
 
@@ -294,8 +333,11 @@ _TASKS: dict[str, TaskSpec] = {
             dict(_X_IN_OBS),
             wrappers=(_w.hopper_wrapper,),
             notes="model_obs keeps x and observes raw (unclipped) qvel (12 dims).",
+            obs_termination_fn=hopper_obs_termination,
         ),
-        TaskSpec("Walker2d-v5", walker2d_reward, walker2d_termination, dict(_X_IN_OBS), notes="model_obs keeps x (18 dims)."),
+        TaskSpec(
+            "Walker2d-v5", walker2d_reward, walker2d_termination, dict(_X_IN_OBS), notes="model_obs keeps x (18 dims).", obs_termination_fn=walker2d_obs_termination
+        ),
         TaskSpec("Swimmer-v5", swimmer_reward, _never, dict(_X_IN_OBS), notes="model_obs keeps x, y (10 dims)."),
         TaskSpec(
             "Ant-v5",
@@ -304,6 +346,7 @@ _TASKS: dict[str, TaskSpec] = {
             dict(_X_IN_OBS),
             wrappers=(_w.ant_wrapper,),
             notes="model_obs keeps x, y and appends the torso xpos x (108 dims).",
+            obs_termination_fn=ant_obs_termination,
         ),
         TaskSpec(
             "Humanoid-v5",
@@ -312,6 +355,7 @@ _TASKS: dict[str, TaskSpec] = {
             dict(_X_IN_OBS),
             wrappers=(_w.humanoid_wrapper,),
             notes="model_obs keeps x, y and appends the mass-centre x (351 dims).",
+            obs_termination_fn=humanoid_obs_termination,
         ),
     )
 }
