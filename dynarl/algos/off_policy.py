@@ -19,7 +19,7 @@ import torch
 
 from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
 from dynarl.data.replay import ReplayBuffer
-from dynarl.learners.base import Learner
+from dynarl.learners.base import Batch, Learner
 from dynarl.run.config import RunConfig, param, positive
 
 
@@ -64,17 +64,30 @@ class OffPolicyAlgorithm(Algorithm):
         return self._to_env_action(act[0] if obs_t.dim() == 1 else act)
 
     def train_step(self) -> None:
-        cfg = self.cfg
-        if self.env_steps < cfg.learning_starts:
+        self._collect()
+        if self._learning() and self.env_steps % self.cfg.train_freq == 0:
+            self._policy_updates()
+
+    def _learning(self) -> bool:
+        return self.env_steps >= self.cfg.learning_starts
+
+    def _collect(self) -> None:
+        """One real env step: uniform actions before ``learning_starts``, then the learner's; stored in the buffer."""
+        if self.env_steps < self.cfg.learning_starts:
             act = self.np_rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
         else:
             obs_t = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device).unsqueeze(0)
             act = self.learner.act(obs_t, deterministic=False)[0].cpu().numpy()
         obs, next_obs, reward, terminated, truncated = self._env_step(self._to_env_action(act))
         self.buffer.add(obs, act, reward, next_obs, terminated, truncated)
-        if self.env_steps >= cfg.learning_starts and self.env_steps % cfg.train_freq == 0:
-            for _ in range(cfg.updates_per_step):
-                self._last_metrics = self.learner.update(self.buffer.sample(cfg.batch_size))
+
+    def _policy_updates(self) -> None:
+        """``updates_per_step`` learner updates (G), each on a fresh minibatch."""
+        for _ in range(self.cfg.updates_per_step):
+            self._last_metrics = self.learner.update(self._sample_batch())
+
+    def _sample_batch(self) -> Batch:
+        return self.buffer.sample(self.cfg.batch_size)
 
     def _metrics(self) -> dict[str, float]:
         return {**{k: float(v) for k, v in self._last_metrics.items()}, "updates": self.learner.num_updates}

@@ -22,6 +22,9 @@ ALGORITHMS = {
     "pets": "dynarl.algos.pets:PETS",
     "poplin_a": "dynarl.algos.poplin:POPLINA",
     "poplin_p": "dynarl.algos.poplin:POPLINP",
+    "mbpo": "dynarl.algos.mbpo:MBPO",
+    "dyna_td3": "dynarl.algos.mbpo:DynaTD3",
+    "dyna_ddpg": "dynarl.algos.mbpo:DynaDDPG",
 }
 
 

@@ -44,6 +44,37 @@ class ReplayBuffer:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
         return Batch(**{k: v[idx] for k, v in self.storage.items()})
 
+    def recent(self, n: int) -> dict[str, torch.Tensor]:
+        """The last ``min(n, size)`` rows added, oldest first."""
+        n = min(int(n), self.size)
+        idx = (self.pos - n + torch.arange(n, device=self.device)) % self.capacity
+        return {k: v[idx] for k, v in self.storage.items()}
+
+    def resized(self, capacity: int) -> "ReplayBuffer":
+        """A buffer of ``capacity`` rows holding this one's most recent rows (MBPO reallocates its model
+        buffer this way when the rollout length changes)."""
+        out = ReplayBuffer(capacity, self.storage["obs"].shape[1], self.storage["act"].shape[1], self.device)
+        rows = self.recent(capacity)
+        n = rows["obs"].shape[0]
+        for k, v in rows.items():
+            out.storage[k][:n] = v
+        out.size, out.pos = n, n % out.capacity
+        return out
+
+    def add_batch(self, rows: dict[str, torch.Tensor]) -> None:
+        """Add rows already on the device (dict of tensors with a leading row dim), with no host copy.
+
+        Rows beyond the capacity keep only the newest ``capacity`` of them, as the FIFO would.
+        """
+        n = rows["obs"].shape[0]
+        if n > self.capacity:
+            rows, n = {k: v[-self.capacity :] for k, v in rows.items()}, self.capacity
+        idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
+        for k in _FIELDS:
+            self.storage[k][idx] = rows[k].to(self.device, torch.float32)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
     def state_dict(self) -> dict:
         """The filled rows in insertion order plus the write position (no padding is saved)."""
         return {"data": {k: v[: self.size].clone() for k, v in self.storage.items()}, "pos": self.pos, "size": self.size, "capacity": self.capacity}
