@@ -160,7 +160,7 @@ def _point_model(members=3):
 def _controller(reward_fn, horizon=4, **kw):
     model = _point_model()
     g = torch.Generator().manual_seed(0)
-    cfg = PlannerConfig(horizon=horizon, particles=3, population_size=200, num_iterations=5, precision="fp32", **kw)
+    cfg = PlannerConfig(**{"horizon": horizon, "particles": 3, "population_size": 200, "num_iterations": 5, "precision": "fp32", **kw})
     menv = ModelEnv(model, reward_fn=reward_fn, propagation="ts1", generator=g)
     return MPCController(menv, OpenLoopActions(torch.tensor([-1.0]), torch.tensor([1.0]), horizon), cfg, g)
 
@@ -186,6 +186,34 @@ def test_warm_start_shifts_the_previous_solution_one_step():
     ctrl.reset()
     ctrl.act(torch.tensor([0.0]))
     assert torch.equal(inits[2], torch.zeros(4, 1))  # reset clears the warm start
+
+
+def test_icem_keeps_shifted_elites_across_planning_steps():
+    """iCEM: part of the last step's elites, shifted one step, are candidates in the next step's first
+    iteration; a new episode forgets them; they survive a checkpoint."""
+    ctrl = _controller(lambda o, a, n: -(n[..., 0] - 2.0).square(), optimizer="icem", population_size=100)
+    first_iteration = []
+    objective = ctrl.objective
+
+    def spy(solutions):
+        first_iteration.append(solutions.clone())
+        return objective(solutions)
+
+    ctrl.objective = spy
+    ctrl.act(torch.tensor([0.0]))
+    kept = ctrl.optimizer.kept.clone()
+    n_keep = round(0.3 * math.ceil(0.1 * 100))
+    assert kept.shape == (n_keep, 4, 1)
+    first_iteration.clear()
+    ctrl.act(torch.tensor([0.5]))
+    shifted = torch.cat([kept[:, 1:], torch.zeros(n_keep, 1, 1)], dim=1)  # shift, centre of the bounds appended
+    assert torch.equal(first_iteration[0][-n_keep:], shifted)
+
+    state = ctrl.state_dict()
+    ctrl.reset()
+    assert ctrl.optimizer.kept is None
+    ctrl.load_state_dict(state)
+    assert torch.equal(ctrl.optimizer.kept, state["optimizer"]["kept"])
 
 
 def test_mpc_nan_particles_rank_worst():

@@ -77,6 +77,7 @@ class MPCController:
     def reset(self, seed: int | None = None) -> None:
         """Episode start: forget the warm start (and reseed the planner's generator when given a seed)."""
         self._prev = None
+        self.optimizer.reset()
         if seed is not None:
             self.generator.manual_seed(int(seed))
 
@@ -101,7 +102,11 @@ class MPCController:
     def plan(self, obs: torch.Tensor) -> torch.Tensor:
         """Optimise and remember the solution for the real state ``obs`` [obs_dim]."""
         self._start = obs.to(self.model_env.model.device, torch.float32).reshape(1, -1)
-        init = self.proposal.initial(self._start[0]) if self._prev is None else self.proposal.shift(self._prev, self._start[0])
+        if self._prev is None:
+            init = self.proposal.initial(self._start[0])
+        else:
+            init = self.proposal.shift(self._prev, self._start[0])
+            self.optimizer.shift(lambda solution: self.proposal.shift(solution, self._start[0]))  # iCEM's kept elites
         self._prev = self.optimizer.optimize(self.objective, init)
         return self._prev
 
@@ -111,9 +116,10 @@ class MPCController:
         return self.proposal.first_action(solution, self._start[0])
 
     def state_dict(self) -> dict:
-        return {"prev": None if self._prev is None else self._prev.clone(), "generator": self.generator.get_state()}
+        return {"prev": None if self._prev is None else self._prev.clone(), "generator": self.generator.get_state(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         prev = state["prev"]
         self._prev = None if prev is None else prev.to(self.model_env.model.device)
         self.generator.set_state(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -69,6 +69,18 @@ class TrajectoryOptimizer(abc.ABC):
     def optimize(self, objective: Objective, init_mean: torch.Tensor) -> torch.Tensor:
         """The solution (shape of ``init_mean``) found from the initial mean (a warm start or the bound centre)."""
 
+    def reset(self) -> None:
+        """Episode start: forget anything carried between planning steps."""
+
+    def shift(self, shift_fn) -> None:
+        """Between planning steps: move carried solutions one step on with ``shift_fn(solution)``."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def _bounds(self, shape) -> tuple[torch.Tensor, torch.Tensor]:
         return self.lower.expand(shape), self.upper.expand(shape)
 
@@ -204,16 +216,34 @@ def coloured_noise(shape, exponent: float, generator: torch.Generator, like: tor
 class ICEM(TrajectoryOptimizer):
     """Improved CEM (Pinneri et al. 2020): coloured noise, shrinking population, kept elites, mean candidate.
 
-    Samples are clipped to the bounds (not truncated), as in the paper. The best sample seen is returned
-    unless ``return_mean_elites``.
+    A share of the elites is kept into the next iteration and, shifted one step by the controller, into
+    the first iteration of the next planning step. Samples are clipped to the bounds (not truncated), as in
+    the paper. The best sample seen is returned unless ``return_mean_elites``.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kept: torch.Tensor | None = None  # elites carried to the next planning step
+
+    def reset(self) -> None:
+        self.kept = None
+
+    def shift(self, shift_fn) -> None:
+        if self.kept is not None:
+            self.kept = torch.stack([shift_fn(solution) for solution in self.kept])
+
+    def state_dict(self) -> dict:
+        return {"kept": None if self.kept is None else self.kept.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.kept = state["kept"]
 
     def optimize(self, objective: Objective, init_mean: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         lo, hi = self._bounds(init_mean.shape)
         mean, std = init_mean.clone(), self._init_var(init_mean.shape).sqrt()
         n_elite = max(1, math.ceil(cfg.elite_fraction * cfg.population_size))
-        kept: torch.Tensor | None = None
+        kept = self.kept.to(mean) if self.kept is not None and self.kept.shape[1:] == mean.shape else None
         best, best_value = mean.clone(), -math.inf
         for i in range(cfg.num_iterations):
             pop = max(2 * n_elite, int(cfg.population_size * cfg.population_decay ** (-i)))
@@ -233,6 +263,7 @@ class ICEM(TrajectoryOptimizer):
             kept = elites[:n_keep] if n_keep > 0 else None
             mean = cfg.alpha * mean + (1 - cfg.alpha) * elites.mean(0)
             std = (cfg.alpha * std.square() + (1 - cfg.alpha) * elites.var(0, unbiased=False)).sqrt()
+        self.kept = kept
         self.last_best_value = best_value
         return mean if cfg.return_mean_elites else best
 
