@@ -1,7 +1,21 @@
+import os
 import subprocess
 import sys
 
-import pytest
+# One torch thread in every test process and every CLI subprocess: results then do not depend on the
+# machine's core count (learning tests are calibrated at one thread), and `pytest -n 2` runs two test
+# processes on the two CI cores without oversubscribing them.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Learning tests (marked slow) first, so that with `-n` they spread over the workers from the start."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def run_cli(*args: str, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:

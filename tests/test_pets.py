@@ -37,6 +37,7 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_pets_pendulum_reaches_minus_250_within_5_episodes(precision):
     agent = PETS("Pendulum-v1", steps=1000, eval_every=1000, eval_episodes=3, **SMALL, **{"planner.horizon": 25, "planner.precision": precision})
