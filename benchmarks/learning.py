@@ -3,12 +3,14 @@
     python benchmarks/learning.py sac Pendulum-v1 --steps 20000 --seeds 0 1 2 3 4 [key=value ...]
 
 Each seed is a full `dynarl train` run (folder under --out); the line reports the final deterministic
-evaluation return per seed, their mean, min and interquartile mean, and wall-clock per run.
+evaluation return per seed, their mean, min and interquartile mean, and wall-clock per run. With
+``--reach BAR`` it also reports, per seed, the first env step whose evaluation reached BAR (null: never).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import subprocess
@@ -26,8 +28,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="runs/bench")
+    p.add_argument("--reach", type=float, default=None, help="report the first env step whose evaluation is >= this")
     args, overrides = p.parse_known_args()
-    results = []
+    results, reached = [], []
     for seed in args.seeds:
         out = Path(args.out) / f"{args.algo}-{args.env}-{args.steps}-s{seed}-{int(time.time())}"
         cmd = [sys.executable, "-m", "dynarl.cli", "train", args.algo, "--env", args.env, "--steps", str(args.steps), "--seed", str(seed), "--out", str(out), "quiet=true", *overrides]
@@ -35,6 +38,10 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(proc.stderr)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if args.reach is not None:
+            with open(out / "metrics.csv", newline="") as f:
+                hits = [int(r["env_steps"]) for r in csv.DictReader(f) if r.get("eval_return_mean") and float(r["eval_return_mean"]) >= args.reach]
+            reached.append(hits[0] if hits else None)
     finals = np.array([r["eval_return_mean"] for r in results])
     # interquartile mean: drop the lowest and highest quarter of the sorted runs (all runs below 4 seeds)
     cut = len(finals) // 4
@@ -44,6 +51,7 @@ def main() -> None:
         "final_eval_returns": [round(float(x), 1) for x in finals], "mean": round(float(finals.mean()), 1),
         "std": round(float(finals.std()), 1), "min": round(float(finals.min()), 1), "iqm": round(iqm, 1),
         "wall_seconds_per_run": [r["wall_seconds"] for r in results], "env_steps_per_second": [r["env_steps_per_second"] for r in results],
+        **({"reach": args.reach, "first_step_reaching": reached} if args.reach is not None else {}),
         "overrides": overrides, "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
     }))
 
