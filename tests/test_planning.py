@@ -276,6 +276,20 @@ def test_planning_model_matches_predict_fp32_and_bf16_close(learn_reward):
     torch.testing.assert_close(pm.predict(o, a, members)["next_obs_mean"], model.predict(o, a, members)["next_obs_mean"], rtol=1e-4, atol=1e-4)
 
 
+def test_planning_model_bf16_keeps_small_deltas_of_large_observations():
+    # observations far from zero with a small spread: normalised before the cast, bf16 keeps their detail
+    torch.manual_seed(0)
+    model = DynamicsModel(DynamicsModelConfig(members=3, hidden_sizes=(64, 64), weight_decay=(0,) * 3), 2, 1)
+    obs = 10 + 0.1 * torch.randn(500, 2)
+    act = torch.rand(500, 1)
+    model.fit_normalizers(obs, act, obs + 0.01 + 1e-2 * torch.randn(500, 2))
+    o, a = 10 + 0.1 * torch.randn(3, 50, 2), torch.rand(3, 50, 1)
+    ref = model.predict(o, a)["next_obs_mean"]
+    fast = PlanningModel(model, "bf16").predict(o, a)["next_obs_mean"]
+    delta_ref, delta_fast = ref - o, fast - o
+    assert (delta_fast - delta_ref).abs().max() < 0.05 * delta_ref.std()
+
+
 # ----------------------------------------------------------------------------------------------- BC and POPLIN proposals
 
 

@@ -4,13 +4,14 @@ Planning evaluates population x particles rows per horizon step, tens of times p
 ensemble forward is almost all of PETS's cost. :class:`PlanningModel` keeps ``DynamicsModel.predict``'s
 contract (same inputs, same outputs in data units) and computes it with:
 
-- the input normaliser folded into the first layer and the output de-normaliser of the mean folded into
-  the last one (``(x - m) / s @ W + b = x @ (W / s) + (b - (m / s) @ W)``), so no extra passes over rows;
 - the elites' weights gathered and cast once per model version, not per call;
-- ``precision="bf16"``: the hidden (width x width) layers in bfloat16 (the first and last layers, which
-  are thin, stay in float32, and so do the variance and the state update); on CPUs with AVX512-BF16 or
-  AMX this is 2-3x the float32 throughput;
-- ``compile=True``: the network is ``torch.compile``d (bias + SiLU + casts fused into one pass per layer).
+- ``precision="bf16"``: every layer in bfloat16, so the wide (rows x width) activations never change dtype.
+  Only the thin tensors are cast: the input is normalised in float32 and then cast (normalised values
+  keep bf16's relative precision; raw observations with a large mean would not), and the output is cast
+  back to float32 before de-normalisation, the variance and the state update (the normalisers are not
+  folded into the weights: a folded bias in bf16 would round small deltas away). On CPUs with AVX512-BF16
+  or AMX this is 2-3x the float32 throughput, and it is the work a bare bf16 ensemble forward does;
+- ``compile=True``: the network is ``torch.compile``d (bias + SiLU fused into one pass per layer).
 
 It is read-only: the trainer keeps training the wrapped model; ``refresh()`` (or any in-place change to
 the weights, detected through their version counters) makes the next call re-gather the weights.
@@ -25,28 +26,25 @@ from dynarl.models import losses
 from dynarl.models.dynamics import DynamicsModel
 
 
-def _network(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor], low: torch.dtype) -> torch.Tensor:
-    """First layer fp32, hidden layers in ``low`` precision, last layer fp32; SiLU between layers."""
+def _network(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
+    """baddbmm + SiLU per layer in the weights' dtype (no SiLU after the last layer)."""
     last = len(weights) - 1
     for i, (w, b) in enumerate(zip(weights, biases)):
-        if i == last:
-            x = x.float()
         x = torch.baddbmm(b, x, w)
         if i < last:
             x = F.silu(x)
-            if i == 0:
-                x = x.to(low)
     return x
 
 
 def _predict(obs, act, weights, biases, low, extra: dict, t: int, d: int, probabilistic: bool, predict_delta: bool):
-    """The whole prediction (network, variance bounds, de-normalised variance, state update) in one function,
-    so that ``torch.compile`` fuses its element-wise tail too. Returns (mean [.., t], var [.., t], raw out)."""
+    """The whole prediction (normalisation, network, variance bounds, de-normalisation, state update) in one
+    function, so that ``torch.compile`` fuses its element-wise tail too. Returns (next mean, mean, var, raw out)."""
     x = torch.cat([obs, act.to(obs.dtype)], dim=-1)
+    x = ((x - extra["in_mean"]) / extra["in_std"]).to(low)
     if x.dim() == 2:
         x = x.unsqueeze(0).expand(weights[0].shape[0], *x.shape)
-    out = _network(x, weights, biases, low)
-    mean = out[..., :t]
+    out = _network(x, weights, biases).float()
+    mean = out[..., :t] * extra["out_std"] + extra["out_mean"]
     if probabilistic:
         logvar = losses.soft_bound_logvar(out[..., t : 2 * t], extra["max_logvar"], extra["min_logvar"])
         var = logvar.exp() * extra["var_factor"]
@@ -88,21 +86,16 @@ class PlanningModel:
     def _prepare(self, members: torch.Tensor | None):
         m = self.model
         layers = m.net.layers
-        ws = [(layer.weight if members is None else layer.weight[members]).detach().float() for layer in layers]
-        bs = [(layer.bias if members is None else layer.bias[members]).detach().float() for layer in layers]
-        mu, sd = m.input_normalizer.mean, m.input_normalizer.std
-        bs[0] = bs[0] - torch.matmul((mu / sd).view(1, 1, -1), ws[0])
-        ws[0] = ws[0] / sd.view(1, -1, 1)
-        t = m.target_dim
-        tmu, tsd = m.target_normalizer.mean, m.target_normalizer.std
-        ws[-1] = ws[-1].clone()
-        bs[-1] = bs[-1].clone()
-        ws[-1][..., :t] *= tsd
-        bs[-1][..., :t] = bs[-1][..., :t] * tsd + tmu
-        for i in range(1, len(ws) - 1):
-            ws[i], bs[i] = ws[i].to(self.low).contiguous(), bs[i].to(self.low)
-        ws[-1] = ws[-1].contiguous()
-        extra = {"var_factor": m.variance_scale * tsd.square()}
+        ws = [(layer.weight if members is None else layer.weight[members]).detach().to(self.low).contiguous() for layer in layers]
+        bs = [(layer.bias if members is None else layer.bias[members]).detach().to(self.low) for layer in layers]
+        tsd = m.target_normalizer.std
+        extra = {
+            "in_mean": m.input_normalizer.mean.detach().float(),
+            "in_std": m.input_normalizer.std.detach().float(),
+            "out_mean": m.target_normalizer.mean.detach().float(),
+            "out_std": tsd.detach().float(),
+            "var_factor": m.variance_scale * tsd.square(),
+        }
         if m.probabilistic:
             extra["max_logvar"], extra["min_logvar"] = m.max_logvar.detach(), m.min_logvar.detach()
         return ws, bs, extra
