@@ -11,7 +11,7 @@ Measured in the same run, on the same model, for three planner builds:
 - ``fp32``: ``DynamicsModel.predict`` in float32, eager (the reference path);
 - ``bf16``: :class:`dynarl.planning.fast_model.PlanningModel` (normalisers folded into the weights, hidden
   layers in bfloat16), eager;
-- ``bf16_compiled``: the same with ``torch.compile`` (bias, SiLU and casts fused).
+- ``bf16_compiled``: the same with ``torch.compile`` (bias and SiLU fused).
 
 Each runs ``--steps`` real env steps of one episode (plan + execute the first action) after a warm-up plan.
 ``seconds_per_env_step`` is the fastest build's; ``speedup_vs_fp32`` compares it with the fp32 reference
@@ -19,7 +19,8 @@ of this run; ``speedup_vs_mbrl_lib`` compares it with mbrl-lib's 2.3 s per env s
 machine kind (2 cores; reference.md), not in this run. ``planner_fraction_of_bare_forward`` is the
 planner's throughput (model rows evaluated per second, everything included: sampling, normalising,
 TS1 member assignment, variance, reward and termination) over that of a bare eager ensemble forward
-(baddbmm + SiLU chain on the elites' weights in the planner's precision) of the same rows, in this run.
+(baddbmm + SiLU chain on the elites' weights in the planner's precision) of the same rows, timed right
+after each planned step (the median of the per-step ratios, so both sides of a ratio share the machine's load).
 ``returns`` are the real returns of the timed steps (the plan's quality: same model, same start state).
 """
 
@@ -72,7 +73,9 @@ def _controller(model, precision: str, compile: bool, seed: int):
     return MPCController(menv, OpenLoopActions(torch.tensor([-1.0]), torch.tensor([1.0]), cfg.horizon), cfg, g), cfg
 
 
-def _run(env, ctrl, steps: int, seed: int) -> dict:
+def _run(env, ctrl, steps: int, seed: int, bare) -> dict:
+    """Time ``steps`` planned env steps; after each, time a bare forward of the same number of rows
+    (``bare(rows) -> seconds``), so each ratio compares two timings taken under the same machine load."""
     obs, _ = env.reset(seed=seed + 1)
     ctrl.reset()
     t = time.perf_counter()
@@ -80,29 +83,41 @@ def _run(env, ctrl, steps: int, seed: int) -> dict:
     warmup = time.perf_counter() - t
     obs, _ = env.reset(seed=seed + 1)
     ctrl.reset()
-    ctrl.rows_evaluated = 0
-    plan_s, ret, per_step = 0.0, 0.0, []
+    plan_s, rows, ret, per_step, fractions = 0.0, 0, 0.0, [], []
     for _ in range(steps):
+        before = ctrl.rows_evaluated
         t = time.perf_counter()
         act = ctrl.act(torch.as_tensor(obs)).numpy()
         dt = time.perf_counter() - t
         plan_s += dt
         obs, r, term, trunc, _ = env.step(act)
         per_step.append(time.perf_counter() - t)
+        step_rows = ctrl.rows_evaluated - before
+        rows += step_rows
+        fractions.append(bare(step_rows) / dt)  # planner rows/s over bare rows/s
         ret += r
         if term or trunc:
             break
-    return {"seconds_per_env_step": statistics.median(per_step), "rows_per_s": ctrl.rows_evaluated / plan_s, "warmup_s": warmup, "return": ret, "steps": len(per_step)}
+    return {
+        "seconds_per_env_step": statistics.median(per_step),
+        "rows_per_s": rows / plan_s,
+        "fraction_of_bare_forward": statistics.median(fractions),
+        "warmup_s": warmup,
+        "return": ret,
+        "steps": len(per_step),
+    }
 
 
-def _bare_rows_per_s(model, precision: str, rows: int, repeats: int = 30) -> float:
-    """Rows per second of a bare ensemble forward (baddbmm + SiLU per layer) on the elites, eager."""
+def _bare_forward(model, precision: str, batch: int):
+    """``seconds(rows)``: a bare eager ensemble forward (baddbmm + SiLU per layer) on the elites' weights in
+    ``precision``, in calls of ``batch`` rows (the planner's rows per horizon step) until ``rows`` are done."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     elites = model.elite_idx
     ws = [layer.weight[elites].detach().to(dtype) for layer in model.net.layers]
     bs = [layer.bias[elites].detach().to(dtype) for layer in model.net.layers]
-    x = torch.randn(elites.numel(), rows // elites.numel(), ws[0].shape[1]).to(dtype)
+    x = torch.randn(elites.numel(), batch // elites.numel(), ws[0].shape[1]).to(dtype)
 
+    @torch.no_grad()
     def forward():
         h = x
         for i, (w, b) in enumerate(zip(ws, bs)):
@@ -111,13 +126,14 @@ def _bare_rows_per_s(model, precision: str, rows: int, repeats: int = 30) -> flo
                 h = F.silu(h)
         return h
 
-    with torch.no_grad():
-        for _ in range(3):
-            forward()
+    def seconds(rows: int) -> float:
+        forward()
         t = time.perf_counter()
-        for _ in range(repeats):
+        for _ in range(max(1, round(rows / batch))):
             forward()
-        return rows * repeats / (time.perf_counter() - t)
+        return time.perf_counter() - t
+
+    return seconds
 
 
 def main() -> None:
@@ -133,11 +149,9 @@ def main() -> None:
     results = {}
     for name, precision, compile in builds:
         ctrl, cfg = _controller(model, precision, compile, args.seed)
-        results[name] = _run(env, ctrl, args.steps, args.seed)
-    rows = cfg.population_size * cfg.particles
+        bare = _bare_forward(model, "fp32" if name == "fp32" else "bf16", cfg.population_size * cfg.particles)
+        results[name] = _run(env, ctrl, args.steps, args.seed, bare)
     best = min(results, key=lambda k: results[k]["seconds_per_env_step"])
-    bare = {prec: _bare_rows_per_s(model, prec, rows) for prec in ("fp32", "bf16")}
-    best_prec = "fp32" if best == "fp32" else "bf16"
     print(
         json.dumps(
             {
@@ -147,9 +161,8 @@ def main() -> None:
                 "speedup_vs_fp32": round(results["fp32"]["seconds_per_env_step"] / results[best]["seconds_per_env_step"], 3),
                 "speedup_vs_mbrl_lib": round(MBRL_LIB_SECONDS_PER_STEP / results[best]["seconds_per_env_step"], 3),
                 "mbrl_lib_seconds_per_env_step": MBRL_LIB_SECONDS_PER_STEP,
-                "planner_fraction_of_bare_forward": round(results[best]["rows_per_s"] / bare[best_prec], 3),
+                "planner_fraction_of_bare_forward": round(results[best]["fraction_of_bare_forward"], 3),
                 "builds": {k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in results.items()},
-                "bare_forward_rows_per_s": {k: round(v) for k, v in bare.items()},
                 "settings": {"members": 7, "elites": 5, "hidden": [200] * 4, "population_size": cfg.population_size, "elite_fraction": cfg.elite_fraction, "num_iterations": cfg.num_iterations, "horizon": cfg.horizon, "particles": cfg.particles, "propagation": cfg.propagation},
                 "cpu": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(),
