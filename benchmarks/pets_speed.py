@@ -9,8 +9,8 @@ is first fitted on one random trial so that its predictions (and the plans) are 
 Measured in the same run, on the same model, for three planner builds:
 
 - ``fp32``: ``DynamicsModel.predict`` in float32, eager (the reference path);
-- ``bf16``: :class:`dynarl.planning.fast_model.PlanningModel` (normalisers folded into the weights, hidden
-  layers in bfloat16), eager;
+- ``bf16``: :class:`dynarl.planning.fast_model.PlanningModel` (every layer in bfloat16, the thin input and
+  output normalised in float32), eager;
 - ``bf16_compiled``: the same with ``torch.compile`` (bias and SiLU fused).
 
 Each runs ``--steps`` real env steps of one episode (plan + execute the first action) after a warm-up plan.
