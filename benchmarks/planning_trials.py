@@ -5,7 +5,8 @@
 One trial is one training episode; trial 1 is the random one (``random_trials=1``). Each seed prints one
 JSON line per finished trial (return, env steps, seconds since the start) as it ends, so a long run shows
 its progress, then one JSON line per seed with all its trial returns and wall-clock, and a last line
-with the mean over seeds of the return of the final trial (the issue's "mean by trial 15").
+with the mean over seeds of the return of the final trial (the issue's "mean by trial 15") and, per
+seed, the mean of the last five trials.
 
 ``--settings preset`` runs the (algo, env) preset (CPU-sized); ``--settings mbrl-lib`` sets mbrl-lib's
 cart-pole model and planner (7 Gaussian members of 4x200 SiLU, 5 elites, MBPO's per-layer weight decay,
@@ -85,6 +86,8 @@ def main() -> None:
         "benchmark": "planning_trials", "algo": args.algo, "env": args.env, "settings": args.settings, "overrides": rest,
         "trials": args.trials, "seeds": args.seeds, "final_trial_returns": finals.round(1).tolist(),
         "mean_final_trial_return": round(float(finals.mean()), 1), "min_final_trial_return": round(float(finals.min()), 1),
+        # one episode is a noisy figure: also the mean of each seed's last five trials
+        "mean_last_5_trials_per_seed": [round(float(np.mean(r["trial_returns"][-5:])), 1) for r in records],
         "wall_seconds_per_seed": [r["wall_seconds"] for r in records],
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
     }))
