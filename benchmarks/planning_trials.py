@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -89,7 +90,7 @@ def main() -> None:
         # one episode is a noisy figure: also the mean of each seed's last five trials
         "mean_last_5_trials_per_seed": [round(float(np.mean(r["trial_returns"][-5:])), 1) for r in records],
         "wall_seconds_per_seed": [r["wall_seconds"] for r in records],
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
     }))
 
 
