@@ -67,10 +67,11 @@ def run_seed(env_id: str, seed: int, cfg: PlannerConfig) -> dict:
     env = gym.make(env_id)
     task = get_task(env_id)
     obs, _ = env.reset(seed=seed)
-    objective = TrueDynamicsObjective(env, task, cfg.gamma)
-    state_obs = np.concatenate([objective.data.qpos, objective.data.qvel])
-    if task is None or obs.shape != state_obs.shape or not np.allclose(obs, state_obs):
+    data = getattr(env.unwrapped, "data", None)
+    state_obs = None if data is None else np.concatenate([data.qpos, data.qvel])
+    if task is None or state_obs is None or obs.shape != state_obs.shape or not np.allclose(obs, state_obs):
         raise SystemExit(f"{env_id!r}: the oracle needs a MuJoCo task whose observation is [qpos, qvel] and whose reward dynarl knows (InvertedPendulum-v5)")
+    objective = TrueDynamicsObjective(env, task, cfg.gamma)
     low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (env.action_space.low, env.action_space.high))
     optimizer = make_optimizer(cfg, low, high, torch.Generator().manual_seed(seed))
     centre = ((low + high) / 2).expand(cfg.horizon, -1)
