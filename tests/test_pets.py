@@ -84,4 +84,4 @@ def test_oracle_objective_is_the_real_return():
             if terminated:
                 break
         assert value.item() == pytest.approx(real, abs=1e-4)
-    assert predicted[1] < predicted[2]  # full force topples the pole sooner than no force
+    assert predicted[1] < predicted[2]  # a strong push topples the pole sooner than no force
