@@ -28,7 +28,7 @@ import torch
 from mujoco import rollout
 
 from dynarl.envs import get_task
-from dynarl.planning.mpc import PlannerConfig
+from dynarl.planning.mpc import OpenLoopActions, PlannerConfig
 from dynarl.planning.optimizers import make_optimizer
 from dynarl.run.config import apply_overrides, parse_overrides
 
@@ -74,10 +74,10 @@ def run_seed(env_id: str, seed: int, cfg: PlannerConfig) -> dict:
     objective = TrueDynamicsObjective(env, task, cfg.gamma)
     low, high = (torch.as_tensor(b, dtype=torch.float32) for b in (env.action_space.low, env.action_space.high))
     optimizer = make_optimizer(cfg, low, high, torch.Generator().manual_seed(seed))
-    centre = ((low + high) / 2).expand(cfg.horizon, -1)
+    proposal = OpenLoopActions(low, high, cfg.horizon)  # PETS's solution: the action sequence, warm-started shifted
     solution, total, xs, start = None, 0.0, [], time.perf_counter()
     while True:
-        init = centre.clone() if solution is None else torch.cat([solution[1:], centre[-1:]])  # warm start, shifted
+        init = proposal.initial(None) if solution is None else proposal.shift(solution, None)
         solution = optimizer.optimize(objective, init)
         obs, reward, terminated, truncated, _ = env.step(solution[0].numpy())
         total += float(reward)
