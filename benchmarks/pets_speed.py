@@ -1,10 +1,17 @@
-"""PETS planning speed at mbrl-lib's cart-pole settings; prints one JSON line.
+"""PETS planning speed; prints one JSON line.
 
-    python benchmarks/pets_speed.py [--threads 1] [--steps 10] [--no-compile]
+    python benchmarks/pets_speed.py [--task cartpole|halfcheetah] [--device auto|cpu|cuda] [--threads 1] [--steps 10] [--no-compile]
 
-Settings (mbrl-lib ``pets_cartpole``): 7 Gaussian members of 4x200 SiLU with 5 elites, CEM with population
-350, 10% elites, 5 iterations, horizon 15, 20 particles, TS1, on dynarl's continuous cart-pole. The model
-is first fitted on one random trial so that its predictions (and the plans) are realistic.
+Settings per ``--task``:
+
+- ``cartpole`` (default; mbrl-lib ``pets_cartpole``): 7 Gaussian members of 4x200 SiLU with 5 elites, CEM
+  with population 350, 10% elites, 5 iterations, horizon 15, 20 particles, TS1, on dynarl's continuous
+  cart-pole; mbrl-lib takes 2.3 s per env step here on this machine kind (reference.md);
+- ``halfcheetah`` (the original PETS half-cheetah, reference.md): 5 Gaussian members of 4x200 SiLU, CEM
+  with population 500, 10% elites, 5 iterations, horizon 30, 20 particles, TS-inf, on HalfCheetah-v5: 0.4
+  TFLOP of model forward per env step, meant for a GPU (``--device cuda``); on one CPU core 10-25 s per step.
+
+The model is first fitted on one random trial so that its predictions (and the plans) are realistic.
 
 Measured in the same run, on the same model, for three planner builds:
 
@@ -16,12 +23,15 @@ Measured in the same run, on the same model, for three planner builds:
 Each runs ``--steps`` real env steps of one episode (plan + execute the first action) after a warm-up plan.
 ``seconds_per_env_step`` is the fastest build's; ``speedup_vs_fp32`` compares it with the fp32 reference
 of this run; ``speedup_vs_mbrl_lib`` compares it with mbrl-lib's 2.3 s per env step measured on this
-machine kind (2 cores; reference.md), not in this run. ``planner_fraction_of_bare_forward`` is the
+machine kind (2 cores; reference.md), not in this run (null for half-cheetah: no reference). ``planner_fraction_of_bare_forward`` is the
 planner's throughput (model rows evaluated per second, everything included: sampling, normalising,
 TS1 member assignment, variance, reward and termination) over that of a bare eager ensemble forward
 (baddbmm + SiLU chain on the elites' weights in the planner's precision) of the same rows, timed right
 after each planned step (the median of the per-step ratios, so both sides of a ratio share the machine's load).
 ``returns`` are the real returns of the timed steps (the plan's quality: same model, same start state).
+``achieved_tflops`` is the fastest build's model FLOPs per second (2 x in x out per layer and row, the
+layers' matmuls only) and ``fraction_of_matmul_peak`` divides it by a large square matmul in the same
+precision timed on the same device in this run (``matmul_peak_tflops``; design.md section 5).
 """
 
 from __future__ import annotations
@@ -37,49 +47,86 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MBRL_LIB_SECONDS_PER_STEP = 2.3  # reference.md: mbrl-lib PETS at these settings, this machine kind, 2 cores
+TASKS = {
+    # mbrl-lib pets_cartpole; mbrl-lib's 2.3 s per env step was measured on this machine kind, 2 cores
+    "cartpole": {"env": "dynarl/ContinuousCartPole-v0", "members": 7, "elites": 5, "population_size": 350, "horizon": 15,
+                 "propagation": "ts1", "random_steps": 200, "reference_seconds_per_env_step": 2.3, "reference": "mbrl-lib"},
+    # the original PETS half-cheetah (Chua et al. 2018): 5 members, population 500, horizon 30, TS-inf
+    "halfcheetah": {"env": "HalfCheetah-v5", "members": 5, "elites": 5, "population_size": 500, "horizon": 30,
+                    "propagation": "ts_inf", "random_steps": 1000, "reference_seconds_per_env_step": None, "reference": None},
+}
 
 
-def _setup(seed: int):
+def _setup(task: dict, seed: int, device: torch.device):
     from dynarl.envs import make_env
     from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
 
-    env = make_env("dynarl/ContinuousCartPole-v0", model_obs=True)
+    env = make_env(task["env"], model_obs=True)
+    low, high = env.action_space.low, env.action_space.high
     rng = np.random.default_rng(seed)
     rows = []
     obs, _ = env.reset(seed=seed)
-    while len(rows) < 200:  # one random trial's worth of data (episodes restart on termination)
-        act = rng.uniform(-1, 1, 1).astype(np.float32)
+    while len(rows) < task["random_steps"]:  # one random trial's worth of data (episodes restart on termination)
+        act = rng.uniform(low, high).astype(np.float32)
         nxt, _, term, trunc, _ = env.step(act)
         rows.append((obs, act, nxt))
         obs = env.reset()[0] if term or trunc else nxt
-    o, a, n = (torch.as_tensor(np.array(x), dtype=torch.float32) for x in zip(*rows))
+    o, a, n = (torch.as_tensor(np.array(x), dtype=torch.float32, device=device) for x in zip(*rows))
     torch.manual_seed(seed)
-    model = DynamicsModel(DynamicsModelConfig(members=7), 4, 1)
-    ModelTrainer(model, ModelTrainerConfig(num_elites=5, max_epochs=20, batch_size=32), seed=seed).fit(o, a, n)
+    model = DynamicsModel(DynamicsModelConfig(members=task["members"]), o.shape[1], a.shape[1], device)
+    ModelTrainer(model, ModelTrainerConfig(num_elites=task["elites"], max_epochs=20, batch_size=32), seed=seed).fit(o, a, n)
     return env, model
 
 
-def _controller(model, precision: str, compile: bool, seed: int):
+def _controller(task: dict, env, model, precision: str, compile: bool, seed: int):
     from dynarl.envs import get_task
     from dynarl.models.model_env import ModelEnv
     from dynarl.planning.fast_model import PlanningModel
     from dynarl.planning.mpc import MPCController, OpenLoopActions, PlannerConfig
 
-    cfg = PlannerConfig(population_size=350, elite_fraction=0.1, num_iterations=5, horizon=15, particles=20, propagation="ts1", precision=precision, compile=compile)
+    cfg = PlannerConfig(population_size=task["population_size"], elite_fraction=0.1, num_iterations=5, horizon=task["horizon"], particles=20,
+                        propagation=task["propagation"], precision=precision, compile=compile)
     plan_model = model if precision == "fp32" and not compile else PlanningModel(model, precision, compile)
-    g = torch.Generator().manual_seed(seed)
-    menv = ModelEnv(plan_model, get_task("dynarl/ContinuousCartPole-v0"), propagation="ts1", generator=g)
-    return MPCController(menv, OpenLoopActions(torch.tensor([-1.0]), torch.tensor([1.0]), cfg.horizon), cfg, g), cfg
+    dev = model.device
+    g = torch.Generator(device=dev).manual_seed(seed)
+    menv = ModelEnv(plan_model, get_task(task["env"]), propagation=cfg.propagation, generator=g)
+    low, high = (torch.as_tensor(b, device=dev) for b in (env.action_space.low, env.action_space.high))
+    return MPCController(menv, OpenLoopActions(low, high, cfg.horizon), cfg, g), cfg
 
 
-def _run(env, ctrl, steps: int, seed: int, bare) -> dict:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _flops_per_row(model) -> int:
+    """Multiply-adds x 2 of one row through the network (the weights are [members, in, out])."""
+    return sum(2 * layer.weight.shape[1] * layer.weight.shape[2] for layer in model.net.layers)
+
+
+def _matmul_peak_flops(precision: str, device: torch.device) -> float:
+    """FLOP/s of the best of a few large square matmuls in ``precision`` on ``device``."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def _run(env, ctrl, steps: int, seed: int, bare, flops_per_row: int) -> dict:
     """Time ``steps`` planned env steps; after each, time a bare forward of the same number of rows
     (``bare(rows) -> seconds``), so each ratio compares two timings taken under the same machine load."""
     obs, _ = env.reset(seed=seed + 1)
     ctrl.reset()
     t = time.perf_counter()
-    ctrl.act(torch.as_tensor(obs))  # warm-up (and compilation)
+    ctrl.act(torch.as_tensor(obs)).cpu()  # warm-up (and compilation)
     warmup = time.perf_counter() - t
     obs, _ = env.reset(seed=seed + 1)
     ctrl.reset()
@@ -87,7 +134,7 @@ def _run(env, ctrl, steps: int, seed: int, bare) -> dict:
     for _ in range(steps):
         before = ctrl.rows_evaluated
         t = time.perf_counter()
-        act = ctrl.act(torch.as_tensor(obs)).numpy()
+        act = ctrl.act(torch.as_tensor(obs)).cpu().numpy()  # the copy to the host waits for the device
         dt = time.perf_counter() - t
         plan_s += dt
         obs, r, term, trunc, _ = env.step(act)
@@ -101,6 +148,7 @@ def _run(env, ctrl, steps: int, seed: int, bare) -> dict:
     return {
         "seconds_per_env_step": statistics.median(per_step),
         "rows_per_s": rows / plan_s,
+        "tflops": rows / plan_s * flops_per_row / 1e12,
         "fraction_of_bare_forward": statistics.median(fractions),
         "warmup_s": warmup,
         "return": ret,
@@ -115,7 +163,7 @@ def _bare_forward(model, precision: str, batch: int):
     elites = model.elite_idx
     ws = [layer.weight[elites].detach().to(dtype) for layer in model.net.layers]
     bs = [layer.bias[elites].detach().to(dtype) for layer in model.net.layers]
-    x = torch.randn(elites.numel(), batch // elites.numel(), ws[0].shape[1]).to(dtype)
+    x = torch.randn(elites.numel(), batch // elites.numel(), ws[0].shape[1], device=model.device).to(dtype)
 
     @torch.no_grad()
     def forward():
@@ -128,9 +176,11 @@ def _bare_forward(model, precision: str, batch: int):
 
     def seconds(rows: int) -> float:
         forward()
+        _sync(model.device)
         t = time.perf_counter()
         for _ in range(max(1, round(rows / batch))):
             forward()
+        _sync(model.device)
         return time.perf_counter() - t
 
     return seconds
@@ -138,32 +188,50 @@ def _bare_forward(model, precision: str, batch: int):
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--task", choices=sorted(TASKS), default="cartpole", help="cartpole: mbrl-lib's settings; halfcheetah: the original PETS settings")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (mbrl-lib's reference figure used 2 cores)")
     p.add_argument("--steps", type=int, default=10, help="timed env steps per build")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile build")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    env, model = _setup(args.seed)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device here; use --device cpu (or auto)")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    task = TASKS[args.task]
+    env, model = _setup(task, args.seed, device)
+    flops_per_row = _flops_per_row(model)
     builds = [("fp32", "fp32", False), ("bf16", "bf16", False)] + ([] if args.no_compile else [("bf16_compiled", "bf16", True)])
     results = {}
     for name, precision, compile in builds:
-        ctrl, cfg = _controller(model, precision, compile, args.seed)
-        bare = _bare_forward(model, "fp32" if name == "fp32" else "bf16", cfg.population_size * cfg.particles)
-        results[name] = _run(env, ctrl, args.steps, args.seed, bare)
+        ctrl, cfg = _controller(task, env, model, precision, compile, args.seed)
+        bare = _bare_forward(model, precision, cfg.population_size * cfg.particles)
+        results[name] = _run(env, ctrl, args.steps, args.seed, bare, flops_per_row)
     best = min(results, key=lambda k: results[k]["seconds_per_env_step"])
+    best_precision = "fp32" if best == "fp32" else "bf16"
+    peak = _matmul_peak_flops(best_precision, device) / 1e12
+    ref = task["reference_seconds_per_env_step"]
+    seconds = results[best]["seconds_per_env_step"]
     print(
         json.dumps(
             {
                 "benchmark": "pets_speed",
-                "seconds_per_env_step": round(results[best]["seconds_per_env_step"], 4),
+                "task": args.task,
+                "env": task["env"],
+                "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+                "seconds_per_env_step": round(seconds, 4),
                 "best_build": best,
-                "speedup_vs_fp32": round(results["fp32"]["seconds_per_env_step"] / results[best]["seconds_per_env_step"], 3),
-                "speedup_vs_mbrl_lib": round(MBRL_LIB_SECONDS_PER_STEP / results[best]["seconds_per_env_step"], 3),
-                "mbrl_lib_seconds_per_env_step": MBRL_LIB_SECONDS_PER_STEP,
+                "speedup_vs_fp32": round(results["fp32"]["seconds_per_env_step"] / seconds, 3),
+                "speedup_vs_mbrl_lib": None if ref is None else round(ref / seconds, 3),
+                "mbrl_lib_seconds_per_env_step": ref,
                 "planner_fraction_of_bare_forward": round(results[best]["fraction_of_bare_forward"], 3),
+                "achieved_tflops": round(results[best]["tflops"], 4),
+                "matmul_peak_tflops": round(peak, 4),
+                "fraction_of_matmul_peak": round(results[best]["tflops"] / peak, 3),
+                "model_tflop_per_env_step": round(cfg.population_size * cfg.particles * cfg.horizon * cfg.num_iterations * flops_per_row / 1e12, 3),
                 "builds": {k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in results.items()},
-                "settings": {"members": 7, "elites": 5, "hidden": [200] * 4, "population_size": cfg.population_size, "elite_fraction": cfg.elite_fraction, "num_iterations": cfg.num_iterations, "horizon": cfg.horizon, "particles": cfg.particles, "propagation": cfg.propagation},
+                "settings": {"members": task["members"], "elites": task["elites"], "hidden": list(model.cfg.hidden_sizes), "population_size": cfg.population_size, "elite_fraction": cfg.elite_fraction, "num_iterations": cfg.num_iterations, "horizon": cfg.horizon, "particles": cfg.particles, "propagation": cfg.propagation},
                 "cpu": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(),
                 "threads": torch.get_num_threads(),
