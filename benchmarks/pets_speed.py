@@ -149,6 +149,7 @@ def _run(env, ctrl, steps: int, seed: int, bare, flops_per_row: int) -> dict:
         "seconds_per_env_step": statistics.median(per_step),
         "rows_per_s": rows / plan_s,
         "tflops": rows / plan_s * flops_per_row / 1e12,
+        "tflop_per_env_step": rows / len(per_step) * flops_per_row / 1e12,
         "fraction_of_bare_forward": statistics.median(fractions),
         "warmup_s": warmup,
         "return": ret,
@@ -196,21 +197,26 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile build")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no CUDA device here; use --device cpu (or auto)")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    from dynarl.errors import ConfigError
+    from dynarl.run.seeding import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as e:
+        raise SystemExit(f"--device {args.device}: {e}") from None
     task = TASKS[args.task]
     env, model = _setup(task, args.seed, device)
     flops_per_row = _flops_per_row(model)
-    builds = [("fp32", "fp32", False), ("bf16", "bf16", False)] + ([] if args.no_compile else [("bf16_compiled", "bf16", True)])
+    builds = {"fp32": ("fp32", False), "bf16": ("bf16", False)}
+    if not args.no_compile:
+        builds["bf16_compiled"] = ("bf16", True)
     results = {}
-    for name, precision, compile in builds:
+    for name, (precision, compile) in builds.items():
         ctrl, cfg = _controller(task, env, model, precision, compile, args.seed)
         bare = _bare_forward(model, precision, cfg.population_size * cfg.particles)
         results[name] = _run(env, ctrl, args.steps, args.seed, bare, flops_per_row)
     best = min(results, key=lambda k: results[k]["seconds_per_env_step"])
-    best_precision = "fp32" if best == "fp32" else "bf16"
-    peak = _matmul_peak_flops(best_precision, device) / 1e12
+    peak = _matmul_peak_flops(builds[best][0], device) / 1e12
     ref = task["reference_seconds_per_env_step"]
     seconds = results[best]["seconds_per_env_step"]
     print(
@@ -229,7 +235,7 @@ def main() -> None:
                 "achieved_tflops": round(results[best]["tflops"], 4),
                 "matmul_peak_tflops": round(peak, 4),
                 "fraction_of_matmul_peak": round(results[best]["tflops"] / peak, 3),
-                "model_tflop_per_env_step": round(cfg.population_size * cfg.particles * cfg.horizon * cfg.num_iterations * flops_per_row / 1e12, 3),
+                "model_tflop_per_env_step": round(results[best]["tflop_per_env_step"], 3),
                 "builds": {k: {kk: round(vv, 4) if isinstance(vv, float) else vv for kk, vv in v.items()} for k, v in results.items()},
                 "settings": {"members": task["members"], "elites": task["elites"], "hidden": list(model.cfg.hidden_sizes), "population_size": cfg.population_size, "elite_fraction": cfg.elite_fraction, "num_iterations": cfg.num_iterations, "horizon": cfg.horizon, "particles": cfg.particles, "propagation": cfg.propagation},
                 "cpu": platform.processor() or platform.machine(),
