@@ -55,6 +55,7 @@ TASKS = {
     "halfcheetah": {"env": "HalfCheetah-v5", "members": 5, "elites": 5, "population_size": 500, "horizon": 30,
                     "propagation": "ts_inf", "random_steps": 1000, "reference_seconds_per_env_step": None},
 }
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # a build's precision -> the dtype of its matmuls
 
 
 def _setup(task: dict, seed: int, device: torch.device):
@@ -106,7 +107,7 @@ def _flops_per_row(model) -> int:
 
 def _matmul_peak_flops(precision: str, device: torch.device) -> float:
     """FLOP/s of the best of a few large square matmuls in ``precision`` on ``device``."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = DTYPES[precision]
     n = 8192 if device.type == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     a @ b  # warm-up
@@ -160,7 +161,7 @@ def _run(env, ctrl, steps: int, seed: int, bare, flops_per_row: int) -> dict:
 def _bare_forward(model, precision: str, batch: int):
     """``seconds(rows)``: a bare eager ensemble forward (baddbmm + SiLU per layer) on the elites' weights in
     ``precision``, in calls of ``batch`` rows (the planner's rows per horizon step) until ``rows`` are done."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = DTYPES[precision]
     elites = model.elite_idx
     ws = [layer.weight[elites].detach().to(dtype) for layer in model.net.layers]
     bs = [layer.bias[elites].detach().to(dtype) for layer in model.net.layers]
