@@ -29,6 +29,7 @@ from dynarl.run import checkpoint as ckpt
 from dynarl.run.config import RunConfig, to_dict, validate
 from dynarl.run.evaluate import evaluate
 from dynarl.run.logger import MetricsLogger, Progress
+from dynarl.run.plot import MODEL_DIAGNOSTICS
 from dynarl.run.rundir import RunDir
 from dynarl.run.seeding import resolve_device, seed_everything, set_torch_rng_state, torch_rng_state
 
@@ -66,6 +67,7 @@ class Algorithm(abc.ABC):
         self._episode_length = 0
         self._episode_reset: dict | None = None  # how the current episode was reset (seed or rng state)
         self._episode_actions: list[np.ndarray] = []
+        self._model_log: MetricsLogger | None = None
         self._setup()
 
     # --- hooks --------------------------------------------------------------------------------------
@@ -90,6 +92,12 @@ class Algorithm(abc.ABC):
 
     def all_finite(self) -> bool:
         return True
+
+    def log_model_fit(self, row: dict[str, float]) -> None:
+        """Append one row (one model fit: holdout loss, k-step error, calibration, ...) to the run's
+        ``model_diagnostics.csv``, which ``dynarl plot RUN`` draws. A no-op outside ``learn(run_dir=...)``."""
+        if self._model_log is not None:
+            self._model_log.log(self.env_steps, row)
 
     def _state(self, include_buffer: bool) -> dict:
         return {}
@@ -156,7 +164,9 @@ class Algorithm(abc.ABC):
         if total <= 0:
             raise ConfigError(f"total_steps={total} is invalid: must be > 0")
         run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir.create(run_dir, to_dict(cfg))
-        logger = MetricsLogger(run.path if run else None, resume_step=self.env_steps if self.env_steps > 0 else None)
+        resume_step = self.env_steps if self.env_steps > 0 else None
+        logger = MetricsLogger(run.path if run else None, resume_step=resume_step)
+        self._model_log = MetricsLogger(run.path, resume_step, filename=MODEL_DIAGNOSTICS, tensorboard=False) if run else None
         progress = Progress(total, quiet=cfg.quiet)
         if self._obs is None:
             self._reset_env()
@@ -182,6 +192,7 @@ class Algorithm(abc.ABC):
                     run.save_checkpoint(self.env_steps, self.name, self.state_dict(), cfg.keep_checkpoints)
         finally:
             logger.close()
+            self._model_log = None
         if run:
             run.finish(self.summary())
         return self

@@ -19,20 +19,22 @@ class MetricsLogger:
     logs equal an uninterrupted run's.
     """
 
-    def __init__(self, run_dir: Path | None, resume_step: int | None = None):
+    def __init__(self, run_dir: Path | None, resume_step: int | None = None, filename: str = "metrics.csv", tensorboard: bool = True):
         self.run_dir = run_dir
         self.rows: list[dict] = []
         self.columns: list[str] = [STEP]
         self.writer = None
         if run_dir is None:
             return
-        self.csv_path = run_dir / "metrics.csv"
+        self.csv_path = run_dir / filename
         if resume_step is not None and self.csv_path.exists():
             with open(self.csv_path, newline="") as f:
                 reader = csv.DictReader(f)
                 self.columns = list(reader.fieldnames or [STEP])
                 self.rows = [r for r in reader if r.get(STEP) and int(float(r[STEP])) <= resume_step]
             self._rewrite()
+        if not tensorboard:
+            return
         from torch.utils.tensorboard import SummaryWriter
 
         purge = None if resume_step is None else resume_step + 1
@@ -56,6 +58,8 @@ class MetricsLogger:
         else:
             with open(self.csv_path, "a", newline="") as f:
                 csv.DictWriter(f, fieldnames=self.columns).writerow(row)
+        if self.writer is None:
+            return
         for k, v in row.items():
             if k != STEP and isinstance(v, (int, float)) and math.isfinite(v):
                 self.writer.add_scalar(k, v, step)
