@@ -14,8 +14,23 @@ Eq. 5 is the H-step loss on state deltas of the model's own rollout,
 ``M(S_t)`` should read ``M(S_t, a_t)``) is what the model takes: it predicts from the state and the
 action the real policy took. The policy step is *the* TRPO learner of :mod:`dynarl.learners.trpo`,
 fed rollouts of the model env (:class:`dynarl.models.model_env.ModelEnv`) with the task's exact reward
-function. "With noise" is SLBO's code's Ornstein-Uhlenbeck noise (theta 0.15, sigma 0.3, in the policy's
+and termination functions. "With noise" is SLBO's code's Ornstein-Uhlenbeck noise (theta 0.15, sigma 0.3, in the policy's
 [-1, 1] action units) added to the policy's sampled action.
+
+Observation (ours, following SLBO's code): SLBO runs, acts and is evaluated on the model observation,
+``make_env(env, model_obs=True)``, not the standard one. SLBO plans with the task's *known* reward, and
+its code (facebookresearch/slbo, ``slbo/envs/mujoco/*.py``) makes that possible by augmenting each env's
+observation (full ``qpos`` with the x position, ``qvel``, torso position and velocity) so that
+``mb_step(states, actions, next_states)`` computes the reward and ``done`` from the model's states.
+dynarl's model observation is the same idea, built for Gymnasium's v5 envs:
+:attr:`dynarl.envs.TaskSpec.reward_fn` and ``termination_fn`` reproduce the env's reward and
+``terminated`` exactly on it for all 12 registered tasks (``tests/test_task_functions.py``), so the
+model env's rewards are the real env's rewards of the model's states. Keeping the standard observation
+instead would leave the forward-velocity rewards uncomputable (x is not observed; Ant and Humanoid
+reward a torso / mass-centre position that is not a function of the observation), so it would need a
+learned reward head, an extra source of model error the paper's analysis does not have. The cost: the
+policy also sees x, as in SLBO's code. Returns are the env's own (the wrappers change only the
+observation), so they compare directly with TRPO's on the standard observation.
 
 Choices the seed leaves open (ours, stated): model rollouts start from the initial states of real
 episodes (``model_start="reset"``, SLBO's default, without calling the simulator) or from any real state
@@ -34,7 +49,7 @@ import torch
 
 from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
 from dynarl.data.rollout import RolloutBuffer
-from dynarl.envs import get_task
+from dynarl.envs import get_task, make_env
 from dynarl.errors import EnvError
 from dynarl.learners.trpo import TRPOLearner, TRPOLearnerConfig
 from dynarl.models.dynamics import DynamicsModel, DynamicsModelConfig
@@ -86,23 +101,29 @@ class SLBO(Algorithm):
     config_cls = SLBOConfig
 
     def _check_env(self, env) -> None:
-        low, high = require_box_actions(env, "SLBO")
-        self.act_low, self.act_scale = low, (high - low) / 2
-        self.obs_dim, self.act_dim = require_flat_obs(env, "SLBO"), int(low.shape[0])
-        task = get_task(self.cfg.env)
-        if task is None:
+        require_box_actions(env, "SLBO")
+        self.task = get_task(self.cfg.env)
+        if self.task is None:
             from dynarl.envs import registered_tasks
 
             raise EnvError(f"SLBO plans with the task's reward function, and dynarl has none for {self.cfg.env!r}. Tasks with one: {', '.join(registered_tasks())}")
 
     def _setup(self) -> None:
         cfg = self.cfg
+        # the observation the task's reward/termination functions are exact on (module docstring)
+        kwargs = cfg.env_kwargs or {}
+        for env in (self.env, self.eval_env):
+            env.close()
+        self.env, self.eval_env = make_env(cfg.env, model_obs=True, **kwargs), make_env(cfg.env, model_obs=True, **kwargs)
+        low, high = require_box_actions(self.env, "SLBO")
+        self.act_low, self.act_scale = low, (high - low) / 2
+        self.obs_dim, self.act_dim = require_flat_obs(self.env, "SLBO"), int(low.shape[0])
         self.learner = TRPOLearner(cfg.learner, self.obs_dim, self.env.action_space, self.device)
         n_layers = len(cfg.model_hidden_sizes) + 1
         mcfg = DynamicsModelConfig(kind="deterministic", members=1, hidden_sizes=cfg.model_hidden_sizes, activation="relu", weight_decay=(cfg.model_weight_decay,) * n_layers)
         self.model = DynamicsModel(mcfg, self.obs_dim, self.act_dim, self.device)
         self.model_opt = torch.optim.Adam(self.model.parameters(), lr=cfg.model_lr)
-        self.model_env = ModelEnv(self.model, cfg.env, propagation="expectation", deterministic=True)
+        self.model_env = ModelEnv(self.model, reward_fn=self.task.reward_fn, termination_fn=self.task.termination_fn, propagation="expectation", deterministic=True)
         self.model_rollout = RolloutBuffer(cfg.model_horizon, cfg.model_envs, self.obs_dim, (self.act_dim,), self.device, discrete=False)
         self._low_t = torch.as_tensor(self.act_low, device=self.device)
         self._scale_t = torch.as_tensor(self.act_scale, device=self.device)
