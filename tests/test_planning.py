@@ -117,6 +117,50 @@ def test_nan_returns_rank_worst(name):
     assert rank_values(torch.tensor([1.0, math.nan, math.inf, -math.inf])).tolist() == [1.0, -math.inf, -math.inf, -math.inf]
 
 
+def test_icem_executes_the_best_elite_sequence_and_cem_the_mean_by_default():
+    """iCEM (Pinneri et al. 2020, Algorithm 1) executes the best elite sequence found, CEM (PETS) the
+    smoothed mean; ``return_mean_elites`` still chooses either for both."""
+    target = torch.linspace(-0.5, 0.5, 4).reshape(4, 1)
+
+    def value(x):
+        return -(x - target).square().sum(dim=(-2, -1))
+
+    def run(name, **kw):
+        seen = []
+        opt = _optimizer(name, dims=1, population_size=50, num_iterations=3, **kw)
+        x = opt.optimize(lambda s: seen.append(s.clone()) or value(s), torch.zeros(4, 1))
+        samples = torch.cat(seen)
+        return x, samples, opt.last_best_value
+
+    for name in ("icem", "cem"):
+        x, samples, best_value = run(name, return_mean_elites=False)
+        assert torch.equal(x, samples[value(samples).argmax()]) and value(x[None]).item() == pytest.approx(best_value)
+        x, samples, _ = run(name, return_mean_elites=True)
+        assert not (samples == x).all(dim=(-2, -1)).any()  # the mean, not a sample
+    x, samples, best_value = run("icem")  # default: the best elite sequence
+    assert torch.equal(x, samples[value(samples).argmax()]) and value(x[None]).item() == pytest.approx(best_value)
+    x, samples, _ = run("cem")  # default: the mean
+    assert not (samples == x).all(dim=(-2, -1)).any()
+    assert OptimizerConfig().return_mean_elites is None
+
+
+@pytest.mark.parametrize("override", ["planner.elite_fraction=0.0001", "planner.population_size=1", "planner.elite_fraction=0.004"])
+def test_populations_without_elites_are_refused_in_one_line(tmp_path, override):
+    from conftest import run_cli
+
+    out = tmp_path / "run"
+    proc = run_cli("train", "pets", override, "--out", str(out))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert override.split("=")[0] in proc.stderr and "invalid" in proc.stderr
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="population_size"):  # the optimisers refuse it when built directly too
+        _optimizer("cem", population_size=1)
+    # the same fraction is fine when the population leaves an elite, and ignored by optimisers without elites
+    assert _optimizer("cem", population_size=300, elite_fraction=0.004) is not None
+    assert _optimizer("mppi", population_size=20, elite_fraction=0.0001) is not None
+
+
 def test_optimisers_are_seeded():
     for name in OPTIMIZERS:
         kw, H, A, _ = SETTINGS[name]

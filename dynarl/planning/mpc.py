@@ -34,6 +34,10 @@ class PlannerConfig(OptimizerConfig):
     precision: str = param("bf16", one_of("fp32", "bf16"), "bf16: hidden layers of the model in bfloat16 while planning")
     compile: bool = param(False, help="torch.compile the model network used by the planner (first plan compiles, ~20-40 s on CPU)")
 
+    def check(self) -> str | None:
+        # the algorithms hold their planner settings under ``planner``
+        return self.size_problem("planner.")
+
 
 class OpenLoopActions:
     """PETS's proposal: the solution is the action sequence [H, A], within the action bounds."""

@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from dynarl.errors import ConfigError
 from dynarl.run.config import non_negative, one_of, param, positive, unit_interval, unit_interval_open_closed
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
@@ -43,12 +44,32 @@ class OptimizerConfig:
     num_iterations: int = param(5, positive, "optimiser iterations per planning step (PETS: 5)")
     alpha: float = param(0.1, unit_interval, "smoothing: weight kept on the previous mean/variance (PETS: 0.1)")
     init_std: float = param(0.25, positive, "initial standard deviation as a fraction of (upper - lower) (PETS: 1/4)")
-    return_mean_elites: bool = param(True, help="return the final mean (PETS) instead of the best sample seen")
+    return_mean_elites: bool | None = param(
+        None,
+        help="true: execute the final (smoothed) mean; false: the best sample seen; null: each paper's choice "
+        "(CEM: the mean, as PETS; iCEM: the best elite sequence, as Pinneri et al. 2020)",
+    )
     temperature: float = param(1.0, positive, "MPPI: weights exp((R - max R) / temperature)")
     beta: float = param(0.0, unit_interval, "MPPI: noise smoothing along time, eps_t <- beta eps_{t-1} + (1 - beta) eps_t")
     noise_beta: float = param(2.0, non_negative, "iCEM: coloured-noise exponent (0 white, 2 red; Pinneri et al.: 2-2.5)")
     population_decay: float = param(1.25, positive, "iCEM: population divided by this factor each iteration")
     keep_elite_fraction: float = param(0.3, unit_interval, "iCEM: share of the elites carried into the next iteration")
+
+    def size_problem(self, prefix: str = "") -> str | None:
+        """One line on a population that cannot be optimised over (fewer than 2 candidates, or, for CEM
+        and iCEM, an ``elite_fraction`` that leaves less than one elite), or None."""
+        if self.population_size < 2:
+            return (
+                f"{prefix}population_size={self.population_size} is invalid: the planner needs at least 2 candidates "
+                f"to compare (PETS: 400-500; e.g. {prefix}population_size=200)"
+            )
+        if self.optimizer in ("cem", "icem") and self.elite_fraction * self.population_size < 1:
+            return (
+                f"{prefix}elite_fraction={self.elite_fraction:g} is invalid with {prefix}population_size={self.population_size}: "
+                f"it leaves {self.elite_fraction * self.population_size:.3g} elites; it must be >= 1/population_size = "
+                f"{1 / self.population_size:.3g} (PETS: 0.1)"
+            )
+        return None
 
 
 def rank_values(values: torch.Tensor) -> torch.Tensor:
@@ -150,7 +171,7 @@ class CEM(TrajectoryOptimizer):
             mean = cfg.alpha * mean + (1 - cfg.alpha) * elites.mean(0)
             var = cfg.alpha * var + (1 - cfg.alpha) * elites.var(0, unbiased=False)
         self.last_best_value = best_value
-        return mean if cfg.return_mean_elites else best
+        return mean if cfg.return_mean_elites in (None, True) else best
 
 
 class MPPI(TrajectoryOptimizer):
@@ -218,7 +239,8 @@ class ICEM(TrajectoryOptimizer):
 
     A share of the elites is kept into the next iteration and, shifted one step by the controller, into
     the first iteration of the next planning step. Samples are clipped to the bounds (not truncated), as in
-    the paper. The best sample seen is returned unless ``return_mean_elites``.
+    the paper. The best elite sequence seen is returned, as in the paper's Algorithm 1 ("execute the first
+    action of the best elite sequence"), unless ``return_mean_elites=true`` (the smoothed mean, CEM's choice).
     """
 
     def __init__(self, *args, **kwargs):
@@ -265,9 +287,12 @@ class ICEM(TrajectoryOptimizer):
             std = (cfg.alpha * std.square() + (1 - cfg.alpha) * elites.var(0, unbiased=False)).sqrt()
         self.kept = kept
         self.last_best_value = best_value
-        return mean if cfg.return_mean_elites else best
+        return mean if cfg.return_mean_elites is True else best
 
 
 def make_optimizer(cfg: OptimizerConfig, lower: torch.Tensor, upper: torch.Tensor, generator: torch.Generator) -> TrajectoryOptimizer:
+    problem = cfg.size_problem()
+    if problem:
+        raise ConfigError(problem)
     cls = {"cem": CEM, "random_shooting": RandomShooting, "mppi": MPPI, "icem": ICEM}[cfg.optimizer]
     return cls(cfg, lower, upper, generator)
