@@ -85,3 +85,35 @@ def test_oracle_objective_is_the_real_return():
                 break
         assert value.item() == pytest.approx(real, abs=1e-4)
     assert predicted[1] < predicted[2]  # a strong push topples the pole sooner than no force
+
+
+UNKNOWN_PENDULUM = "dynarl_test/UnknownInvertedPendulum-v0"  # InvertedPendulum-v5 under an id dynarl has no functions for
+
+
+@pytest.mark.parametrize("algo", ["pets", "poplin_a"])
+def test_learned_reward_task_learns_termination_so_imagined_particles_terminate(algo):
+    """On a task without known functions, PETS and POPLIN learn the termination with the reward (as the Dyna
+    loop does); before, imagined particles never terminated unless model.learn_termination=true was set.
+    Pushing the cart hard one way topples the pole within ~10 real steps: the model env must say so."""
+    from dynarl.algos import get_algorithm
+
+    if UNKNOWN_PENDULUM not in gym.registry:
+        gym.register(UNKNOWN_PENDULUM, entry_point="gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv", max_episode_steps=1000)
+    assert get_task(UNKNOWN_PENDULUM) is None
+    over = {**SMALL, "model.members": 3, "trainer.num_elites": 3, "planner.population_size": 20, "planner.horizon": 5}
+    agent = get_algorithm(algo)(UNKNOWN_PENDULUM, learned_reward=True, random_trials=30, steps=10_000, **over)
+    assert agent.model.cfg.learn_termination and agent.controller.model_env.termination_fn is None
+    agent._reset_env()
+    while agent.episodes < 30:  # random trials (a few to a few dozen steps each)
+        agent.train_step()
+    agent._fit_model()
+    terminal = agent.buffer.storage["terminated"][: len(agent.buffer)].bool()
+    assert int(terminal.sum()) == 30
+    # imagined rollouts from the real start states with a full push: the pole falls in the real env within 15 steps
+    starts = agent.buffer.storage["obs"][: len(agent.buffer)][::5][:50]
+    env = agent.controller.model_env
+    env.generator.manual_seed(0)
+    out = env.rollout(starts, actions=torch.full((starts.shape[0], 25, 1), 3.0), particles=2)
+    fell = out["terminated"][..., -1].float().mean().item()
+    print(f"{algo}: share of imagined particles terminated within 25 steps of a full push: {fell:.2f}")
+    assert fell > 0.8

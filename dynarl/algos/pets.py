@@ -9,8 +9,8 @@
             execute the first action a*_t only; D <- D u {(s_t, a*_t, s_{t+1})}
 
 Rewards and terminations come from the task registry (exact, batched torch) on the ``model_obs``
-observation, or from the model's learned heads (``learned_reward=true``) for tasks dynarl has no reward
-for. Evaluation plans too: ``predict(obs)`` runs a separate planner (its own generator, reseeded and
+observation, or from the model's learned heads for tasks dynarl has no functions for (``learned_reward=true``;
+the termination head is then always learned, as in the Dyna loop, so imagined particles can terminate). Evaluation plans too: ``predict(obs)`` runs a separate planner (its own generator, reseeded and
 cleared at every evaluation episode), so evaluating never disturbs the training planner.
 """
 
@@ -117,7 +117,9 @@ class PETS(Algorithm):
         dev = self.device
         self.act_low, self.act_high = torch.as_tensor(low, device=dev), torch.as_tensor(high, device=dev)
 
-        model_cfg = dataclasses.replace(cfg.model, learn_reward=cfg.learned_reward)
+        # a task dynarl has no functions for: its reward (learned_reward=true) and its termination are learned
+        # with the model, as the Dyna loop does; otherwise imagined particles would never terminate
+        model_cfg = dataclasses.replace(cfg.model, learn_reward=cfg.learned_reward, learn_termination=cfg.model.learn_termination or self.task is None)
         self.model = DynamicsModel(model_cfg, self.obs_dim, self.act_dim, dev, generator=torch.Generator(device=dev).manual_seed(cfg.seed))
         self.trainer = ModelTrainer(self.model, cfg.trainer, seed=cfg.seed + 1)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, self.act_dim, dev)
@@ -142,7 +144,7 @@ class PETS(Algorithm):
         p = self.cfg.planner
         task = self.task
         reward_fn = None if (self.cfg.learned_reward or task is None) else task.reward_fn
-        termination_fn = None if task is None else task.termination_fn  # else learned, if model.learn_termination
+        termination_fn = None if task is None else task.termination_fn  # else the model's learned termination
         menv = ModelEnv(self.plan_model, reward_fn=reward_fn, termination_fn=termination_fn, propagation=p.propagation, generator=g)
         return MPCController(menv, self._proposal(), p, g)
 
