@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -231,3 +234,71 @@ def test_cartpole_matches_gymnasium_physics():
         o1 = ours.step(np.array([1.0 if act else -1.0], np.float32))[0]
         o2 = ref.step(act)[0]
         np.testing.assert_allclose(o1, o2, rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- Gymnasium's checker
+
+# every env dynarl makes: each task with the standard and the model observation, plus the envs of the
+# model-free examples (discrete CartPole for PPO); skip_render_check keeps it fast
+CHECKED_ENVS = [(env_id, model_obs) for env_id in sorted(EXPECTED_TASKS) for model_obs in (False, True)] + [("CartPole-v1", False)]
+
+
+@pytest.mark.parametrize("env_id,model_obs", CHECKED_ENVS)
+def test_gymnasium_check_env_and_spec_recreation(env_id, model_obs):
+    """Gymnasium's own ``check_env`` passes, and ``gymnasium.make(env.spec)`` (what vector envs built from a
+    spec and Minari's recorded env spec use) rebuilds the same env, model-observation wrappers included."""
+    from gymnasium.envs.registration import EnvSpec
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_env(env_id, model_obs=model_obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checker's advice (infinite Box bounds, asymmetric actions)
+        check_env(env, skip_render_check=True)
+    for spec in (env.spec, EnvSpec.from_json(env.spec.to_json())):  # in-process and through JSON
+        again = gym.make(spec)
+        assert again.observation_space == env.observation_space
+        assert [w.name for w in again.spec.additional_wrappers] == [w.name for w in env.spec.additional_wrappers]
+        if model_obs and get_task(env_id).wrappers:
+            assert again.spec.additional_wrappers, "the model_obs wrappers must be recorded in env.spec"
+        o1, _ = env.reset(seed=3)
+        o2, _ = again.reset(seed=3)
+        a = env.action_space.sample()
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(env.step(a)[0], again.step(a)[0])
+        again.close()
+    env.close()
+
+
+def test_append_sim_quantities_names_its_quantities():
+    from dynarl.envs.wrappers import SIM_QUANTITIES, AppendSimQuantities
+
+    with pytest.raises(ValueError, match="unknown sim quantities 'nope'.*ant_torso_x"):
+        AppendSimQuantities(gym.make("Ant-v5"), "nope")
+    assert set(SIM_QUANTITIES) == {"inverted_double_pendulum", "ant_torso_x", "humanoid_mass_centre_x"}
+
+
+# ----------------------------------------------------------------------------------------------- Atari ids
+
+
+def test_ale_ids_without_ale_py_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # importing it raises ImportError, as when not installed
+    for env_id in ("ALE/Pong-v5", "ALE/NoSuchGame-v5", "PongNoFrameskip-v4"):
+        with pytest.raises(EnvError, match=rf"unknown environment '{env_id}': Atari ids \(ALE/...\) .*pip install ale-py") as info:
+            make_env(env_id)
+        assert "\n" not in str(info.value)
+
+
+def test_ale_ids_import_ale_py_to_register_them(monkeypatch, tmp_path):
+    """Gymnasium >= 1.0 knows Atari ids only after ``import ale_py``: make_env does that import itself."""
+    fake = tmp_path / "ale_py.py"
+    fake.write_text('import gymnasium\ngymnasium.register("ALE/Fake-v5", entry_point="gymnasium.envs.classic_control:PendulumEnv")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "ale_py", raising=False)
+    try:
+        env = make_env("ALE/Fake-v5")
+        assert env.spec.id == "ALE/Fake-v5"
+        with pytest.raises(EnvError, match="unknown environment 'ALE/NoSuchGame-v5'"):
+            make_env("ALE/NoSuchGame-v5")  # ale-py there, the game not: the ordinary message
+    finally:
+        gym.registry.pop("ALE/Fake-v5", None)
+        sys.modules.pop("ale_py", None)

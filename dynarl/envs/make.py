@@ -13,6 +13,7 @@ from dynarl.envs.tasks import get_task, registered_tasks
 from dynarl.errors import EnvError
 
 _MUJOCO_HINT = 'MuJoCo tasks need the mujoco package: pip install "dynarl[mujoco]"'
+_ALE_HINT = "Atari ids (ALE/...) are registered by the ale-py package, which is not installed: pip install ale-py"
 
 
 def _suggestions(env_id: str) -> list[str]:
@@ -28,6 +29,19 @@ def _unknown(env_id: str) -> EnvError:
     close = _suggestions(env_id)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return EnvError(f"unknown environment {env_id!r}.{hint} Run 'dynarl list' to see the tasks.")
+
+
+def _is_ale(env_id: str) -> bool:
+    return env_id.lower().startswith("ale/") or "noframeskip" in env_id.lower()
+
+
+def _register_ale(env_id: str) -> None:
+    """Gymnasium >= 1.0 knows Atari ids only once ``ale_py`` is imported: import it for ``ALE/...`` ids
+    (so ``dynarl train ... --env ALE/Pong-v5`` works from the command line), or say how to install it."""
+    try:
+        import ale_py  # noqa: F401  (importing registers the ALE ids)
+    except ImportError as e:
+        raise EnvError(f"unknown environment {env_id!r}: {_ALE_HINT}") from e
 
 
 def _is_mujoco(env_id: str) -> bool:
@@ -46,6 +60,8 @@ def make_env(env_id: str, *, model_obs: bool = False, **kwargs: Any) -> gym.Env:
     """
     if not isinstance(env_id, str) or not env_id:
         raise EnvError(f"environment id must be a non-empty string, got {env_id!r}")
+    if env_id not in gym.registry and ":" not in env_id and _is_ale(env_id):
+        _register_ale(env_id)
     if env_id not in gym.registry and ":" not in env_id:
         raise _unknown(env_id)
 
