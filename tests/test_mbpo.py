@@ -181,7 +181,7 @@ def test_mve_target_equals_hand_computed_h_step_target():
     learner = DDPGLearner(DDPGLearnerConfig(hidden_sizes=(16, 16), gamma=0.9), obs_dim, act_dim, torch.device("cpu"))
     model = _deterministic_model(obs_dim, act_dim)
     term = lambda o, a, n: n[..., 0] > 0.5  # noqa: E731  a known termination that fires on some rows
-    learner.value_expansion = ValueExpansion(ModelEnv(model, termination_fn=term, propagation="expectation"), H)
+    ValueExpansion(learner, ModelEnv(model, termination_fn=term, propagation="expectation"), H)
     batch = _batch(64, obs_dim, act_dim)
 
     with torch.no_grad():
@@ -211,11 +211,11 @@ def test_mve_with_sac_adds_the_soft_bonus_and_h1_is_the_one_step_target():
 
     torch.manual_seed(5)
     one_step = learner.td_target(batch)
-    learner.value_expansion = ValueExpansion(ModelEnv(model, termination_fn=never, propagation="expectation"), 1)
+    ValueExpansion(learner, ModelEnv(model, termination_fn=never, propagation="expectation"), 1)
     torch.manual_seed(5)
     torch.testing.assert_close(learner.td_target(batch), one_step)
 
-    learner.value_expansion = ValueExpansion(ModelEnv(model, termination_fn=never, propagation="expectation"), 2)
+    ValueExpansion(learner, ModelEnv(model, termination_fn=never, propagation="expectation"), 2)
     torch.manual_seed(5)
     got = learner.td_target(batch)
     torch.manual_seed(5)  # replay the same draws by hand: a_1 ~ pi(s_1), then a_2 ~ pi(s^_2) in next_value

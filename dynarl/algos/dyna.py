@@ -16,8 +16,10 @@ MBPO (Janner et al. 2019; 000 section 3.3 and Algorithm 2, 003), as run here:
 Rewards come from the model (``model.learn_reward``); terminations from the task's known function on the
 standard observation (:meth:`TaskSpec.standard_termination`), or a learned termination head with
 ``learned_termination=true``. The learner is any off-policy actor-critic: MBPO uses SAC; ``dyna_td3`` and
-``dyna_ddpg`` run the same loop with TD3 and DDPG. ``mve_horizon=H > 1`` replaces the critic's one-step
-target with the H-step model target of 003 (:mod:`dynarl.learners.value_expansion`).
+``dyna_ddpg`` run the same loop with TD3 and DDPG. ``mve_horizon=H > 1`` adds model-based value expansion
+(Feinberg et al. 2018, :mod:`dynarl.learners.value_expansion`): by default MVE's TD-k form, which trains
+the critic on every state of an H-step imagined path from each batch row, each with its own (H - k)-step
+target; ``mve_target=real_state`` keeps 003's form (the H-step target at the sampled state only).
 
 Diagnostics, refreshed at every model fit and every evaluation, go to the metric rows: the model's holdout
 MSE, ``eps_m`` on the real transitions gathered since the previous fit (not yet trained on), ``eps_pi`` (the
@@ -41,7 +43,7 @@ from dynarl.data.replay import ReplayBuffer
 from dynarl.envs import get_task
 from dynarl.errors import ConfigError
 from dynarl.learners.base import Batch
-from dynarl.learners.value_expansion import ValueExpansion
+from dynarl.learners.value_expansion import MVE_TARGETS, ValueExpansion
 from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
 from dynarl.models.diagnostics import model_error
 from dynarl.models.model_env import PROPAGATIONS, ModelEnv
@@ -97,7 +99,8 @@ class DynaConfig(OffPolicyConfig):
     real_ratio: float = param(0.05, unit_interval, "share of real transitions in each learner batch (MBPO: 0.05)")
     propagation: str = param("ts1", one_of(*PROPAGATIONS), "ensemble propagation in rollouts (MBPO: a random elite per row and step = ts1)")
     learned_termination: bool = param(False, help="learn a termination classifier with the model (for tasks with no known termination)")
-    mve_horizon: int = param(0, non_negative, "H > 1: critic targets by model-based value expansion over H steps (003; 0 or 1: the one-step target)")
+    mve_horizon: int = param(0, non_negative, "H > 1: critic targets by model-based value expansion over H steps (MVE, Feinberg et al. 2018; 0 or 1: the one-step target)")
+    mve_target: str = param("td_k", one_of(*MVE_TARGETS), "with mve_horizon > 1: td_k trains the critic on all H states of the imagined path (MVE's TD-k trick); real_state only at the sampled state (003)")
     model: DynamicsModelConfig = field(default_factory=_mbpo_model)
     trainer: ModelTrainerConfig = field(default_factory=_mbpo_trainer)
 
@@ -143,7 +146,7 @@ class DynaAlgorithm(OffPolicyAlgorithm):
         if cfg.mve_horizon > 1:
             # a separate env (its own generator) so targets never move the rollouts' random stream
             mve_env = ModelEnv(self.model, termination_fn=self.termination_fn, propagation=cfg.propagation, generator=torch.Generator(device=dev).manual_seed(cfg.seed + 14))
-            self.learner.value_expansion = ValueExpansion(mve_env, cfg.mve_horizon)
+            ValueExpansion(self.learner, mve_env, cfg.mve_horizon, cfg.mve_target)  # sets learner.value_expansion
         self.model_fits = 0
         self.rollouts_added = 0
         self._fit_end = 0  # real-buffer size at the last fit: rows past it are fresh for eps_m

@@ -1,18 +1,47 @@
-"""Model-based value expansion: the H-step model Q-target of 003 (Feinberg et al. 2018, MVE).
+"""Model-based value expansion (Feinberg et al. 2018, "Model-Based Value Estimation for Efficient
+Model-Free Reinforcement Learning", MVE): H-step model targets for an off-policy critic.
 
-003 writes the critic target as ``y = sum_{k=t}^{H-1} gamma^{k-t} r^_k + gamma^H Q(s^_H, a^_H)``: the first
-step is the real (or replayed) transition ``(s_0, a_0, r_0, s_1)``, the next H - 1 steps are imagined by
-the model from ``s_1`` with the learner's target policy, and the tail is the learner's own bootstrap:
+The path. From a sampled transition ``(s_0, a_0, r_0, s_1)`` (real, or a model row in the Dyna loop) the
+model imagines H - 1 more steps from ``s_1 = s^_1`` with the learner's target policy:
 
-    y = r_0 + gamma d_0 [b_1 + r^_1 + gamma d_1 [b_2 + r^_2 + ... + gamma d_{H-1} V'(s^_H)]]
+    a^_k, b_k = target_policy(s^_k),  (s^_{k+1}, r^_k, terminated_k) = model(s^_k, a^_k),   k = 1 .. H-1
 
-``d_k = 1 - terminated_k`` (a particle that terminates in the model stops earning and stops bootstrapping),
-``b_k`` is the target policy's per-step bonus (SAC's ``-alpha log pi(a_k|s_k)``, which makes the expansion
-of the *soft* Q-value; 0 for DDPG/TD3), and ``V'`` is :meth:`ActorCriticLearner.next_value`. With H = 1 it
-is the learner's one-step target exactly.
+(``a^_0 = a_0``, ``r^_0 = r_0``). ``b_k`` is the target policy's per-step bonus (SAC's ``-alpha log pi``,
+which makes every target below the *soft* Q-value; 0 for DDPG/TD3) and ``V'`` is the learner's own
+bootstrap :meth:`ActorCriticLearner.next_value`. Every state of the path gets its own (H - k)-step target,
+written backwards (MVE section 3.1 and Algorithm 1, ``Q^_t = sum_{k=t}^{H-1} gamma^{k-t} r^_k +
+gamma^{H-t} Q'(s^_H, a^_H)``):
+
+    Q^_{H-1} = r^_{H-1} + gamma d_{H-1} V'(s^_H)
+    Q^_k     = r^_k + gamma d_k [b_{k+1} + Q^_{k+1}]                        k = H-2 .. 0
+
+``d_k = 1 - terminated_k``: a path that terminates stops earning and stops bootstrapping (no bootstrap
+after a predicted terminal), and the states after it are not states of the MDP, so ``m_k`` (1 while no
+step before k terminated; ``m_0 = 1``) masks them out of the loss. ``Q^_0`` with H = 1 is the learner's
+one-step target exactly.
+
+Two forms (``target=``):
+
+- ``"td_k"`` (MVE's Algorithm 1, the "TD-k trick", the default): the critic is trained on every state of
+  the path, each with its own target, averaged over the H states as the paper averages:
+
+      J_Q = 1/H sum_{k=0}^{H-1} E[ 1/2 m_k (Q(s^_k, a^_k) - Q^_k)^2 ]   (summed over the learner's critics)
+
+  The states after a termination contribute zero (the expectation over the path counts them as absorbing,
+  with nothing left to fit). The paper reports that without it (Q trained only at ``s_0``, while its
+  targets bootstrap from the imagined states' distribution) MVE does worse.
+- ``"real_state"`` (seed 003's form): only ``Q^_0`` replaces the one-step target and the critic is
+  trained at ``s_0`` alone, with the learner's own loss.
+
+The actor is trained as the learner trains it, on the sampled states ``s_0`` only (MVE's actor update is
+DDPG's, "dynamics-free"): value expansion changes only the critic's loss.
 """
 
 from __future__ import annotations
+
+import functools
+import types
+from dataclasses import dataclass
 
 import torch
 
@@ -20,27 +49,79 @@ from dynarl.errors import ConfigError
 from dynarl.learners.base import ActorCriticLearner, Batch
 from dynarl.models.model_env import ModelEnv
 
+MVE_TARGETS = ("td_k", "real_state")
+
+
+@dataclass
+class Expansion:
+    """One batch's H-state path: ``obs`` [H, B, obs], ``act`` [H, B, act], ``target`` Q^_k [H, B] and
+    ``mask`` m_k [H, B] (bool: the state is reached before any termination)."""
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+
 
 class ValueExpansion:
-    """``learner.value_expansion = ValueExpansion(model_env, horizon)``: H-step targets for its critic."""
+    """``ValueExpansion(learner, model_env, horizon, target)``: gives ``learner`` H-step MVE targets.
 
-    def __init__(self, model_env: ModelEnv, horizon: int):
+    It installs itself on the learner: ``learner.value_expansion`` (so ``td_target`` returns ``Q^_0``) and,
+    for ``"td_k"``, ``learner.critic_loss`` (wrapped like the learner's own, for bf16 and torch.compile).
+    One implementation for every :class:`ActorCriticLearner` (SAC, TD3, DDPG): it sees them only through
+    ``target_policy``, ``next_value`` and ``critic``.
+    """
+
+    def __init__(self, learner: ActorCriticLearner, model_env: ModelEnv, horizon: int, target: str = "td_k"):
         if horizon < 1:
             raise ConfigError(f"value-expansion horizon={horizon} is invalid: must be >= 1 (1 = the one-step target)")
+        if target not in MVE_TARGETS:
+            raise ConfigError(f"mve_target={target!r} is invalid: must be one of {', '.join(map(repr, MVE_TARGETS))}")
         self.model_env = model_env
         self.horizon = horizon
+        self.target = target
+        learner.value_expansion = self
+        if target == "td_k":
+            learner.critic_loss = functools.partial(self.critic_loss, learner)
+        else:  # the learner's own loss (undoing a td_k installed before)
+            learner.critic_loss = types.MethodType(type(learner).critic_loss, learner)
+        learner._wrap_losses("critic_loss")
 
     @torch.no_grad()
-    def __call__(self, learner: ActorCriticLearner, batch: Batch) -> torch.Tensor:
+    def expand(self, learner: ActorCriticLearner, batch: Batch) -> Expansion:
+        """Imagine the path from ``batch.next_obs`` and write every state's target backwards."""
         gamma = learner.cfg.gamma
-        target = batch.reward.clone()
-        discount = gamma * (1.0 - batch.terminated)
-        obs = batch.next_obs
+        obs, act, reward, bonus = [batch.obs], [batch.act], [batch.reward], []
+        cont = [batch.terminated == 0]  # d_k as bool
+        state = batch.next_obs
         if self.horizon > 1:
-            self.model_env.reset(obs)
+            self.model_env.reset(state)
         for _ in range(1, self.horizon):  # the imagined steps k = 1 .. H-1
-            act, bonus = learner.target_policy(obs)
-            obs, reward, terminated, _ = self.model_env.step(act)
-            target += discount * (bonus + reward)
-            discount = discount * gamma * (~terminated).to(discount.dtype)
-        return target + discount * learner.next_value(obs)
+            a, b = learner.target_policy(state)
+            obs.append(state)
+            act.append(a)
+            bonus.append(b)
+            state, r, done, _ = self.model_env.step(a)  # done: terminated at this step or before
+            reward.append(r)
+            cont.append(~done)
+        value = learner.next_value(state)  # V'(s^_H)
+        targets = [None] * self.horizon
+        for k in reversed(range(self.horizon)):
+            # torch.where, not a product: what lies past a termination never reaches a target, even if non-finite
+            targets[k] = reward[k] + gamma * torch.where(cont[k], value, 0.0)
+            if k > 0:
+                value = bonus[k - 1] + targets[k]
+        mask = [torch.ones_like(cont[0])] + [cont[0] & c for c in cont[:-1]]  # m_k: no termination before k
+        return Expansion(torch.stack(obs), torch.stack(act), torch.stack(targets), torch.stack(mask))
+
+    def __call__(self, learner: ActorCriticLearner, batch: Batch) -> torch.Tensor:
+        """``Q^_0``: the H-step target at the sampled state (``learner.td_target``)."""
+        return self.expand(learner, batch).target[0]
+
+    def critic_loss(self, learner: ActorCriticLearner, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """MVE's TD-k loss over the H states (module docstring); also the mean Q at the sampled states."""
+        path = self.expand(learner, batch)
+        H, B = path.target.shape
+        q = learner.critic(path.obs.reshape(H * B, -1), path.act.reshape(H * B, -1)).view(-1, H, B)
+        err = torch.where(path.mask, (q - path.target).pow(2), 0.0)
+        return 0.5 * err.mean((1, 2)).sum(), q[:, 0].detach().mean()
