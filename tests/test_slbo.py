@@ -57,6 +57,22 @@ def test_train_step_advances_real_steps_only_by_n_collect():
     assert agent.learner.num_updates == 2 * 2 * 2  # outer x n_inner x n_policy
 
 
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5"])
+def test_model_env_reward_and_termination_are_the_real_envs_on_slbo_observations(env_id):
+    """SLBO acts on the model observation, where the task functions are exact: on the run's own real
+    transitions the model env's reward function gives the env's reward and its termination the env's
+    ``terminated`` (on the standard observation HalfCheetah's reward was off by up to 3 per step)."""
+    agent = SLBO(env_id, seed=1, eval_episodes=1, env_kwargs={"max_episode_steps": 100}, **TINY)
+    agent.learn(200)
+    assert agent.env.observation_space.shape == (agent.obs_dim,) == agent.eval_env.observation_space.shape
+    assert agent.obs_dim == {"HalfCheetah-v5": 18, "Hopper-v5": 12}[env_id]  # x kept (and raw qvel for Hopper)
+    check = agent.reward_check(0)
+    assert check["reward_fn_max_error"] < 1e-3 and check["termination_fn_agreement"] == 1.0, check
+    assert agent._last_metrics["reward_fn_max_error"] < 1e-3  # logged every outer iteration
+    if env_id == "Hopper-v5":
+        assert agent.data["terminated"][: agent.size].sum() > 0  # random Hopper episodes end: terminations were checked
+
+
 def test_needs_a_task_reward_and_continuous_actions():
     with pytest.raises(EnvError):
         SLBO("CartPole-v1")

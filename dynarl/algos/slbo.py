@@ -14,8 +14,8 @@ Eq. 5 is the H-step loss on state deltas of the model's own rollout,
 ``M(S_t)`` should read ``M(S_t, a_t)``) is what the model takes: it predicts from the state and the
 action the real policy took. The policy step is *the* TRPO learner of :mod:`dynarl.learners.trpo`,
 fed rollouts of the model env (:class:`dynarl.models.model_env.ModelEnv`) with the task's exact reward
-and termination functions. "With noise" is SLBO's code's Ornstein-Uhlenbeck noise (theta 0.15, sigma 0.3, in the policy's
-[-1, 1] action units) added to the policy's sampled action.
+and termination functions. "With noise" is SLBO's code's Ornstein-Uhlenbeck noise (theta 0.15,
+sigma 0.3, in the policy's [-1, 1] action units) added to the policy's sampled action.
 
 Observation (ours, following SLBO's code): SLBO runs, acts and is evaluated on the model observation,
 ``make_env(env, model_obs=True)``, not the standard one. SLBO plans with the task's *known* reward, and
@@ -29,8 +29,11 @@ model env's rewards are the real env's rewards of the model's states. Keeping th
 instead would leave the forward-velocity rewards uncomputable (x is not observed; Ant and Humanoid
 reward a torso / mass-centre position that is not a function of the observation), so it would need a
 learned reward head, an extra source of model error the paper's analysis does not have. The cost: the
-policy also sees x, as in SLBO's code. Returns are the env's own (the wrappers change only the
-observation), so they compare directly with TRPO's on the standard observation.
+policy also sees x, as in SLBO's code, and ``predict`` takes that observation (``agent.env`` makes it).
+Returns are the env's own (the wrappers change only the observation), so they compare directly with
+TRPO's on the standard observation. Every outer iteration logs :meth:`SLBO.reward_check` on the new real
+transitions: the reward function's largest error against the env's reward (0 up to float32), the
+termination's agreement with ``terminated`` (1), and the model env's one-step reward error.
 
 Choices the seed leaves open (ours, stated): model rollouts start from the initial states of real
 episodes (``model_start="reset"``, SLBO's default, without calling the simulator) or from any real state
@@ -130,7 +133,8 @@ class SLBO(Algorithm):
         cap = cfg.steps + cfg.n_collect
         z = lambda *s: torch.zeros(cap, *s, device=self.device)  # noqa: E731
         # real data D: transitions in time order, with episode boundaries for H-step segments
-        self.data = {"obs": z(self.obs_dim), "act": z(self.act_dim), "next_obs": z(self.obs_dim), "ended": z(), "first": z()}
+        # (reward and terminated are kept to check the model env's task functions on real data, never trained on)
+        self.data = {"obs": z(self.obs_dim), "act": z(self.act_dim), "next_obs": z(self.obs_dim), "ended": z(), "first": z(), "reward": z(), "terminated": z()}
         self.size = 0
         self.noise = np.zeros(self.act_dim)
         self._last_metrics: dict[str, float] = {}
@@ -160,13 +164,15 @@ class SLBO(Algorithm):
             act = self.learner.act(obs_t, deterministic=False)[0].cpu().numpy()
             self.noise += cfg.noise_theta * -self.noise + cfg.noise_sigma * self.np_rng.standard_normal(self.act_dim)
             env_act = self._to_env_action(act + self.noise)
-            obs, next_obs, _, terminated, truncated = self._env_step(env_act)
+            obs, next_obs, reward, terminated, truncated = self._env_step(env_act)
             i, d = self.size, self.data
             d["obs"][i] = torch.as_tensor(obs)
             d["act"][i] = torch.as_tensor(env_act)
             d["next_obs"][i] = torch.as_tensor(next_obs)
             d["ended"][i] = float(terminated or truncated)
             d["first"][i] = float(first)
+            d["reward"][i] = float(reward)
+            d["terminated"][i] = float(terminated)
             self.size += 1
 
     def _reserve(self, n: int) -> None:
@@ -229,9 +235,30 @@ class SLBO(Algorithm):
 
     # --- Algorithm 2 --------------------------------------------------------------------------------------
 
+    @torch.no_grad()
+    def reward_check(self, start: int = 0) -> dict[str, float]:
+        """The model env's rewards against the real env's on the real transitions ``start:size``.
+
+        ``reward_fn_max_error``: max |r_fn(s, a, s') - r| with the real s' (0 up to float32 storage when the
+        task functions match SLBO's observation); ``termination_fn_agreement``: the fraction of steps where
+        the termination function agrees with the env's ``terminated``; ``model_reward_error``: mean
+        |r_fn(s, a, M(s, a)) - r|, the one-step reward of the model env itself (called before the model
+        is fitted on these transitions, so it is measured on data the model has not seen)."""
+        d, sl = self.data, slice(start, self.size)
+        obs, act, next_obs = d["obs"][sl], d["act"][sl], d["next_obs"][sl]
+        self.model_env.reset(obs)
+        model_reward = self.model_env.step(act)[1]
+        return {
+            "reward_fn_max_error": float((self.model_env.reward_fn(obs, act, next_obs) - d["reward"][sl]).abs().max()),
+            "termination_fn_agreement": float((self.model_env.termination_fn(obs, act, next_obs) == (d["terminated"][sl] > 0)).float().mean()),
+            "model_reward_error": float((model_reward - d["reward"][sl]).abs().mean()),
+        }
+
     def train_step(self) -> None:
         cfg = self.cfg
+        start = self.size
         self.collect()
+        check = self.reward_check(start)
         d, n = self.data, self.size
         self.model.fit_normalizers(d["obs"][:n], d["act"][:n], d["next_obs"][:n])
         starts = self._segment_starts()
@@ -243,6 +270,7 @@ class SLBO(Algorithm):
                 rollout, returns = self.model_rollout_data()
                 trpo = self.learner.update(rollout)
         self._last_metrics = {
+            **check,
             "model_h_step_loss": float(model_loss),
             "model_return": float(returns.mean()),
             **{k: float(v) for k, v in trpo.items()},
