@@ -1,0 +1,44 @@
+"""The speed benchmarks measure what their JSON says they measured (issue 17, item 12)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+HAVE_SB3 = importlib.util.find_spec("stable_baselines3") is not None
+
+
+def _torch_default_threads(env: dict) -> int:
+    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True, text=True, env=env, check=True)
+    return int(proc.stdout)
+
+
+@pytest.mark.parametrize(("threads", "omp"), [(2, "1"), (0, "2")])
+def test_ppo_speed_puts_the_requested_threads_in_force_on_both_sides(threads, omp):
+    """``--threads 2`` used to run both sides at PPOConfig's one thread while the JSON said 2; ``--threads 0``
+    means torch's default (here OMP_NUM_THREADS=2), not dynarl's PPO default of one."""
+    env = {**os.environ, "OMP_NUM_THREADS": omp}
+    expected = threads or _torch_default_threads(env)
+    if expected == 1 and threads == 0:
+        pytest.skip("torch's default is one thread on this machine: nothing to tell apart from PPO's default")
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "ppo_speed.py"), "--threads", str(threads), "--iterations", "1", "--n-steps", "16"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["threads_requested"] == threads
+    assert out["dynarl_threads"] == expected
+    assert out["dynarl_steps_per_s"] > 0
+    # the same work per iteration on both sides: SB3's defaults, not dynarl's CartPole preset (batch 256, 20 epochs)
+    assert out["dynarl_settings"]["batch_size"] == 64 and out["dynarl_settings"]["n_epochs"] == 10 and out["dynarl_settings"]["lr"] == 3e-4
+    if HAVE_SB3:
+        assert out["sb3_threads"] == expected
+        assert out["speedup_vs_sb3"] == pytest.approx(out["dynarl_steps_per_s"] / out["sb3_steps_per_s"], rel=0.02)
+    else:
+        assert out["sb3_steps_per_s"] is None and "not importable" in out["sb3"]
