@@ -444,3 +444,44 @@ def _check_cli_plot_draws_diagnostics(rows, tmp_path):
     assert main(["plot", str(run), "--out", str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert (tmp_path / "curves_run_model.png").stat().st_size > 0
+
+
+def _exact_point_model(members=2):
+    """A deterministic 1-d model that is exact for s' = s + a (hand-set weights, identity normalisers)."""
+    cfg = DynamicsModelConfig(kind="deterministic", members=members, hidden_sizes=(4,), weight_decay=(0, 0), activation="relu")
+    model = DynamicsModel(cfg, 1, 1)
+    with torch.no_grad():
+        w0 = torch.zeros(members, 2, 4)
+        w0[:, 1, 0], w0[:, 1, 1] = 1.0, -1.0  # relu(a) - relu(-a) = a
+        model.net.layers[0].weight.copy_(w0)
+        model.net.layers[0].bias.zero_()
+        w1 = torch.zeros(members, 4, 1)
+        w1[:, 0, 0], w1[:, 1, 0] = 1.0, -1.0
+        model.net.layers[1].weight.copy_(w1)
+        model.net.layers[1].bias.zero_()
+    return model
+
+
+def test_fresh_data_row_stops_k_step_rollouts_at_episode_ends():
+    """An exact model has zero one- and k-step error; the k-step rollouts must not run across an episode's
+    end into the next episode's (unrelated) start, which would show error where there is none."""
+    model = _exact_point_model()
+    act = torch.full((40, 1), 0.1)
+    obs = torch.cat([torch.arange(20.0) * 0.1, 5 + torch.arange(20.0) * 0.1]).unsqueeze(1)  # two episodes of 20
+    next_obs = obs + act
+    done = torch.zeros(40, dtype=torch.bool)
+    done[19] = done[39] = True
+    row = diag.fresh_data_row(model, obs, act, next_obs, done, max_rows=16, max_starts=8, max_k=10)
+    assert row["diag_rows"] == 16 and row["diag_starts"] == 8
+    assert row["one_step_nmse"] < 1e-10 and row["eps_m_l1"] < 1e-5
+    assert [k for k in row if k.startswith("k_step_nmse_")] == [f"k_step_nmse_{k}" for k in range(1, 11)]
+    assert max(row[f"k_step_nmse_{k}"] for k in range(1, 11)) < 1e-10
+    # without the episode boundary the rollouts cross into the second episode and report its jump
+    crossed = diag.fresh_data_row(model, obs, act, next_obs, torch.zeros(40, dtype=torch.bool), max_starts=8, max_k=10)
+    assert crossed["k_step_nmse_10"] > 1.0
+    # a model that is wrong by 0.01 per step compounds: its k-step error grows with k
+    with torch.no_grad():
+        model.net.layers[1].bias.fill_(0.01)
+    drift = diag.fresh_data_row(model, obs, act, next_obs, done, max_k=10)
+    assert drift["one_step_nmse"] == pytest.approx(1e-4, rel=1e-3)
+    assert drift["k_step_nmse_10"] > 50 * drift["k_step_nmse_1"]

@@ -117,3 +117,40 @@ def test_learned_reward_task_learns_termination_so_imagined_particles_terminate(
     fell = out["terminated"][..., -1].float().mean().item()
     print(f"{algo}: share of imagined particles terminated within 25 steps of a full push: {fell:.2f}")
     assert fell > 0.8
+
+
+FIT_COLUMNS = (
+    "model_fit", "model_holdout_mse", "model_epochs", "holdout_mse_per_epoch", "one_step_nmse", "k_step_nmse_1", "k_step_nmse_5",
+    "coverage_1sigma", "coverage_2sigma", "epistemic_var", "aleatoric_var", "eps_m_tv", "eps_m_l1",
+)
+
+
+def test_pets_run_writes_one_model_diagnostics_row_per_fit_and_dynarl_plot_draws_them(tmp_path):
+    """Every model fit adds a row to the run's model_diagnostics.csv (holdout curve per epoch; one- and k-step
+    error, calibration, epistemic vs aleatoric and eps_m on the fresh real data), and `dynarl plot RUN` draws it."""
+    import csv
+
+    from conftest import run_cli
+
+    run = tmp_path / "pets"
+    tiny = ["model.members=3", "model.hidden_sizes=[32,32]", "model.weight_decay=[0,0,0]", "trainer.num_elites=3", "trainer.max_epochs=20",
+            "planner.population_size=40", "planner.particles=2", "planner.horizon=8", "planner.num_iterations=2", "eval_episodes=1", "quiet=true"]
+    proc = run_cli("train", "pets", "--steps", "300", "--out", str(run), *tiny)
+    assert proc.returncode == 0, proc.stderr
+    with open(run / "model_diagnostics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    summary = __import__("json").loads((run / "summary.json").read_text())
+    assert len(rows) == summary["model_fits"] >= 3
+    assert [int(r["model_fit"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert all(c in rows[0] for c in FIT_COLUMNS), list(rows[0])
+    assert rows[0]["one_step_nmse"] == ""  # the first fit has no earlier model to test on fresh data
+    for r in rows:
+        assert len(r["holdout_mse_per_epoch"].split()) == int(r["model_epochs"])
+    for r in rows[1:]:
+        assert 0 <= float(r["coverage_1sigma"]) <= float(r["coverage_2sigma"]) <= 1
+        assert 0 <= float(r["eps_m_tv"]) <= 1 and float(r["epistemic_var"]) > 0 and float(r["aleatoric_var"]) > 0
+    # errors compound along open-loop rollouts
+    assert sum(float(r["k_step_nmse_5"]) for r in rows[1:]) > 2 * sum(float(r["k_step_nmse_1"]) for r in rows[1:])
+    proc = run_cli("plot", str(run), "--out", str(tmp_path / "curves.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "curves_pets_model.png").stat().st_size > 10_000

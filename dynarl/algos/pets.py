@@ -30,6 +30,7 @@ from dynarl.data.replay import ReplayBuffer
 from dynarl.envs import get_task, make_env
 from dynarl.errors import ConfigError
 from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
+from dynarl.models.diagnostics import fit_summary, fresh_data_row
 from dynarl.models.model_env import ModelEnv
 from dynarl.planning.fast_model import PlanningModel
 from dynarl.planning.mpc import MPCController, OpenLoopActions, PlannerConfig
@@ -129,6 +130,7 @@ class PETS(Algorithm):
         self.controller = self._make_controller(seed=cfg.seed + 2)
         self.eval_controller = self._make_controller(seed=cfg.seed + 3)
         self.model_fits = 0
+        self._fit_step = 0  # env steps at the last fit: the transitions after it are fresh for diagnostics
         self._fit_metrics: dict[str, float] = {}
         self._plan_seconds = 0.0
         self._planned_steps = 0
@@ -196,11 +198,20 @@ class PETS(Algorithm):
         """Hook: POPLIN keeps the planner's (s, a*) pairs for distillation."""
 
     def _fit_model(self) -> None:
+        # diagnostics of the model the planner used, on the real transitions gathered with it (not yet trained on)
+        fresh = min(self.env_steps - self._fit_step, len(self.buffer)) if self.model_fits > 0 else 0
+        diagnostics = {}
+        if fresh > 0:
+            d = self.buffer.recent(fresh)
+            done = (d["terminated"] > 0) | (d["truncated"] > 0)
+            diagnostics = fresh_data_row(self.model, d["obs"], d["act"], d["next_obs"], done, max_k=min(10, self.cfg.planner.horizon))
         result = self.trainer.fit_replay(self.buffer)
         if isinstance(self.plan_model, PlanningModel):
             self.plan_model.refresh()
         self.model_fits += 1
+        self._fit_step = self.env_steps
         self._fit_metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float)) and not k.startswith("model_holdout_mse_m")}
+        self.log_model_fit({"model_fit": self.model_fits, **fit_summary(result), **diagnostics})
         self._after_fit()
 
     def _after_fit(self) -> None:
@@ -226,7 +237,7 @@ class PETS(Algorithm):
             "buffer": self.buffer.state_dict() if include_buffer else None,
             "controller": self.controller.state_dict(),
             "eval_controller": self.eval_controller.state_dict(),
-            "planning": {"model_fits": self.model_fits, "fit_metrics": self._fit_metrics, "plan_seconds": self._plan_seconds, "planned_steps": self._planned_steps},
+            "planning": {"model_fits": self.model_fits, "fit_step": self._fit_step, "fit_metrics": self._fit_metrics, "plan_seconds": self._plan_seconds, "planned_steps": self._planned_steps},
         }
 
     def _load_state(self, state: dict) -> None:
@@ -238,6 +249,7 @@ class PETS(Algorithm):
         self.eval_controller.load_state_dict(state["eval_controller"])
         p = state["planning"]
         self.model_fits, self._fit_metrics = int(p["model_fits"]), dict(p["fit_metrics"])
+        self._fit_step = int(p.get("fit_step", state["counters"]["env_steps"]))  # older checkpoints: fresh from here
         self._plan_seconds, self._planned_steps = float(p["plan_seconds"]), int(p["planned_steps"])
         if isinstance(self.plan_model, PlanningModel):
             self.plan_model.refresh()

@@ -168,6 +168,85 @@ def diagnostics_rows(model: DynamicsModel, obs, act, next_obs, obs_seq=None, act
     return rows
 
 
+def _spread(n: int, m: int, device) -> torch.Tensor:
+    """``min(n, m)`` indices spread evenly over ``range(n)``: a fixed subsample that draws no random numbers,
+    so logging diagnostics never moves a run's random streams (exact resume)."""
+    if n <= m:
+        return torch.arange(n, device=device)
+    return torch.linspace(0, n - 1, m, device=device).round().long()
+
+
+@torch.no_grad()
+def fresh_data_row(model: DynamicsModel, obs, act, next_obs, done, max_rows: int = 256, max_starts: int = 32, max_k: int = 10) -> dict:
+    """The diagnostics of one model on real transitions it was not trained on, as one flat CSV row.
+
+    ``obs, act, next_obs`` [N, ...] are consecutive real transitions in time order and ``done`` [N] marks the
+    last step of an episode (terminated or truncated). The loops pass the transitions gathered since the
+    previous model fit, *before* fitting on them: held-out data from the state distribution the model was
+    used on (003's eps_m is an expectation over exactly that data). Kept cheap for every fit: at most
+    ``max_rows`` rows (an even, non-random subsample) for the one-step figures, and ``max_starts`` open-loop
+    rollouts of up to ``max_k`` steps for the compounding error, each ended where its real episode ends.
+
+    Columns: ``one_step_nmse`` (normalised one-step MSE of the elites, :func:`one_step_error`),
+    ``k_step_nmse_{k}`` (the expectation rollout's normalised MSE after k steps, :func:`k_step_error`),
+    ``coverage_1sigma`` / ``coverage_2sigma`` (the elites' own Gaussians, Gaussian: 0.683 / 0.954) and
+    ``mixture_coverage_*`` (:func:`calibration`, Gaussian models only), ``epistemic_var`` / ``aleatoric_var``
+    (:func:`uncertainty`), ``eps_m_tv`` / ``eps_m_l1`` (:func:`model_error`), ``diag_rows``, ``diag_starts``.
+    """
+    dev = model.device
+    obs, act, next_obs = obs.to(dev, torch.float32), act.to(dev, torch.float32), next_obs.to(dev, torch.float32)
+    done = done.to(dev).bool()
+    n = obs.shape[0]
+    if n == 0:
+        return {}
+    idx = _spread(n, max_rows, dev)
+    o, a, nx = obs[idx], act[idx], next_obs[idx]
+    row: dict = {"diag_rows": int(idx.numel())}
+    row["one_step_nmse"] = one_step_error(model, o, a, nx)["normalized_mse"]
+    if model.probabilistic:
+        cal = calibration(model, o, a, nx)
+        row.update({k: cal[k] for k in ("coverage_1sigma", "coverage_2sigma", "mixture_coverage_1sigma", "mixture_coverage_2sigma")})
+    unc = uncertainty(model, o, a)
+    row["epistemic_var"], row["aleatoric_var"] = unc["epistemic_var"], unc["aleatoric_var"]
+    row.update(model_error(model, o, a, nx))
+
+    # open-loop rollouts from evenly spaced real states through the real actions, up to the episode's end
+    starts = _spread(n, max_starts, dev)
+    K = max_k
+    steps = starts.unsqueeze(1) + torch.arange(K, device=dev)  # [S, K] row of the k-th step
+    in_data = steps < n
+    steps = steps.clamp_max(n - 1)
+    ended_before = torch.cumsum(done[steps].long(), dim=1) - done[steps].long()  # episode ends before step k
+    valid = in_data & (ended_before == 0)
+    s, scale2 = obs[starts], _scale(model).square()
+    row["diag_starts"] = int(starts.numel())
+    for k in range(K):  # a loop over horizon steps; the starts are one batch
+        ok = valid[:, k]
+        if not bool(ok.any()):
+            break
+        s = model.predict(s, act[steps[:, k]], model.elite_idx)["next_obs_mean"].mean(0)
+        err = ((s - next_obs[steps[:, k]]).square() / scale2).mean(-1)
+        row[f"k_step_nmse_{k + 1}"] = float(err[ok].mean())
+    return row
+
+
+def holdout_curve(fit_rows: list[dict]) -> str:
+    """The trainer's per-epoch holdout MSE as one compact CSV cell, ``"0.41 0.22 0.17 ..."`` (one per epoch)."""
+    return " ".join(f"{r['holdout_mse']:.4g}" for r in fit_rows)
+
+
+def fit_summary(result) -> dict:
+    """The columns of one :class:`dynarl.models.trainer.FitResult` for a model-fit row: final holdout MSE of
+    the elites, epochs run, last training loss and the per-epoch holdout curve (:func:`holdout_curve`)."""
+    m = result.metrics
+    return {
+        "model_holdout_mse": m["model_holdout_mse"],
+        "model_epochs": m["model_epochs"],
+        "model_train_loss": m["model_train_loss"],
+        "holdout_mse_per_epoch": holdout_curve(result.rows),
+    }
+
+
 def _read_rows(rows_or_csv) -> list[dict]:
     if isinstance(rows_or_csv, (str, Path)):
         with open(rows_or_csv, newline="") as f:
@@ -188,13 +267,19 @@ def _num(row: dict, key: str) -> float | None:
 def plot_diagnostics(rows_or_csv, out_png: str | Path) -> Path:
     """Draw the diagnostics found in ``rows_or_csv`` (rows from :func:`diagnostics_rows` and/or the trainer's
     per-epoch rows, or a CSV of them) into one PNG: model fit per epoch, the compounding-error curve,
-    calibration against the Gaussian levels, epistemic vs aleatoric variance. Missing panels are skipped."""
+    calibration against the Gaussian levels, epistemic vs aleatoric variance. Missing panels are skipped.
+
+    A run's ``model_diagnostics.csv`` (one row per model fit, indexed by ``env_steps``: :func:`fit_summary`
+    and :func:`fresh_data_row`) is drawn over the run instead: the holdout curve of every fit, one- and
+    k-step error, calibration, epistemic vs aleatoric variance and eps_m against env steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = _read_rows(rows_or_csv)
+    if any(_num(r, "env_steps") is not None for r in rows):
+        return _plot_model_fits(rows, out_png, plt)
     fit = [(r_e, _num(r, "train_loss"), _num(r, "holdout_mse")) for r in rows if (r_e := _num(r, "epoch")) is not None]
     ksteps = [(k, _num(r, "k_step_normalized_mse")) for r in rows if (k := _num(r, "k")) is not None and _num(r, "k_step_normalized_mse") is not None]
     summary = next((r for r in rows if r.get("diagnostic") == "summary"), {})
@@ -244,6 +329,89 @@ def plot_diagnostics(rows_or_csv, out_png: str | Path) -> Path:
             ax.set_title("uncertainty (normalised var)")
         else:
             ax.text(0.5, 0.5, "no diagnostics in the rows", ha="center", va="center")
+            ax.set_axis_off()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
+    """One panel per diagnostic over a run's model fits (rows of ``model_diagnostics.csv``)."""
+    rows = [r for r in rows if _num(r, "env_steps") is not None]
+    steps = [_num(r, "env_steps") for r in rows]
+
+    def series(key):
+        pts = [(x, v) for x, r in zip(steps, rows) if (v := _num(r, key)) is not None and math.isfinite(v)]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    curves = []
+    for x, r in zip(steps, rows):
+        cell = r.get("holdout_mse_per_epoch")
+        if cell not in (None, ""):
+            try:
+                curves.append((x, [float(v) for v in str(cell).split()]))
+            except ValueError:
+                pass
+    k_keys = sorted({k for r in rows for k in r if k.startswith("k_step_nmse_")}, key=lambda k: int(k.rsplit("_", 1)[1]))
+    panels = [p for p, present in (
+        ("fit", curves or series("model_holdout_mse")[0]),
+        ("error", series("one_step_nmse")[0] or k_keys),
+        ("calibration", series("coverage_1sigma")[0]),
+        ("uncertainty", series("epistemic_var")[0]),
+        ("eps_m", series("eps_m_tv")[0] or series("eps_m_l1")[0]),
+    ) if present] or ["empty"]
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, panel in zip(axes[0], panels):
+        if panel == "fit":
+            if curves:
+                for i, (x, c) in enumerate(curves):
+                    ax.plot(range(1, len(c) + 1), c, color=cmap(i / max(len(curves) - 1, 1)), lw=1, label=f"{x:.0f} steps" if i in (0, len(curves) - 1) else None)
+                ax.set_xlabel("epoch")
+                ax.legend(fontsize=7, title="fit at", title_fontsize=7)
+            else:
+                ax.plot(*series("model_holdout_mse"), marker="o", ms=3)
+                ax.set_xlabel("environment steps")
+            ax.set_yscale("log")
+            ax.set_title("holdout MSE (normalised) per fit")
+        elif panel == "error":
+            for i, key in enumerate(k_keys):
+                k = int(key.rsplit("_", 1)[1])
+                if k == 1 or k == len(k_keys) or k in (2, 5):
+                    ax.plot(*series(key), marker="o", ms=2, color=cmap(i / max(len(k_keys) - 1, 1)), label=f"{k}-step (open loop)")
+            if series("one_step_nmse")[0]:
+                ax.plot(*series("one_step_nmse"), color="black", ls="--", lw=1, label="one-step (elites)")
+            ax.set_yscale("log")
+            ax.set_xlabel("environment steps")
+            ax.set_title("model error on fresh data (normalised MSE)")
+            ax.legend(fontsize=7)
+        elif panel == "calibration":
+            for key, level, colour in (("coverage_1sigma", GAUSS_1SIGMA, "tab:blue"), ("coverage_2sigma", GAUSS_2SIGMA, "tab:orange")):
+                ax.plot(*series(key), marker="o", ms=3, color=colour, label=f"within {key[-6]} sigma")
+                ax.axhline(level, color=colour, ls=":", lw=1)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("environment steps")
+            ax.set_title("calibration (dotted: Gaussian)")
+            ax.legend(fontsize=7)
+        elif panel == "uncertainty":
+            ax.plot(*series("epistemic_var"), marker="o", ms=3, label="epistemic")
+            ax.plot(*series("aleatoric_var"), marker="o", ms=3, label="aleatoric")
+            ax.set_yscale("log")
+            ax.set_xlabel("environment steps")
+            ax.set_title("uncertainty (normalised var)")
+            ax.legend(fontsize=7)
+        elif panel == "eps_m":
+            ax.plot(*series("eps_m_tv"), marker="o", ms=3, label="eps_m (TV proxy)")
+            ax.plot(*series("eps_m_l1"), marker="o", ms=3, label="eps_m (L1, normalised)")
+            ax.set_xlabel("environment steps")
+            ax.set_title("model error eps_m on fresh data")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no model fits in the rows", ha="center", va="center")
             ax.set_axis_off()
         ax.grid(alpha=0.3)
     fig.tight_layout()
