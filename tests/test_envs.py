@@ -269,6 +269,21 @@ def test_gymnasium_check_env_and_spec_recreation(env_id, model_obs):
     env.close()
 
 
+@pytest.mark.parametrize("env_id,model_obs", [("Pendulum-v1", False), ("Hopper-v5", False), ("Hopper-v5", True)])
+def test_gymnasium_check_env_on_the_on_policy_vector_sub_envs(env_id, model_obs):
+    """The on-policy loop's sub-envs (make_env wrapped in its EpisodeRecorder) pass check_env too."""
+    from gymnasium.utils.env_checker import check_env
+
+    from dynarl.algos.vector_env import make_vector_env
+
+    envs = make_vector_env(env_id, 1, env_kwargs={"model_obs": model_obs})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(envs.envs[0], skip_render_check=True)
+    assert gym.make(envs.envs[0].spec).observation_space == envs.single_observation_space
+    envs.close()
+
+
 def test_append_sim_quantities_names_its_quantities():
     from dynarl.envs.wrappers import SIM_QUANTITIES, AppendSimQuantities
 

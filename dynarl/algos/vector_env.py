@@ -33,11 +33,14 @@ from dynarl.envs import make_env
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP, "disabled": AutoresetMode.DISABLED}
 
 
-class EpisodeRecorder(gym.Wrapper):
-    """Records the current episode's reset and actions; ``replay_pending()`` rebuilds it from a record."""
+class EpisodeRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Records the current episode's reset and actions; ``replay_pending()`` rebuilds it from a record.
+
+    Records its (empty) constructor arguments so ``env.spec`` can recreate it (Gymnasium's ``check_env``)."""
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self.episode_reset: dict | None = None
         self.episode_actions: list[np.ndarray] = []
         self.pending_record: dict | None = None

@@ -8,6 +8,12 @@ returns a ``[...]`` tensor (bool for terminations). They assume the observation 
 functions reproduce Gymnasium's reward and ``terminated`` for the env's default constructor arguments
 (checked step by step in ``tests/test_envs.py``).
 
+Which loop uses which (each checked on the loop's own env in ``tests/test_task_functions.py``): PETS,
+POPLIN and SLBO run on the ``model_obs`` observation and use ``reward_fn`` and ``termination_fn``; the
+Dyna loop (MBPO) keeps the standard observation for its model-free learner, learns the reward and uses
+:meth:`TaskSpec.standard_termination`. A function must only ever see the observation it was written for:
+on another one it computes a wrong value without an error.
+
 Notation below: ``o`` = obs (before the step), ``a`` = action as passed to ``step``, ``o'`` = next_obs.
 """
 
