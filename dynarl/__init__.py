@@ -30,11 +30,13 @@ def __dir__():
 
 
 def load(path: str | Path, **run_overrides):
-    """Load any dynarl agent saved with ``save(path)`` or written as a run checkpoint."""
+    """Load any dynarl agent: what ``save(path)`` wrote (with or without ``.safetensors``), a checkpoint
+    file, or a run folder (its newest checkpoint that verifies)."""
     from dynarl.algos import get_algorithm
     from dynarl.run.checkpoint import read_header
+    from dynarl.run.rundir import RunDir
 
-    algo = read_header(path)["algo"]
+    algo = RunDir.open(path).algo() if Path(path).is_dir() else read_header(path)["algo"]
     return get_algorithm(algo).load(path, **run_overrides)
 
 

@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from dynarl.errors import DynarlError
+from dynarl.errors import DynarlError, RunInterrupted
 
+_current_run: list[Path | None] = [None]  # the run folder being written, for the interrupt message
 DEFAULT_ALGO = "pets"  # the README's first command: PETS on the continuous cart-pole
 
 
@@ -69,6 +70,7 @@ def _train(args) -> dict:
 
     agent = cls(config=cfg)  # checks the env and its spaces before anything is written
     run = RunDir.create(out, to_dict(cfg))
+    _current_run[0] = run.path
     if not cfg.quiet:
         print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps (seed {cfg.seed}); run folder {run.path}", flush=True)
     agent.learn(run_dir=run)
@@ -77,23 +79,32 @@ def _train(args) -> dict:
 
 def _resume(args) -> dict:
     from dynarl.algos import get_algorithm
+    from dynarl.algos.registry import config_from_dict
     from dynarl.run import checkpoint as ckpt
+    from dynarl.run.config import to_dict
+    from dynarl.run.logger import read_metrics
     from dynarl.run.rundir import RunDir
 
     run = RunDir.open(args.run_dir)
-    algo = run.config().get("algo", "")
-    cls = get_algorithm(algo)
-    path, _, state = run.load_latest(expect_algo=cls.name)
+    _current_run[0] = run.path
+    run.lock()  # before anything is read or written: a second `dynarl resume` of the same run stops here
+    if (run.path / "metrics.csv").exists():
+        read_metrics(run.path / "metrics.csv")  # a damaged log is reported before anything is changed
+    cls = get_algorithm(run.algo())
     overrides = {} if args.steps is None else {"steps": args.steps}
-    agent = cls.from_state(state, **overrides)
+    if run.checkpoints():
+        path, _, state = run.load_latest(expect_algo=cls.name)
+        agent = cls.from_state(state, **overrides)
+        where = f"from {path.name} (step {agent.env_steps})"
+    else:  # stopped before its first checkpoint: a seeded run started again repeats itself exactly
+        agent = cls(config=config_from_dict(cls.name, run.config(), overrides))
+        where = "from step 0 (the run stopped before its first checkpoint)"
     if agent.env_steps >= agent.cfg.steps:
         raise DynarlError(f"'{run.path}' already finished {agent.env_steps} of {agent.cfg.steps} steps; pass --steps N with a larger total to continue")
     if args.steps is not None:
-        from dynarl.run.config import to_dict
-
         ckpt.atomic_write_bytes(run.path / "config.json", (json.dumps(to_dict(agent.cfg), indent=2) + "\n").encode())
     if not agent.cfg.quiet:
-        print(f"dynarl: resuming {cls.name.upper()} on {agent.cfg.env} from {path.name} (step {agent.env_steps}) to {agent.cfg.steps}", flush=True)
+        print(f"dynarl: resuming {cls.name.upper()} on {agent.cfg.env} {where} to {agent.cfg.steps}", flush=True)
     agent.learn(run_dir=run)
     return agent.summary() | {"run_dir": str(run.path)}
 
@@ -108,13 +119,18 @@ def _eval(args) -> dict:
     path = Path(args.path)
     if path.is_dir():
         run = RunDir.open(path)
-        path, _, state = run.load_latest(expect_algo=run.config().get("algo"))
+        path, _, state = run.load_latest(expect_algo=run.algo())
         from dynarl.algos import get_algorithm
 
-        agent = get_algorithm(run.config()["algo"]).from_state(state)
+        agent = get_algorithm(run.algo()).from_state(state)
     else:
         agent = dynarl.load(path)
-    returns = evaluate(agent.eval_env, agent.predict, args.episodes, agent.cfg.seed)
+    print(f"dynarl: evaluating {agent.name.upper()} on {agent.cfg.env} (step {agent.env_steps}) for {args.episodes} episodes", file=sys.stderr, flush=True)
+
+    def report(k: int, ret: float, seconds: float) -> None:
+        print(f"  episode {k + 1}/{args.episodes}: return {ret:.1f} ({seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    returns = evaluate(agent.eval_env, agent.predict, args.episodes, agent.cfg.seed, on_episode=report)
     return {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "episodes": args.episodes, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
 
 
@@ -152,18 +168,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             print(json.dumps(_eval(args)))
         elif args.command == "plot":
-            from dynarl.run.plot import plot_model_diagnostics, plot_runs
+            from dynarl.run.plot import check_output, plot_model_diagnostics, plot_runs
 
-            print(plot_runs(args.run_dirs, args.out))
+            print(plot_runs(args.run_dirs, check_output(args.out)))
             for path in plot_model_diagnostics(args.run_dirs, args.out):
                 print(path)
         elif args.command == "list":
             _list(args)
+    except RunInterrupted as e:
+        print(f"dynarl: {e}", file=sys.stderr)
+        return e.exit_code
     except DynarlError as e:
         print(f"dynarl: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dynarl: interrupted; continue with `dynarl resume RUN_DIR` from the last checkpoint", file=sys.stderr)
+        where = f"`dynarl resume {_current_run[0]}`" if _current_run[0] else "`dynarl resume RUN_DIR`"
+        print(f"dynarl: interrupted; continue with {where} from the last checkpoint", file=sys.stderr)
         return 130
     return 0
 

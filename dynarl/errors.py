@@ -23,3 +23,11 @@ class CheckpointError(DynarlError):
 
 class TrainingDivergedError(DynarlError, FloatingPointError):
     """A loss, parameter or prediction became non-finite during training."""
+
+
+class RunInterrupted(DynarlError):
+    """A run stopped by SIGINT or SIGTERM after saving a checkpoint; ``exit_code`` is 128 + the signal."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import json
 import math
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 
 from dynarl.envs import make_env
-from dynarl.errors import CheckpointError, ConfigError, EnvError, TrainingDivergedError
+from dynarl.errors import CheckpointError, ConfigError, EnvError, RunInterrupted, TrainingDivergedError
 from dynarl.run import checkpoint as ckpt
 from dynarl.run.config import RunConfig, to_dict, validate
 from dynarl.run.evaluate import evaluate
+from dynarl.run.interrupt import StopRequest
 from dynarl.run.logger import MetricsLogger, Progress
 from dynarl.run.plot import MODEL_DIAGNOSTICS
 from dynarl.run.rundir import RunDir
@@ -139,6 +141,7 @@ class Algorithm(abc.ABC):
         """
         obs = self._obs
         next_obs, reward, terminated, truncated, _ = self.env.step(env_act)
+        self._require_finite_env_output(next_obs, reward)
         self._episode_actions.append(env_act)
         self._episode_return += float(reward)
         self._episode_length += 1
@@ -156,61 +159,118 @@ class Algorithm(abc.ABC):
     def learn(self, total_steps: int | None = None, run_dir: str | Path | RunDir | None = None) -> "Algorithm":
         """Train until ``total_steps`` env steps in all (default: the config's ``steps``).
 
-        With ``run_dir`` (a new folder, or an open :class:`RunDir` to continue), metrics, TensorBoard
-        events, checkpoints, the plot and ``summary.json`` are written there.
+        With ``run_dir`` (a new or empty folder, an open :class:`RunDir`, or the folder this agent's earlier
+        ``learn`` wrote, to continue it), metrics, TensorBoard events, model diagnostics, checkpoints, the
+        plot and ``summary.json`` are written there; SIGINT or SIGTERM then checkpoint the step in progress
+        and raise :class:`RunInterrupted`.
         """
         cfg = self.cfg
         total = int(cfg.steps if total_steps is None else total_steps)
         if total <= 0:
             raise ConfigError(f"total_steps={total} is invalid: must be > 0")
-        run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir.create(run_dir, to_dict(cfg))
-        resume_step = self.env_steps if self.env_steps > 0 else None
+        run = self._open_run(run_dir)
+        if not cfg.quiet:
+            for note in self._budget_notes(total):
+                print(f"dynarl: note: {note}", file=sys.stderr, flush=True)
+        resume_step = self.env_steps if run and (run.path / "metrics.csv").exists() else None
         logger = MetricsLogger(run.path if run else None, resume_step=resume_step)
         self._model_log = MetricsLogger(run.path, resume_step, filename=MODEL_DIAGNOSTICS, tensorboard=False) if run else None
         progress = Progress(total, quiet=cfg.quiet)
+        progress.start(self.env_steps)
         if self._obs is None:
             self._reset_env()
-        start_wall, start_steps = time.perf_counter(), self.env_steps
+        start_wall = time.perf_counter()
         wall_before = self.wall_seconds
         try:
-            while self.env_steps < total:
-                before = self.env_steps
-                self.train_step()
-                self.wall_seconds = wall_before + time.perf_counter() - start_wall
-                step, done = self.env_steps, self.env_steps >= total
+            with StopRequest(enabled=run is not None) as stop:
+                while self.env_steps < total:
+                    before = self.env_steps
+                    self.train_step()
+                    step, done = self.env_steps, self.env_steps >= total
 
-                def crossed(every: int) -> bool:
-                    return step // every > before // every or done
+                    def crossed(every: int) -> bool:
+                        return step // every > before // every or done
 
-                evaluated = crossed(cfg.eval_every)
-                if evaluated:
-                    self.last_eval = self._evaluate()
-                if crossed(cfg.log_every):
-                    self._log(logger, progress, start_steps, start_wall, evaluated)
-                if run and crossed(cfg.checkpoint_every):
-                    self._check_finite()
-                    run.save_checkpoint(self.env_steps, self.name, self.state_dict(), cfg.keep_checkpoints)
+                    evaluated = crossed(cfg.eval_every)
+                    if evaluated:
+                        self.last_eval = self._evaluate()
+                    self.wall_seconds = wall_before + time.perf_counter() - start_wall
+                    if crossed(cfg.log_every):
+                        self._log(logger, progress, evaluated)
+                    else:
+                        progress.heartbeat(step, self._recent_return())
+                    if run and (crossed(cfg.checkpoint_every) or stop.signum):
+                        self._save_checkpoint(run)
+                    if stop.signum:
+                        raise RunInterrupted(
+                            f"stopped by {stop.name} at step {self.env_steps} of {total}; checkpoint saved. Continue with `dynarl resume {run.path}`",
+                            128 + stop.signum,
+                        )
+            if run:
+                run.finish(self.summary())
         finally:
             logger.close()
             self._model_log = None
-        if run:
-            run.finish(self.summary())
+            if run:
+                run.unlock()
         return self
+
+    def _open_run(self, run_dir: str | Path | RunDir | None) -> RunDir | None:
+        """The run folder to write, locked for this process (see :meth:`learn`)."""
+        if run_dir is None or isinstance(run_dir, RunDir):
+            if run_dir is not None:
+                run_dir.lock()
+            return run_dir
+        config = to_dict(self.cfg)
+        if self.env_steps > 0 and (Path(run_dir) / "config.json").is_file():
+            run = RunDir.open(run_dir)
+            if run.config() == config:  # this agent's own folder: continue it
+                run.lock()
+                return run
+        return RunDir.create(run_dir, config, flag="run_dir")
+
+    def _budget_notes(self, total: int) -> list[str]:
+        """What a user should know about this budget before training (e.g. it ends before learning starts)."""
+        return []
+
+    def _recent_return(self) -> float | None:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else None
+
+    def _save_checkpoint(self, run: RunDir) -> None:
+        """Checkpoint the current step, never from a non-finite state (the last good checkpoint stays)."""
+        self._check_finite()
+        state = self.state_dict()
+        bad = _non_finite_entries(state)
+        if bad:
+            raise TrainingDivergedError(
+                f"{self.name.upper()} on {self.cfg.env}: the state to checkpoint at env step {self.env_steps} holds NaN/inf in {', '.join(bad[:3])}. "
+                "Training stopped; the last good checkpoint is kept. Check the environment's observations and rewards, or lower the learning rate."
+            )
+        run.save_checkpoint(self.env_steps, self.name, state, self.cfg.keep_checkpoints)
 
     def _evaluate(self) -> tuple[float, float]:
         returns = evaluate(self.eval_env, self.predict, self.cfg.eval_episodes, self.cfg.seed)
         return float(returns.mean()), float(returns.std())
 
-    def _log(self, logger: MetricsLogger, progress: Progress, start_steps: int, start_wall: float, evaluated: bool) -> None:
+    def _log(self, logger: MetricsLogger, progress: Progress, evaluated: bool) -> None:
         self._check_finite()
-        speed = (self.env_steps - start_steps) / max(time.perf_counter() - start_wall, 1e-9)
         row = self._metrics()
-        recent = float(np.mean(self.recent_returns)) if self.recent_returns else None
+        recent = self._recent_return()
+        speed = progress.speed(self.env_steps)
         row.update(episode_return=recent, episodes=self.episodes, wall_seconds=round(self.wall_seconds, 3), env_steps_per_second=round(speed, 2))
         if evaluated and self.last_eval is not None:
             row.update(eval_return_mean=self.last_eval[0], eval_return_std=self.last_eval[1])
         logger.log(self.env_steps, row)
         progress.show(self.env_steps, recent, row.get("eval_return_mean"), speed)
+
+    def _require_finite_env_output(self, next_obs, reward) -> None:
+        """Stop on NaN/inf observations or rewards from the env, like a non-finite loss (nothing is stored)."""
+        if not (np.all(np.isfinite(next_obs)) and np.all(np.isfinite(reward))):
+            what = "observation" if not np.all(np.isfinite(next_obs)) else "reward"
+            raise TrainingDivergedError(
+                f"{self.cfg.env} returned a non-finite (NaN/inf) {what} at env step {self.env_steps + 1}. "
+                "Training stopped; the last good checkpoint is kept. Check the environment (its parameters, env_kwargs) for values that overflow."
+            )
 
     def _check_finite(self) -> None:
         if not self.all_finite():
@@ -258,8 +318,8 @@ class Algorithm(abc.ABC):
     def save(self, path: str | Path, include_buffer: bool = False) -> Path:
         """Save the agent (networks, optimisers, counters, config; buffers and the episode on request)."""
         path = Path(path)
-        if path.suffix != ".safetensors":
-            path = path.with_name(path.name + ".safetensors")
+        if path.suffix != ckpt.SUFFIX:
+            path = path.with_name(path.name + ckpt.SUFFIX)
         path.parent.mkdir(parents=True, exist_ok=True)
         ckpt.save_checkpoint(path, self.name, self.state_dict(include_buffer))
         return path
@@ -278,7 +338,12 @@ class Algorithm(abc.ABC):
 
     @classmethod
     def load(cls, path: str | Path, **run_overrides) -> "Algorithm":
-        _, state = ckpt.load_checkpoint(path, expect_algo=cls.name)
+        """Load what ``save(path)`` wrote (``path`` with or without ``.safetensors``), a checkpoint file,
+        or a run folder's newest good checkpoint."""
+        if Path(path).is_dir():
+            _, _, state = RunDir.open(path).load_latest(expect_algo=cls.name)
+        else:
+            _, state = ckpt.load_checkpoint(path, expect_algo=cls.name)
         return cls.from_state(state, **run_overrides)
 
     def summary(self) -> dict:
@@ -299,6 +364,19 @@ class Algorithm(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(env={self.cfg.env!r}, env_steps={self.env_steps}, config={json.dumps(to_dict(self.cfg))})"
+
+
+def _non_finite_entries(state, path: str = "") -> list[str]:
+    """Paths of the floating-point tensors in a (nested) state that hold NaN or inf."""
+    if isinstance(state, torch.Tensor):
+        return [path or "/"] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return []
+    return [p for k, v in items for p in _non_finite_entries(v, f"{path}/{k}")]
 
 
 def require_box_actions(env, algo: str) -> tuple[np.ndarray, np.ndarray]:

@@ -68,6 +68,11 @@ class OffPolicyAlgorithm(Algorithm):
         if self._learning() and self.env_steps % self.cfg.train_freq == 0:
             self._policy_updates()
 
+    def _budget_notes(self, total: int) -> list[str]:
+        if total <= self.cfg.learning_starts:
+            return [f"{total} steps end before learning_starts={self.cfg.learning_starts}: {self.name.upper()} will only collect random steps and make no gradient updates; pass more steps or a smaller learning_starts"]
+        return []
+
     def _learning(self) -> bool:
         return self.env_steps >= self.cfg.learning_starts
 

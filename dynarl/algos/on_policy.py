@@ -60,6 +60,14 @@ class OnPolicyConfig(RunConfig):
     clip_reward: float = param(10.0, positive, "clip normalised rewards to +- this")
     env_kwargs: dict | None = param(None, help="extra keyword arguments for gymnasium.make (JSON object)")
 
+    def check(self) -> str | None:
+        rollout = self.n_envs * self.n_steps
+        for key in ("batch_size", "vf_batch_size"):
+            size = getattr(self.learner, key, None)
+            if size is not None and size > rollout:
+                return f"learner.{key}={size} is invalid: larger than the rollout of n_envs * n_steps = {self.n_envs} * {self.n_steps} = {rollout}; lower it or raise n_steps"
+        return None
+
 
 class OnPolicyAlgorithm(Algorithm):
     """``learn(total_steps)``, ``predict(obs)``, ``save(path)``; see the module docstring for the loop."""
@@ -137,6 +145,15 @@ class OnPolicyAlgorithm(Algorithm):
         if self.cfg.normalize_obs:
             self.obs_rms.update(self._obs)
 
+    def _budget_notes(self, total: int) -> list[str]:
+        cfg = self.cfg
+        rollout = cfg.n_envs * cfg.n_steps
+        left = total - self.env_steps
+        if left % rollout:
+            iterations = -(-left // rollout)
+            return [f"{self.name.upper()} collects n_envs * n_steps = {rollout} steps per update, so {total} steps round up to {self.env_steps + iterations * rollout} ({iterations} updates)"]
+        return []
+
     def collect(self) -> None:
         """Fill the rollout buffer with n_steps vector steps (the first half of an iteration)."""
         cfg, learner, buf = self.cfg, self.learner, self.rollout
@@ -145,6 +162,7 @@ class OnPolicyAlgorithm(Algorithm):
             act, log_prob, value = learner.step(obs_t)
             act_np = act.cpu().numpy()
             next_obs, reward, terminated, truncated, final_obs = step_vector_env(self.envs, self._to_env_action(act_np))
+            self._require_finite_env_output(next_obs if final_obs is None else final_obs, reward)
             ended = terminated | truncated
             final_value = torch.zeros(cfg.n_envs, device=self.device)
             if final_obs is not None and truncated.any() and learner.value is not None:

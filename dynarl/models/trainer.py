@@ -21,18 +21,22 @@ import torch
 
 from dynarl.errors import ConfigError, TrainingDivergedError
 from dynarl.models.dynamics import DynamicsModel
-from dynarl.run.config import non_negative, param, positive, unit_interval, unit_interval_open_closed, validate
+from dynarl.run.config import non_negative, param, positive, unit_interval_open_closed, validate
 
 
 def _positive_or_none(x) -> str | None:
     return None if x > 0 else "must be > 0 (or null to use elite_fraction)"
 
 
+def _holdout_share(x) -> str | None:
+    return None if 0 <= x < 1 else "must be in [0, 1): some data must be left to train on"
+
+
 @dataclass
 class ModelTrainerConfig:
     batch_size: int = param(256, positive, "minibatch rows per member (MBPO: 256)")
     lr: float = param(1e-3, positive, "Adam learning rate (MBPO: 1e-3)")
-    holdout_ratio: float = param(0.2, unit_interval, "share of the data held out for early stopping and elites")
+    holdout_ratio: float = param(0.2, _holdout_share, "share of the data held out for early stopping and elites, in [0, 1)")
     max_holdout: int = param(5000, non_negative, "cap on the holdout size (MBPO: 5000)")
     max_epochs: int = param(200, positive, "hard cap on epochs per fit")
     patience: int = param(5, positive, "stop after this many epochs with no member improving")

@@ -267,6 +267,6 @@ class RunConfig:
     eval_every: int = param(5_000, positive, "env steps between evaluations")
     eval_episodes: int = param(10, positive, "deterministic episodes per evaluation")
     checkpoint_every: int = param(10_000, positive, "env steps between checkpoints (one is also written at the end)")
-    keep_checkpoints: int = param(2, positive, "periodic checkpoints kept besides the last")
+    keep_checkpoints: int = param(2, positive, "checkpoints kept in all, newest first (older ones are deleted)")
     log_every: int = param(1_000, positive, "env steps between metric rows / console lines")
     quiet: bool = param(False, help="no console progress")

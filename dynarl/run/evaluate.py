@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import gymnasium as gym
@@ -10,18 +11,28 @@ import numpy as np
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share seeds with training episodes
 
 
-def evaluate(env: gym.Env, policy: Callable[[np.ndarray], np.ndarray], episodes: int, seed: int) -> np.ndarray:
+def evaluate(
+    env: gym.Env,
+    policy: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int,
+    on_episode: Callable[[int, float, float], None] | None = None,
+) -> np.ndarray:
     """Returns of ``episodes`` episodes, episode k reset with seed ``seed + EVAL_SEED_OFFSET + k``.
 
     Seeding every episode makes evaluation stateless: the same policy always gets the same score,
-    and a resumed run evaluates exactly as an uninterrupted one.
+    and a resumed run evaluates exactly as an uninterrupted one. ``on_episode(k, return, seconds)`` is
+    called after each episode (progress for slow policies such as planners).
     """
     returns = np.zeros(episodes)
     for k in range(episodes):
+        start = time.perf_counter()
         obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + k)
         done = False
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             returns[k] += float(reward)
             done = terminated or truncated
+        if on_episode is not None:
+            on_episode(k, float(returns[k]), time.perf_counter() - start)
     return returns

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
-import csv
+import os
 from pathlib import Path
 
 from dynarl.errors import DynarlError
+from dynarl.run.logger import read_metrics
 
 
 def _read(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
         raise DynarlError(f"'{run_dir}' has no metrics.csv; is it a dynarl run folder?")
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return read_metrics(path)[1]
+
+
+def check_output(out: str | Path) -> Path:
+    """``out`` if matplotlib can write that format into an existing, writable folder, else DynarlError."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    out = Path(out)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = out.suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise DynarlError(f"--out '{out}': unsupported image type '{out.suffix or '(none)'}'; use one of {', '.join('.' + f for f in sorted(formats))} (e.g. curves.png)")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise DynarlError(f"--out '{out}': folder '{folder}' does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise DynarlError(f"--out '{out}': cannot write there (permission denied); choose a path you can write to")
+    return out
 
 
 def _series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
@@ -65,6 +85,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110)
+    except OSError as e:
+        raise DynarlError(f"cannot write the plot to '{out}' ({e.strerror or e}); choose a path you can write to") from None
+    finally:
+        plt.close(fig)
     return out

@@ -1,8 +1,14 @@
-"""A run folder: config.json, metrics.csv, tb/, checkpoints/, learning_curve.png, summary.json."""
+"""A run folder: config.json, metrics.csv, tb/, checkpoints/, learning_curve.png, summary.json.
+
+A folder is only ever written by one process at a time (``lock()``, an advisory ``fcntl`` lock on
+``.lock``); temporary files a killed writer left behind are removed when the next one takes the lock.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -11,38 +17,87 @@ from dynarl.errors import CheckpointError, DynarlError
 from dynarl.run import checkpoint as ckpt
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
+_LOCK = ".lock"
 
 
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.checkpoint_dir = self.path / "checkpoints"
+        self._lock_fd: int | None = None
 
     @classmethod
-    def create(cls, path: str | Path, config: dict) -> "RunDir":
-        """Make a new run folder (never reusing one that holds a run) and write the resolved config."""
+    def create(cls, path: str | Path, config: dict, *, flag: str = "--out") -> "RunDir":
+        """Make a new run folder and write the resolved config.
+
+        An existing folder is used only when it is empty: one that holds a run (continue that with
+        ``dynarl resume``) or anything else (the user's own files) is refused, so nothing is overwritten.
+        """
         path = Path(path)
         if (path / "config.json").exists():
-            raise DynarlError(f"'{path}' already holds a run; continue it with `dynarl resume {path}` or choose another --out")
+            raise DynarlError(f"'{path}' already holds a run; continue it with `dynarl resume {path}` or choose a fresh {flag}")
+        if path.is_dir() and any(path.iterdir()):
+            found = ", ".join(sorted(p.name for p in path.iterdir())[:5])
+            raise DynarlError(f"'{path}' is not empty and is not a dynarl run (it holds {found}); choose a fresh {flag} (a new or empty folder) so nothing of yours is overwritten")
+        if path.exists() and not path.is_dir():
+            raise DynarlError(f"'{path}' is a file, not a folder; choose a fresh {flag}")
         try:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+            run = cls(path)
+            run.lock()
             ckpt.atomic_write_bytes(path / "config.json", (json.dumps(config, indent=2) + "\n").encode())
         except OSError as e:
-            raise DynarlError(f"cannot write to output folder '{path}': {e.strerror or e}. Choose another --out, a folder you can write to") from None
-        return cls(path)
+            raise DynarlError(f"cannot write to output folder '{path}': {e.strerror or e}. Choose another {flag}, a folder you can write to") from None
+        return run
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
         path = Path(path)
         if not (path / "config.json").is_file():
             raise DynarlError(f"'{path}' is not a dynarl run folder (no config.json); give the folder that `dynarl train` wrote")
-        return cls(path)
+        run = cls(path)
+        run.config()  # a damaged config.json is reported now, in one line
+        return run
 
     def config(self) -> dict:
+        where = self.path / "config.json"
         try:
-            return json.loads((self.path / "config.json").read_text())
-        except json.JSONDecodeError as e:
-            raise DynarlError(f"'{self.path / 'config.json'}' is not valid JSON ({e})") from None
+            config = json.loads(where.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DynarlError(f"'{where}' is not valid JSON ({e}); restore it from a checkpoint's config or start a new run") from None
+        if not isinstance(config, dict) or not isinstance(config.get("algo"), str):
+            raise DynarlError(f"'{where}' is not a dynarl run config (a JSON object with an 'algo' name); restore it or start a new run")
+        return config
+
+    def algo(self) -> str:
+        return self.config()["algo"]
+
+    # --- one writer at a time ---------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the folder for this process, or raise DynarlError naming the process that holds it."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DynarlError(f"'{self.path}' is in use by another dynarl process (pid {holder}); wait for it to finish or stop it, then try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+        for folder in (self.path, self.checkpoint_dir):  # left by a writer that was killed mid-write
+            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+                tmp.unlink(missing_ok=True)
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    # --- checkpoints --------------------------------------------------------------------------------------
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         if not self.checkpoint_dir.is_dir():
@@ -61,7 +116,7 @@ class RunDir:
         """The newest checkpoint that verifies; older ones are tried when the newest is damaged."""
         found = self.checkpoints()
         if not found:
-            raise CheckpointError(f"'{self.path}' has no checkpoints to resume from (checkpoints/step_*.safetensors)")
+            raise CheckpointError(f"'{self.path}' has no checkpoint yet (the run stopped before its first one); `dynarl resume {self.path}` starts it again from step 0 with its config")
         problems = []
         for _, path in reversed(found):
             try:
