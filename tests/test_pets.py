@@ -120,7 +120,7 @@ def test_learned_reward_task_learns_termination_so_imagined_particles_terminate(
 
 
 FIT_COLUMNS = (
-    "model_fit", "model_holdout_mse", "model_epochs", "holdout_mse_per_epoch", "one_step_nmse", "k_step_nmse_1", "k_step_nmse_5",
+    "model_fit", "model_holdout_mse", "model_epochs", "holdout_mse_e1", "holdout_mse_e16", "holdout_mse_last", "one_step_nmse", "k_step_nmse_1", "k_step_nmse_5",
     "coverage_1sigma", "coverage_2sigma", "epistemic_var", "aleatoric_var", "eps_m_tv", "eps_m_l1",
 )
 
@@ -144,8 +144,8 @@ def test_pets_run_writes_one_model_diagnostics_row_per_fit_and_dynarl_plot_draws
     assert [int(r["model_fit"]) for r in rows] == list(range(1, len(rows) + 1))
     assert all(c in rows[0] for c in FIT_COLUMNS), list(rows[0])
     assert rows[0]["one_step_nmse"] == ""  # the first fit has no earlier model to test on fresh data
-    for r in rows:
-        assert len(r["holdout_mse_per_epoch"].split()) == int(r["model_epochs"])
+    for r in rows:  # the holdout curve at epochs 1, 2, 4, ... up to the epochs run
+        assert [int(k[13:]) for k in r if k.startswith("holdout_mse_e") and r[k] != ""] == [e for e in (1, 2, 4, 8, 16) if e <= int(r["model_epochs"])]
     for r in rows[1:]:
         assert 0 <= float(r["coverage_1sigma"]) <= float(r["coverage_2sigma"]) <= 1
         assert 0 <= float(r["eps_m_tv"]) <= 1 and float(r["epistemic_var"]) > 0 and float(r["aleatoric_var"]) > 0
@@ -154,3 +154,19 @@ def test_pets_run_writes_one_model_diagnostics_row_per_fit_and_dynarl_plot_draws
     proc = run_cli("plot", str(run), "--out", str(tmp_path / "curves.png"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "curves_pets_model.png").stat().st_size > 10_000
+
+
+def test_resumed_run_logs_the_same_model_diagnostics_as_an_uninterrupted_one(tmp_path):
+    """The diagnostics draw no random numbers and remember where the fresh data starts across a checkpoint."""
+    from conftest import run_cli
+
+    tiny = ["model.members=3", "model.hidden_sizes=[16,16]", "model.weight_decay=[0,0,0]", "trainer.num_elites=2", "trainer.max_epochs=5",
+            "planner.population_size=20", "planner.particles=2", "planner.horizon=5", "planner.num_iterations=2", "eval_episodes=1",
+            "eval_every=1000", "checkpoint_every=130", "quiet=true"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run_cli("train", "pets", "--steps", "260", "--out", str(whole), *tiny).returncode == 0
+    assert run_cli("train", "pets", "--steps", "130", "--out", str(part), *tiny).returncode == 0
+    proc = run_cli("resume", str(part), "--steps", "260")
+    assert proc.returncode == 0, proc.stderr
+    text = (whole / "model_diagnostics.csv").read_text()
+    assert len(text.splitlines()) >= 4 and (part / "model_diagnostics.csv").read_text() == text

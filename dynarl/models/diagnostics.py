@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -230,20 +231,29 @@ def fresh_data_row(model: DynamicsModel, obs, act, next_obs, done, max_rows: int
     return row
 
 
-def holdout_curve(fit_rows: list[dict]) -> str:
-    """The trainer's per-epoch holdout MSE as one compact CSV cell, ``"0.41 0.22 0.17 ..."`` (one per epoch)."""
-    return " ".join(f"{r['holdout_mse']:.4g}" for r in fit_rows)
+def holdout_curve(fit_rows: list[dict]) -> dict:
+    """The trainer's per-epoch holdout MSE (mean over members) in a few numeric CSV columns: ``holdout_mse_e{e}``
+    at epochs 1, 2, 4, 8, ... (powers of two, enough to draw the curve on a log axis) and ``holdout_mse_last``
+    at the last epoch run."""
+    out = {}
+    e = 1
+    while e <= len(fit_rows):
+        out[f"holdout_mse_e{e}"] = fit_rows[e - 1]["holdout_mse"]
+        e *= 2
+    if fit_rows:
+        out["holdout_mse_last"] = fit_rows[-1]["holdout_mse"]
+    return out
 
 
 def fit_summary(result) -> dict:
-    """The columns of one :class:`dynarl.models.trainer.FitResult` for a model-fit row: final holdout MSE of
-    the elites, epochs run, last training loss and the per-epoch holdout curve (:func:`holdout_curve`)."""
+    """The columns of one :class:`dynarl.models.trainer.FitResult` for a model-fit row: the restored elites'
+    holdout MSE, epochs run, last training loss and the per-epoch holdout curve (:func:`holdout_curve`)."""
     m = result.metrics
     return {
         "model_holdout_mse": m["model_holdout_mse"],
         "model_epochs": m["model_epochs"],
         "model_train_loss": m["model_train_loss"],
-        "holdout_mse_per_epoch": holdout_curve(result.rows),
+        **holdout_curve(result.rows),
     }
 
 
@@ -347,14 +357,15 @@ def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
         pts = [(x, v) for x, r in zip(steps, rows) if (v := _num(r, key)) is not None and math.isfinite(v)]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    curves = []
+    curves = []  # per fit: (env steps, epochs, holdout MSE)
+    epoch_keys = [(int(k[len("holdout_mse_e"):]), k) for k in {k for r in rows for k in r} if re.fullmatch(r"holdout_mse_e\d+", k)]
     for x, r in zip(steps, rows):
-        cell = r.get("holdout_mse_per_epoch")
-        if cell not in (None, ""):
-            try:
-                curves.append((x, [float(v) for v in str(cell).split()]))
-            except ValueError:
-                pass
+        pts = sorted((e, v) for e, k in epoch_keys if (v := _num(r, k)) is not None)
+        last, epochs = _num(r, "holdout_mse_last"), _num(r, "model_epochs")
+        if last is not None and epochs is not None and (not pts or epochs > pts[-1][0]):
+            pts.append((epochs, last))
+        if pts:
+            curves.append((x, [p[0] for p in pts], [p[1] for p in pts]))
     k_keys = sorted({k for r in rows for k in r if k.startswith("k_step_nmse_")}, key=lambda k: int(k.rsplit("_", 1)[1]))
     panels = [p for p, present in (
         ("fit", curves or series("model_holdout_mse")[0]),
@@ -369,8 +380,9 @@ def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
     for ax, panel in zip(axes[0], panels):
         if panel == "fit":
             if curves:
-                for i, (x, c) in enumerate(curves):
-                    ax.plot(range(1, len(c) + 1), c, color=cmap(i / max(len(curves) - 1, 1)), lw=1, label=f"{x:.0f} steps" if i in (0, len(curves) - 1) else None)
+                for i, (x, e, c) in enumerate(curves):
+                    ax.plot(e, c, marker="o", ms=2, color=cmap(i / max(len(curves) - 1, 1)), lw=1, label=f"{x:.0f} steps" if i in (0, len(curves) - 1) else None)
+                ax.set_xscale("log", base=2)
                 ax.set_xlabel("epoch")
                 ax.legend(fontsize=7, title="fit at", title_fontsize=7)
             else:
