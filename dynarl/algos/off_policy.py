@@ -20,11 +20,12 @@ import torch
 from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
 from dynarl.data.replay import ReplayBuffer
 from dynarl.learners.base import Batch, Learner
-from dynarl.run.config import RunConfig, param, positive
+from dynarl.run.config import RunConfig, non_negative, param, positive
 
 
 @dataclass
 class OffPolicyConfig(RunConfig):
+    torch_threads: int = param(1, non_negative, "CPU threads for torch (0: torch's default, one per core); one holds up when the cores are shared, where more slow every small op down many times")
     buffer_size: int = param(1_000_000, positive, "replay capacity (transitions)")
     batch_size: int = param(256, positive, "minibatch size")
     learning_starts: int = param(5_000, positive, "uniform-random steps before learning starts")
