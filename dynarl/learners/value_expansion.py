@@ -29,7 +29,10 @@ Two forms (``target=``):
 
   The states after a termination contribute zero (the expectation over the path counts them as absorbing,
   with nothing left to fit). The paper reports that without it (Q trained only at ``s_0``, while its
-  targets bootstrap from the imagined states' distribution) MVE does worse.
+  targets bootstrap from the imagined states' distribution) MVE does worse. The authors' code (vlad17/mve,
+  ``cmpc/ddpg/ddpg.py``) sums the H terms instead of averaging them (a constant factor, which Adam
+  removes) and imagines with the target actor as here; its ``model_horizon`` counts the imagined steps
+  after ``s_1``, so it is H - 1 here (H counts the real step: H = 1 is one-step TD).
 - ``"real_state"`` (seed 003's form): only ``Q^_0`` replaces the one-step target and the critic is
   trained at ``s_0`` alone, with the learner's own loss.
 
