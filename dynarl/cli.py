@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dynarl.errors import DynarlError, RunInterrupted
 
-_current_run: list[Path | None] = [None]  # the run folder being written, for the interrupt message
+_current_run: list = [None]  # the RunDir being written: named in the interrupt message, unlocked at exit
 DEFAULT_ALGO = "pets"  # the README's first command: PETS on the continuous cart-pole
 
 
@@ -70,7 +70,7 @@ def _train(args) -> dict:
 
     agent = cls(config=cfg)  # checks the env and its spaces before anything is written
     run = RunDir.create(out, to_dict(cfg))
-    _current_run[0] = run.path
+    _current_run[0] = run
     if not cfg.quiet:
         print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps (seed {cfg.seed}); run folder {run.path}", flush=True)
     agent.learn(run_dir=run)
@@ -86,8 +86,8 @@ def _resume(args) -> dict:
     from dynarl.run.rundir import RunDir
 
     run = RunDir.open(args.run_dir)
-    _current_run[0] = run.path
-    run.lock()  # before anything is read or written: a second `dynarl resume` of the same run stops here
+    run.lock()
+    _current_run[0] = run  # before anything is read or written: a second `dynarl resume` of the same run stops here
     if (run.path / "metrics.csv").exists():
         read_metrics(run.path / "metrics.csv")  # a damaged log is reported before anything is changed
     cls = get_algorithm(run.algo())
@@ -182,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dynarl: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        where = f"`dynarl resume {_current_run[0]}`" if _current_run[0] else "`dynarl resume RUN_DIR`"
+        where = f"`dynarl resume {_current_run[0].path}`" if _current_run[0] else "`dynarl resume RUN_DIR`"
         print(f"dynarl: interrupted; continue with {where} from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        if _current_run[0] is not None:
+            _current_run[0].unlock()
     return 0
 
 

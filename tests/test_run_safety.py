@@ -32,7 +32,7 @@ def _assert_user_error(proc, *needles):
 
 
 def _snapshot(folder: Path) -> dict:
-    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def _sac(steps=300, **kw):
@@ -51,7 +51,7 @@ def run(tmp_path_factory):
 def _copy(run: Path, dest: Path) -> Path:
     import shutil
 
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))
+    shutil.copytree(run, dest)
     return dest
 
 

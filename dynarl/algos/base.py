@@ -328,6 +328,8 @@ class Algorithm(abc.ABC):
     def from_state(cls, state: dict, **run_overrides) -> "Algorithm":
         from dynarl.algos.registry import config_from_dict
 
+        if not isinstance(state.get("config"), dict):
+            raise CheckpointError(f"the checkpoint holds no {cls.name.upper()} config; it is damaged or was not written by dynarl")
         cfg = config_from_dict(cls.name, state["config"], run_overrides)
         agent = cls(config=cfg)
         try:

@@ -152,6 +152,6 @@ def load_checkpoint(path: str | Path, expect_algo: str | None = None) -> tuple[s
         state = _unpack(json.loads(meta["state"]), tensors)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"'{path}' is a damaged dynarl checkpoint (its state does not match its tensors: {e!r}); resume from another checkpoint in the same folder") from None
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"'{path}' is a damaged dynarl checkpoint (its state holds no config); resume from another checkpoint in the same folder")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"'{path}' is a damaged dynarl checkpoint (its state is not a mapping); resume from another checkpoint in the same folder")
     return algo, state

@@ -1,7 +1,8 @@
 """A run folder: config.json, metrics.csv, tb/, checkpoints/, learning_curve.png, summary.json.
 
-A folder is only ever written by one process at a time (``lock()``, an advisory ``fcntl`` lock on
-``.lock``); temporary files a killed writer left behind are removed when the next one takes the lock.
+A folder is only ever written by one process at a time (``lock()``: an advisory ``flock`` on the folder
+itself, with the holder's pid in ``.lock`` while it holds it); temporary files a killed writer left
+behind are removed when the next one takes the lock. A refused process changes nothing.
 """
 
 from __future__ import annotations
@@ -78,22 +79,25 @@ class RunDir:
         """Take the folder for this process, or raise DynarlError naming the process that holds it."""
         if self._lock_fd is not None:
             return
-        fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
+            try:
+                holder = (self.path / _LOCK).read_text().strip() or "unknown"
+            except OSError:
+                holder = "unknown"
             raise DynarlError(f"'{self.path}' is in use by another dynarl process (pid {holder}); wait for it to finish or stop it, then try again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        (self.path / _LOCK).write_text(f"{os.getpid()}\n")
         for folder in (self.path, self.checkpoint_dir):  # left by a writer that was killed mid-write
             for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
                 tmp.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
+            (self.path / _LOCK).unlink(missing_ok=True)
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
