@@ -182,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dynarl: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        where = f"`dynarl resume {_current_run[0].path}`" if _current_run[0] else "`dynarl resume RUN_DIR`"
-        print(f"dynarl: interrupted; continue with {where} from the last checkpoint", file=sys.stderr)
+        if _current_run[0] is not None:
+            print(f"dynarl: interrupted; continue with `dynarl resume {_current_run[0].path}` from the last checkpoint", file=sys.stderr)
+        else:
+            print("dynarl: interrupted before a run folder was written; nothing to resume", file=sys.stderr)
         return 130
     finally:
         if _current_run[0] is not None:
