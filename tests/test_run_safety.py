@@ -337,7 +337,7 @@ def test_run_killed_before_its_first_checkpoint_starts_again(tmp_path):
 def test_progress_is_true_for_a_budget_below_one_rollout(tmp_path):
     proc = run_cli("train", "ppo", "--env", "CartPole-v1", "--steps", "4000", "--out", str(tmp_path / "p"))
     assert proc.returncode == 0, proc.stderr
-    assert "round up to 4096" in proc.stderr
+    assert "round up to 4096" in proc.stderr and "log_every=5000" in proc.stderr
     assert "23:59:59" not in proc.stdout and "ETA 00:00:00" in proc.stdout
 
 

@@ -170,7 +170,10 @@ class Algorithm(abc.ABC):
             raise ConfigError(f"total_steps={total} is invalid: must be > 0")
         run = self._open_run(run_dir)
         if not cfg.quiet:
-            for note in self._budget_notes(total):
+            notes = self._budget_notes(total)
+            if total - self.env_steps < cfg.log_every:
+                notes.append(f"log_every={cfg.log_every} is more than the {total - self.env_steps} steps to run: metrics.csv gets one row, at the end; pass log_every=N for more")
+            for note in notes:
                 print(f"dynarl: note: {note}", file=sys.stderr, flush=True)
         resume_step = self.env_steps if run and (run.path / "metrics.csv").exists() else None
         logger = MetricsLogger(run.path if run else None, resume_step=resume_step)
