@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=7000, help="rollout rows (population x particles)")
     p.add_argument("--horizon", type=int, default=15)
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps the default")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default, one per core or OMP_NUM_THREADS)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     if args.threads:

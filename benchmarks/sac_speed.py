@@ -9,6 +9,10 @@ networks' matmuls; weights, optimiser and losses stay fp32).
 
 Each measurement runs in its own process (so peak RSS is its own): `learning_starts` random steps
 first, then the timed window of `measure-steps` env steps, each followed by one gradient update.
+
+`--threads N` torch threads on every side (dynarl as `torch_threads=N`; 0: torch's default, one per core or
+`OMP_NUM_THREADS`); each measurement's `threads` is `torch.get_num_threads()` read inside its timed window.
+Without stable-baselines3 the SB3 fields are absent and `sb3` says why.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ LEARNING_STARTS = 1_000
 
 
 def _measure_dynarl(env_id: str, steps: int, threads: int, precision: str = "fp32") -> dict:
+    import torch
+
     import dynarl
 
     agent = dynarl.SAC(env_id, seed=0, steps=LEARNING_STARTS + steps, learning_starts=LEARNING_STARTS, batch_size=256, buffer_size=100_000,
@@ -36,7 +42,7 @@ def _measure_dynarl(env_id: str, steps: int, threads: int, precision: str = "fp3
     t = time.perf_counter()
     agent.learn(LEARNING_STARTS + steps)
     dt = time.perf_counter() - t
-    return {"env_steps_per_s": steps / dt, "updates_per_s": (agent.learner.num_updates - updates0) / dt}
+    return {"env_steps_per_s": steps / dt, "updates_per_s": (agent.learner.num_updates - updates0) / dt, "threads": torch.get_num_threads()}
 
 
 def _measure_sb3(env_id: str, steps: int, threads: int) -> dict:
@@ -53,6 +59,7 @@ def _measure_sb3(env_id: str, steps: int, threads: int) -> dict:
             if self.num_timesteps == LEARNING_STARTS:
                 self.t0 = time.perf_counter()
                 self.n0 = self.model._n_updates
+            self.threads = torch.get_num_threads()  # the last read falls inside the timed window
             return True
 
     clock = Clock()
@@ -60,7 +67,7 @@ def _measure_sb3(env_id: str, steps: int, threads: int) -> dict:
                 learning_rate=3e-4, policy_kwargs={"net_arch": [256, 256]}, seed=0, device="cpu", verbose=0)
     model.learn(LEARNING_STARTS + steps, callback=clock)
     dt = time.perf_counter() - clock.t0
-    return {"env_steps_per_s": steps / dt, "updates_per_s": (model._n_updates - clock.n0) / dt}
+    return {"env_steps_per_s": steps / dt, "updates_per_s": (model._n_updates - clock.n0) / dt, "threads": clock.threads}
 
 
 def _child(impl: str, env_id: str, steps: int, threads: int) -> None:
@@ -86,17 +93,17 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--measure-steps", type=int, default=3_000)
     p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
-    p.add_argument("--threads", type=int, default=0, help="torch threads for both (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for every measurement (0: torch's default)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the learner.precision=bf16 measurement")
     args = p.parse_args()
     try:
-        import stable_baselines3  # noqa: F401
+        import stable_baselines3
 
-        have_sb3 = True
-    except ImportError:
-        have_sb3 = False
+        have_sb3, sb3 = True, f"stable-baselines3 {stable_baselines3.__version__}"
+    except ImportError as e:
+        have_sb3, sb3 = False, f"not measured: stable-baselines3 is not importable ({e}); pip install stable-baselines3"
     result = {"benchmark": "sac_speed", "settings": {"updates_per_step": 1, "hidden": [256, 256], "batch": 256, "learning_starts": LEARNING_STARTS, "measured_steps": args.measure_steps},
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "envs": {}}
+              "threads_requested": args.threads, "sb3": sb3, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "envs": {}}
     for env_id in args.envs:
         row = {"dynarl": _run("dynarl", env_id, args.measure_steps, args.threads)}
         if have_sb3:
