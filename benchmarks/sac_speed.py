@@ -2,7 +2,7 @@
 networks, batch 256, on Pendulum-v1 and HalfCheetah-v5; Stable-Baselines3 with the same settings in
 the same run when it is importable. Prints one JSON line.
 
-    python benchmarks/sac_speed.py [--measure-steps 3000] [--envs Pendulum-v1 HalfCheetah-v5] [--threads N] [--no-bf16]
+    python benchmarks/sac_speed.py [--measure-steps 3000] [--envs Pendulum-v1 HalfCheetah-v5] [--threads 1] [--repeats 1] [--no-bf16]
 
 dynarl is measured in fp32 (the default) and with `learner.precision=bf16` (bfloat16 autocast of the
 networks' matmuls; weights, optimiser and losses stay fp32).
@@ -10,7 +10,8 @@ networks' matmuls; weights, optimiser and losses stay fp32).
 Each measurement runs in its own process (so peak RSS is its own): `learning_starts` random steps
 first, then the timed window of `measure-steps` env steps, each followed by one gradient update.
 
-`--threads N` torch threads on every side (dynarl as `torch_threads=N`; 0: torch's default, one per core or
+`--repeats R` measures each side R times, in turn (A B A B), and reports medians; the speedups are the
+medians of the ratios of runs taken side by side. `--threads N` torch threads on every side (dynarl as `torch_threads=N`; 0: torch's default, one per core or
 `OMP_NUM_THREADS`); each measurement's `threads` is `torch.get_num_threads()` read inside its timed window.
 Without stable-baselines3 the SB3 fields are absent and `sb3` says why.
 """
@@ -22,6 +23,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -86,6 +88,15 @@ def _run(impl: str, env_id: str, steps: int, threads: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _medians(runs: list[dict]) -> dict:
+    """Each figure's median over the runs of one side; ``threads`` as one count, or the counts seen."""
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "threads"}
+    counts = sorted({r["threads"] for r in runs})
+    out["threads"] = counts[0] if len(counts) == 1 else counts
+    out["runs"] = len(runs)
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
@@ -95,6 +106,7 @@ def main() -> None:
     p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "HalfCheetah-v5"])
     p.add_argument("--threads", type=int, default=1, help="torch threads for every measurement (0: torch's default)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the learner.precision=bf16 measurement")
+    p.add_argument("--repeats", type=int, default=1, help="measurements of each side, taken in turn; medians reported")
     args = p.parse_args()
     try:
         import stable_baselines3
@@ -104,15 +116,16 @@ def main() -> None:
         have_sb3, sb3 = False, f"not measured: stable-baselines3 is not importable ({e}); pip install stable-baselines3"
     result = {"benchmark": "sac_speed", "settings": {"updates_per_step": 1, "hidden": [256, 256], "batch": 256, "learning_starts": LEARNING_STARTS, "measured_steps": args.measure_steps},
               "threads_requested": args.threads, "sb3": sb3, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "envs": {}}
+    impls = ["dynarl"] + ["sb3"] * have_sb3 + ["dynarl_bf16"] * args.bf16
     for env_id in args.envs:
-        row = {"dynarl": _run("dynarl", env_id, args.measure_steps, args.threads)}
-        if have_sb3:
-            row["sb3"] = _run("sb3", env_id, args.measure_steps, args.threads)
-            row["speedup_vs_sb3"] = round(row["dynarl"]["env_steps_per_s"] / row["sb3"]["env_steps_per_s"], 2)
-        if args.bf16:
-            row["dynarl_bf16"] = _run("dynarl_bf16", env_id, args.measure_steps, args.threads)
-            if have_sb3:
-                row["speedup_vs_sb3_bf16"] = round(row["dynarl_bf16"]["env_steps_per_s"] / row["sb3"]["env_steps_per_s"], 2)
+        runs: dict[str, list[dict]] = {impl: [] for impl in impls}
+        for _ in range(args.repeats):  # in turn, A B C A B C: a drifting machine load slows every side alike
+            for impl in impls:
+                runs[impl].append(_run(impl, env_id, args.measure_steps, args.threads))
+        row = {impl: _medians(rs) for impl, rs in runs.items()}
+        for ours, key in (("dynarl", "speedup_vs_sb3"), ("dynarl_bf16", "speedup_vs_sb3_bf16")):
+            if have_sb3 and ours in runs:  # the median of the ratios of runs taken side by side
+                row[key] = round(statistics.median(a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(runs[ours], runs["sb3"])), 2)
         result["envs"][env_id] = row
     if have_sb3:
         # the headline is the worst task: fp32, then bf16 autocast (learner.precision=bf16)
