@@ -36,8 +36,8 @@ When mbrl-lib is not importable both speedups are null and ``mbrl_lib`` says why
 with the pins relaxed: ``pip install --no-deps mbrl==0.2.0 && pip install hydra-core==1.3.2 omegaconf==2.3.0
 termcolor tqdm`` (its Hydra configs are instantiated with ``_recursive_: false``, Hydra 1.0's behaviour).
 
-``planner_fraction_of_bare_forward`` is the
-planner's throughput (model rows evaluated per second, everything included: sampling, normalising,
+``planner_fraction_of_bare_forward`` is the planner's throughput (model rows evaluated per second,
+everything included: sampling, normalising,
 TS1 member assignment, variance, reward and termination) over that of a bare eager ensemble forward
 (baddbmm + SiLU chain on the elites' weights in the planner's precision) of the same rows, timed right
 after each planned step (the median of the per-step ratios, so both sides of a ratio share the machine's load).
