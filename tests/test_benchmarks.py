@@ -42,3 +42,19 @@ def test_ppo_speed_puts_the_requested_threads_in_force_on_both_sides(threads, om
         assert out["speedup_vs_sb3"] > 0
     else:
         assert out["sb3_steps_per_s"] is None and "not importable" in out["sb3"]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pets_speed_says_when_mbrl_lib_cannot_be_measured(monkeypatch):
+    """No mbrl-lib: pets_speed reports why instead of dividing by a stale constant (it used to divide by 2.3 s)."""
+    pets_speed = _load("pets_speed")
+    monkeypatch.setitem(sys.modules, "mbrl", None)  # as if it were not installed
+    reason = pets_speed._mbrl_lib_missing()
+    assert reason.startswith("not measured: mbrl-lib is not importable")
+    assert all("reference_seconds_per_env_step" not in task for task in pets_speed.TASKS.values())
