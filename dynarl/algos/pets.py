@@ -45,6 +45,10 @@ def _pets_model() -> DynamicsModelConfig:
 
 
 def _pets_trainer() -> ModelTrainerConfig:
+    # trainer.recalibrate stays off (as in PETS): on the cart-pole preset, 3 seeds each, the members' 1/2-sigma
+    # coverage of the next trial's real transitions was 0.58/0.71 without and 0.41/0.57 with it (Gaussian:
+    # 0.68/0.95), returns 183.5 vs 177.8: fitted on the i.i.d. holdout, where the ensemble is too wide, it
+    # narrows a model that is already too narrow on the states the new policy visits
     return ModelTrainerConfig(num_elites=5, max_epochs=50)
 
 
