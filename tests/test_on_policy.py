@@ -69,7 +69,7 @@ def test_trpo_step_satisfies_kl_bound(space, max_kl):
 
 
 def _collect(autoreset_mode, vec_env="sync", env="CartPole-v1", n_steps=40):
-    agent = PPO(env, n_envs=3, n_steps=n_steps, autoreset_mode=autoreset_mode, vec_env=vec_env, env_kwargs={"max_episode_steps": 12}, seed=5, **TINY)
+    agent = PPO(env, n_envs=3, n_steps=n_steps, autoreset_mode=autoreset_mode, vec_env=vec_env, env_kwargs={"max_episode_steps": 12}, seed=5, **{"learner.batch_size": 3 * n_steps}, **TINY)
     agent._reset_env()
     agent.collect()
     ro = agent.rollout.finish(agent.learner.value_of(agent._obs_tensor(agent._obs)))
@@ -140,7 +140,7 @@ def _tensors(agent):
 @pytest.mark.parametrize(
     "algo,env,kw",
     [
-        (PPO, "CartPole-v1", dict(n_envs=2, n_steps=64, autoreset_mode="next_step", env_kwargs={"max_episode_steps": 50})),
+        (PPO, "CartPole-v1", dict(n_envs=2, n_steps=64, autoreset_mode="next_step", env_kwargs={"max_episode_steps": 50}, **{"learner.batch_size": 64})),
         (PPO, "Pendulum-v1", dict(n_envs=2, n_steps=64, autoreset_mode="same_step", normalize_obs=True, normalize_reward=True, env_kwargs={"max_episode_steps": 50})),
         (TRPO, "CartPole-v1", dict(n_envs=2, n_steps=64, vec_env="async", env_kwargs={"max_episode_steps": 50})),
     ],
@@ -166,7 +166,7 @@ def test_save_load_resume_equals_uninterrupted(tmp_path, algo, env, kw):
 
 
 def test_continuous_actions_are_clipped_to_bounds_and_predict_works():
-    agent = PPO("Pendulum-v1", n_envs=2, n_steps=16, **TINY)
+    agent = PPO("Pendulum-v1", n_envs=2, n_steps=16, **{"learner.batch_size": 32}, **TINY)
     agent.learn(32)
     act = agent.predict(np.zeros(3, dtype=np.float32))
     assert act.shape == (1,) and -2.0 <= act[0] <= 2.0

@@ -338,7 +338,8 @@ class Algorithm(abc.ABC):
         try:
             agent.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-            raise CheckpointError(f"the checkpoint does not match a {cls.name.upper()} agent with its own config ({e})") from None
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"the checkpoint does not match a {cls.name.upper()} agent with its own config ({first_line}); it was written by another dynarl version or is damaged") from None
         return agent
 
     @classmethod
