@@ -485,3 +485,38 @@ def test_fresh_data_row_stops_k_step_rollouts_at_episode_ends():
     drift = diag.fresh_data_row(model, obs, act, next_obs, done, max_k=10)
     assert drift["one_step_nmse"] == pytest.approx(1e-4, rel=1e-3)
     assert drift["k_step_nmse_10"] > 50 * drift["k_step_nmse_1"]
+
+
+_MBPO_TINY = {
+    "learning_starts": 200, "batch_size": 32, "learner.hidden_sizes": [32, 32], "model.members": 3, "model.hidden_sizes": [32, 32],
+    "model.weight_decay": [0.0, 0.0, 0.0], "trainer.num_elites": 2, "trainer.max_epochs": 5, "rollout_batch_size": 64, "epoch_length": 100,
+    "model_train_freq": 50, "updates_per_step": 1, "eval_every": 10_000, "eval_episodes": 1, "log_every": 100, "quiet": True,
+}  # fmt: skip
+_SLBO_TINY = {
+    "n_collect": 100, "n_inner": 2, "n_model": 5, "n_policy": 1, "H": 3, "model_hidden_sizes": (32, 32), "model_envs": 4, "model_horizon": 20,
+    "model_batch_size": 16, "eval_every": 10**9, "eval_episodes": 1, "log_every": 10**9, "checkpoint_every": 10**9, "quiet": True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", ["mbpo", "slbo"])
+def test_dyna_and_slbo_write_one_model_diagnostics_row_per_model_fit(tmp_path, algo):
+    """MBPO (the Dyna loop) and SLBO log every model fit to the run's model_diagnostics.csv, with the model's
+    errors on the real transitions gathered since the previous fit (as PETS does, tests/test_pets.py)."""
+    import csv
+
+    from dynarl.algos import get_algorithm
+
+    over = _MBPO_TINY if algo == "mbpo" else _SLBO_TINY
+    agent = get_algorithm(algo)("Pendulum-v1", seed=0, steps=400, **over).learn(run_dir=tmp_path / algo)
+    with open(tmp_path / algo / "model_diagnostics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    fits = [200, 250, 300, 350, 400] if algo == "mbpo" else [100, 200, 300, 400]  # MBPO: every 50 steps after 200
+    assert [int(r["env_steps"]) for r in rows] == fits
+    assert rows[0]["one_step_nmse"] == "" and all(float(r["one_step_nmse"]) > 0 for r in rows[1:])  # nothing fresh before the first fit
+    for r in rows[1:]:
+        assert float(r["k_step_nmse_5"]) > 0 and float(r["epistemic_var"]) >= 0 and float(r["eps_m_l1"]) > 0
+    if algo == "mbpo":  # a Gaussian ensemble with a holdout: calibration and the per-epoch holdout curve
+        assert agent.model_fits == len(rows) and all(r["holdout_mse_e1"] != "" for r in rows)
+        assert all(0 <= float(r["coverage_1sigma"]) <= float(r["coverage_2sigma"]) <= 1 for r in rows[1:])
+    else:  # one deterministic network fitted by the H-step loss
+        assert all(float(r["model_h_step_loss"]) > 0 for r in rows)

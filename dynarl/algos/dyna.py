@@ -45,7 +45,7 @@ from dynarl.errors import ConfigError
 from dynarl.learners.base import Batch
 from dynarl.learners.value_expansion import MVE_TARGETS, ValueExpansion
 from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
-from dynarl.models.diagnostics import model_error
+from dynarl.models.diagnostics import fit_summary, fresh_data_row, model_error
 from dynarl.models.model_env import PROPAGATIONS, ModelEnv
 from dynarl.nn.policies import TanhGaussianActor
 from dynarl.run.config import non_negative, one_of, param, positive, unit_interval
@@ -193,13 +193,16 @@ class DynaAlgorithm(OffPolicyAlgorithm):
 
     def _train_model(self) -> None:
         fresh = len(self.buffer) - self._fit_end
+        fit_row = {}
         if self.model_fits > 0 and fresh > 0:  # eps_m on real data the model has not been trained on
             rows = self.buffer.recent(fresh)
             self._diagnostics.update(model_error(self.model, rows["obs"], rows["act"], rows["next_obs"]))
+            fit_row = fresh_data_row(self.model, rows["obs"], rows["act"], rows["next_obs"], (rows["terminated"] > 0) | (rows["truncated"] > 0))
         result = self.trainer.fit_replay(self.buffer)
         self.model_fits += 1
         self._fit_end = len(self.buffer)
         self._diagnostics.update(model_holdout_mse=result.metrics["model_holdout_mse"], model_epochs=result.metrics["model_epochs"], model_fits=self.model_fits)
+        self.log_model_fit({"model_fit": self.model_fits, **fit_summary(result), **fit_row})  # the run's model_diagnostics.csv
 
     def _set_rollout_length(self) -> None:
         k = rollout_length(self.epoch(), self.cfg.rollout_schedule)

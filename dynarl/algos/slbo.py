@@ -55,6 +55,7 @@ from dynarl.data.rollout import RolloutBuffer
 from dynarl.envs import get_task, make_env
 from dynarl.errors import EnvError
 from dynarl.learners.trpo import TRPOLearner, TRPOLearnerConfig
+from dynarl.models.diagnostics import fresh_data_row
 from dynarl.models.dynamics import DynamicsModel, DynamicsModelConfig
 from dynarl.models.model_env import ModelEnv
 from dynarl.run.config import RunConfig, non_negative, one_of, param, positive, positive_sizes
@@ -260,6 +261,8 @@ class SLBO(Algorithm):
         self.collect()
         check = self.reward_check(start)
         d, n = self.data, self.size
+        # the model's errors on the new real transitions, before it is fitted on them (none before the first fit)
+        fit_row = fresh_data_row(self.model, d["obs"][start:n], d["act"][start:n], d["next_obs"][start:n], d["ended"][start:n] > 0) if start > 0 else {}
         self.model.fit_normalizers(d["obs"][:n], d["act"][:n], d["next_obs"][:n])
         starts = self._segment_starts()
         model_loss = trpo = None
@@ -275,6 +278,7 @@ class SLBO(Algorithm):
             "model_return": float(returns.mean()),
             **{k: float(v) for k, v in trpo.items()},
         }
+        self.log_model_fit({"model_h_step_loss": float(model_loss), **fit_row})  # the run's model_diagnostics.csv
 
     def _metrics(self) -> dict[str, float]:
         return {**self._last_metrics, "updates": self.learner.num_updates}
