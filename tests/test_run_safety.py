@@ -353,6 +353,14 @@ def test_eval_reports_each_episode(run):
     assert "evaluating SAC" in proc.stderr and "episode 2/2: return" in proc.stderr
 
 
+def test_every_evaluation_reaches_metrics_csv(tmp_path):
+    _sac(eval_every=150, log_every=100).learn(300, run_dir=tmp_path / "r")
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    evals = [r.split(",")[0] for r in rows[1:] if r.split(",")[header.index("eval_return_mean")]]
+    assert evals == ["150", "300"]  # 150 is no log step, and its evaluation used to be dropped
+
+
 def test_wall_seconds_include_the_final_evaluation():
     agent = _sac(eval_episodes=10)  # ten 200-step episodes: most of the run's time
     start = time.perf_counter()

@@ -198,7 +198,7 @@ class Algorithm(abc.ABC):
                     if evaluated:
                         self.last_eval = self._evaluate()
                     self.wall_seconds = wall_before + time.perf_counter() - start_wall
-                    if crossed(cfg.log_every):
+                    if crossed(cfg.log_every) or evaluated:  # an evaluation always gets its row
                         self._log(logger, progress, evaluated)
                     else:
                         progress.heartbeat(step, self._recent_return())
