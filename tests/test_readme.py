@@ -26,7 +26,7 @@ def test_the_python_block_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)
-    assert scope["agent"].env_steps == 3_000 and scope["action"].shape == (1,)
+    assert scope["agent"].env_steps == 2_000 and scope["action"].shape == (1,)
     assert (tmp_path / "runs" / "pendulum" / "summary.json").is_file() and (tmp_path / "pendulum_sac.safetensors").is_file()
 
 
