@@ -448,18 +448,9 @@ def _check_cli_plot_draws_diagnostics(rows, tmp_path):
 
 def _exact_point_model(members=2):
     """A deterministic 1-d model that is exact for s' = s + a (hand-set weights, identity normalisers)."""
-    cfg = DynamicsModelConfig(kind="deterministic", members=members, hidden_sizes=(4,), weight_decay=(0, 0), activation="relu")
-    model = DynamicsModel(cfg, 1, 1)
-    with torch.no_grad():
-        w0 = torch.zeros(members, 2, 4)
-        w0[:, 1, 0], w0[:, 1, 1] = 1.0, -1.0  # relu(a) - relu(-a) = a
-        model.net.layers[0].weight.copy_(w0)
-        model.net.layers[0].bias.zero_()
-        w1 = torch.zeros(members, 4, 1)
-        w1[:, 0, 0], w1[:, 1, 0] = 1.0, -1.0
-        model.net.layers[1].weight.copy_(w1)
-        model.net.layers[1].bias.zero_()
-    return model
+    from test_planning import _point_model
+
+    return _point_model(members)
 
 
 def test_fresh_data_row_stops_k_step_rollouts_at_episode_ends():

@@ -22,6 +22,7 @@ from dynarl.algos.pets import PETS
 from dynarl.algos.poplin import POPLINA
 from dynarl.algos.slbo import SLBO
 from dynarl.envs import get_task, registered_tasks
+from test_envs import MUST_TERMINATE
 
 torch.set_num_threads(1)
 
@@ -35,15 +36,7 @@ LOOPS = {
 # what each loop must take from the task registry (else it learns it): (known reward, known termination)
 KNOWN = {"pets": (True, True), "poplin_a": (True, True), "slbo": (True, True), "mbpo": (False, True)}
 NO_STANDARD_TERMINATION = {"InvertedDoublePendulum-v5"}  # its tip height is not in the standard observation
-MUST_TERMINATE = {
-    "InvertedPendulum-v5",
-    "InvertedDoublePendulum-v5",
-    "Hopper-v5",
-    "Walker2d-v5",
-    "Ant-v5",
-    "Humanoid-v5",
-    "dynarl/ContinuousCartPole-v0",
-}
+
 STEPS = {"Humanoid-v5": 100, "Ant-v5": 200}  # slow to step; random Humanoid falls within ~25 steps
 DEFAULT_STEPS = 300
 

@@ -341,11 +341,7 @@ def plot_diagnostics(rows_or_csv, out_png: str | Path) -> Path:
             ax.text(0.5, 0.5, "no diagnostics in the rows", ha="center", va="center")
             ax.set_axis_off()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out_png)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out_png)
 
 
 def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
@@ -426,11 +422,7 @@ def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
             ax.text(0.5, 0.5, "no model fits in the rows", ha="center", va="center")
             ax.set_axis_off()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out_png)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out_png)
 
 
 @torch.no_grad()
@@ -456,3 +448,13 @@ def fit_variance_scale(model: DynamicsModel, obs, act, next_obs, reward=None, le
     cover = torch.searchsorted(zs, thresholds, right=True).view(zs.shape[0], c.numel(), lv.numel()) / zs.shape[1]
     best = (cover - goal).square().sum(-1).argmin(1)  # [D]
     return c[best].square()
+
+
+def _save(fig, out_png: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
