@@ -86,8 +86,8 @@ def _resume(args) -> dict:
     from dynarl.run.rundir import RunDir
 
     run = RunDir.open(args.run_dir)
-    run.lock()
-    _current_run[0] = run  # before anything is read or written: a second `dynarl resume` of the same run stops here
+    run.lock()  # before anything is read or written: a second `dynarl resume` of the same run stops here
+    _current_run[0] = run
     if (run.path / "metrics.csv").exists():
         read_metrics(run.path / "metrics.csv")  # a damaged log is reported before anything is changed
     cls = get_algorithm(run.algo())
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.words = list(args.words) + extra
+    _current_run[0] = None
     try:
         if args.command == "train":
             print(json.dumps(_train(args)))
