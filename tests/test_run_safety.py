@@ -367,3 +367,24 @@ def test_wall_seconds_include_the_final_evaluation():
     agent.learn(150)
     elapsed = time.perf_counter() - start
     assert agent.summary()["wall_seconds"] >= 0.9 * elapsed
+
+
+def test_progress_heartbeat_and_eta_from_recent_speed():
+    import io
+
+    from dynarl.run.logger import Progress
+
+    out = io.StringIO()
+    progress = Progress(100_000, stream=out, every_s=0.0, window_s=0.05)
+    progress.start(0)
+    time.sleep(0.06)
+    progress.speed(10_000)  # a fast start (random steps) ...
+    time.sleep(0.06)
+    progress.speed(10_010)  # ... then slow (model training): the window holds only the slow part
+    time.sleep(0.06)
+    progress.heartbeat(10_020, None)  # no log step, but every_s passed: a line anyway
+    line = out.getvalue().strip()
+    assert line.startswith("step  10020/100000")
+    rate = float(line.split("|")[2].split()[0])
+    assert rate < 1_000  # ~170 steps/s over the recent window, not the ~55,000 steps/s since the start
+    assert "ETA" in line and "23:59" not in line
