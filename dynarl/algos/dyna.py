@@ -196,8 +196,9 @@ class DynaAlgorithm(OffPolicyAlgorithm):
         fit_row = {}
         if self.model_fits > 0 and fresh > 0:  # eps_m on real data the model has not been trained on
             rows = self.buffer.recent(fresh)
-            self._diagnostics.update(model_error(self.model, rows["obs"], rows["act"], rows["next_obs"]))
-            fit_row = fresh_data_row(self.model, rows["obs"], rows["act"], rows["next_obs"], (rows["terminated"] > 0) | (rows["truncated"] > 0))
+            eps_m = model_error(self.model, rows["obs"], rows["act"], rows["next_obs"])  # on all fresh rows
+            self._diagnostics.update(eps_m)
+            fit_row = {**fresh_data_row(self.model, rows["obs"], rows["act"], rows["next_obs"], (rows["terminated"] > 0) | (rows["truncated"] > 0)), **eps_m}
         result = self.trainer.fit_replay(self.buffer)
         self.model_fits += 1
         self._fit_end = len(self.buffer)
