@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import copy
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -124,13 +123,13 @@ class ActorCriticLearner(Learner):
         y      = r + gamma (1 - terminated) V'(s')
 
     Truncated transitions bootstrap: a time limit is not a terminal state. ``value_expansion`` (set by an
-    algorithm that owns a model, e.g. MVE in :mod:`dynarl.learners.value_expansion`) replaces the one-step
-    target with an H-step one built from the same two hooks.
+    algorithm that owns a model: MVE, :class:`dynarl.learners.value_expansion.ValueExpansion`) replaces the
+    one-step target with H-step ones built from the same two hooks, and the critic loss with its own.
     """
 
     critic: nn.Module
     critic_target: nn.Module
-    value_expansion: Callable[["ActorCriticLearner", Batch], torch.Tensor] | None = None
+    value_expansion = None  # a ValueExpansion: ``(learner, batch) -> Q^_0`` and ``critic_loss(learner, batch)``
 
     @abc.abstractmethod
     def target_policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
@@ -150,7 +149,10 @@ class ActorCriticLearner(Learner):
         return batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * self.next_value(batch.next_obs)
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """J_Q = E[1/2 (Q_i(s, a) - y)^2] summed over the critics; also the mean Q for the log."""
+        """J_Q = E[1/2 (Q_i(s, a) - y)^2] summed over the critics; also the mean Q for the log.
+        With ``value_expansion`` set, MVE's loss over the imagined path instead."""
+        if self.value_expansion is not None:
+            return self.value_expansion.critic_loss(self, batch)
         q = self.critic(batch.obs, batch.act)
         return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
 

@@ -42,8 +42,6 @@ DDPG's, "dynamics-free"): value expansion changes only the critic's loss.
 
 from __future__ import annotations
 
-import functools
-import types
 from dataclasses import dataclass
 
 import torch
@@ -69,8 +67,8 @@ class Expansion:
 class ValueExpansion:
     """``ValueExpansion(learner, model_env, horizon, target)``: gives ``learner`` H-step MVE targets.
 
-    It installs itself on the learner: ``learner.value_expansion`` (so ``td_target`` returns ``Q^_0``) and,
-    for ``"td_k"``, ``learner.critic_loss`` (wrapped like the learner's own, for bf16 and torch.compile).
+    It installs itself as ``learner.value_expansion``: the learner's ``td_target`` then returns ``Q^_0`` and
+    its ``critic_loss`` (still under the learner's bf16 / torch.compile wrapping) calls :meth:`critic_loss`.
     One implementation for every :class:`ActorCriticLearner` (SAC, TD3, DDPG): it sees them only through
     ``target_policy``, ``next_value`` and ``critic``.
     """
@@ -84,11 +82,6 @@ class ValueExpansion:
         self.horizon = horizon
         self.target = target
         learner.value_expansion = self
-        if target == "td_k":
-            learner.critic_loss = functools.partial(self.critic_loss, learner)
-        else:  # the learner's own loss (undoing a td_k installed before)
-            learner.critic_loss = types.MethodType(type(learner).critic_loss, learner)
-        learner._wrap_losses("critic_loss")
 
     @torch.no_grad()
     def expand(self, learner: ActorCriticLearner, batch: Batch) -> Expansion:
@@ -122,8 +115,12 @@ class ValueExpansion:
         return self.expand(learner, batch).target[0]
 
     def critic_loss(self, learner: ActorCriticLearner, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """MVE's TD-k loss over the H states (module docstring); also the mean Q at the sampled states."""
+        """MVE's TD-k loss over the H states (module docstring), or with ``"real_state"`` the same loss at the
+        sampled state alone (the learner's one-step loss with ``Q^_0`` as its target); also the mean Q at
+        the sampled states."""
         path = self.expand(learner, batch)
+        if self.target == "real_state":
+            path = Expansion(path.obs[:1], path.act[:1], path.target[:1], path.mask[:1])
         H, B = path.target.shape
         q = learner.critic(path.obs.reshape(H * B, -1), path.act.reshape(H * B, -1)).view(-1, H, B)
         err = torch.where(path.mask, (q - path.target).pow(2), 0.0)
