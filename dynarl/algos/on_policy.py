@@ -162,7 +162,9 @@ class OnPolicyAlgorithm(Algorithm):
             act, log_prob, value = learner.step(obs_t)
             act_np = act.cpu().numpy()
             next_obs, reward, terminated, truncated, final_obs = step_vector_env(self.envs, self._to_env_action(act_np))
-            self._require_finite_env_output(next_obs if final_obs is None else final_obs, reward)
+            self._require_finite_env_output(next_obs, reward)
+            if final_obs is not None:  # the true last observations of the episodes that ended
+                self._require_finite_env_output(final_obs, reward)
             ended = terminated | truncated
             final_value = torch.zeros(cfg.n_envs, device=self.device)
             if final_obs is not None and truncated.any() and learner.value is not None:
