@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from mujoco import rollout
 
+from dynarl.config import apply_overrides, parse_overrides
 from dynarl.envs import get_task
 from dynarl.planning.mpc import OpenLoopActions, PlannerConfig
 from dynarl.planning.optimizers import make_optimizer
-from dynarl.run.config import apply_overrides, parse_overrides
 
 
 class TrueDynamicsObjective:

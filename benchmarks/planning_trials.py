@@ -27,8 +27,8 @@ import numpy as np
 
 from dynarl.algos.pets import CARTPOLE
 from dynarl.algos.registry import build_config, get_algorithm
+from dynarl.config import apply_overrides, parse_overrides, validate
 from dynarl.errors import ConfigError
-from dynarl.run.config import apply_overrides, parse_overrides, validate
 
 MBRL_LIB_CARTPOLE = {
     "model.members": 7,

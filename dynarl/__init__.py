@@ -33,7 +33,7 @@ def load(path: str | Path, **run_overrides):
     """Load any dynarl agent: what ``save(path)`` wrote (with or without ``.safetensors``), a checkpoint
     file, or a run folder (its newest checkpoint that verifies)."""
     from dynarl.algos import get_algorithm
-    from dynarl.run.checkpoint import read_header
+    from dynarl.checkpoint import read_header
     from dynarl.run.rundir import RunDir
 
     algo = RunDir.open(path).algo() if Path(path).is_dir() else read_header(path)["algo"]

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args) -> dict:
     from dynarl.algos import build_config, get_algorithm
-    from dynarl.run.config import parse_overrides
+    from dynarl.config import parse_overrides
 
     words = list(args.words)
     algo = words.pop(0) if words and "=" not in words[0] else DEFAULT_ALGO
@@ -65,7 +65,7 @@ def _train(args) -> dict:
     cls = get_algorithm(algo)
     cfg = build_config(cls.name, args.env, overrides, raw=True)
     out = args.out or f"runs/{cls.name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', cfg.env)}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from dynarl.run.config import to_dict
+    from dynarl.config import to_dict
     from dynarl.run.rundir import RunDir
 
     agent = cls(config=cfg)  # checks the env and its spaces before anything is written
@@ -78,10 +78,10 @@ def _train(args) -> dict:
 
 
 def _resume(args) -> dict:
+    from dynarl import checkpoint as ckpt
     from dynarl.algos import get_algorithm
     from dynarl.algos.registry import config_from_dict
-    from dynarl.run import checkpoint as ckpt
-    from dynarl.run.config import to_dict
+    from dynarl.config import to_dict
     from dynarl.run.logger import read_metrics
     from dynarl.run.rundir import RunDir
 

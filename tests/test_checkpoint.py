@@ -2,8 +2,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from dynarl.checkpoint import load_checkpoint, save_checkpoint
 from dynarl.errors import CheckpointError
-from dynarl.run.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _state():

@@ -1,9 +1,9 @@
 import pytest
 
 from dynarl.algos import build_config
+from dynarl.config import parse_overrides, to_dict
 from dynarl.errors import ConfigError
 from dynarl.presets import get_preset
-from dynarl.run.config import parse_overrides, to_dict
 
 
 def test_defaults_preset_then_overrides():

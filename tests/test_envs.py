@@ -274,7 +274,7 @@ def test_gymnasium_check_env_on_the_on_policy_vector_sub_envs(env_id, model_obs)
     """The on-policy loop's sub-envs (make_env wrapped in its EpisodeRecorder) pass check_env too."""
     from gymnasium.utils.env_checker import check_env
 
-    from dynarl.algos.vector_env import make_vector_env
+    from dynarl.envs.vector import make_vector_env
 
     envs = make_vector_env(env_id, 1, env_kwargs={"model_obs": model_obs})
     with warnings.catch_warnings():

@@ -3,14 +3,7 @@
 import pytest
 import torch
 
-from dynarl.data.rollout import (
-    Rollout,
-    RolloutBuffer,
-    complete_episode_mask,
-    discounted_reward_to_go,
-    gae,
-    n_step_advantage,
-)
+from dynarl.data.rollout import Rollout, RolloutBuffer, complete_episode_mask, discounted_reward_to_go, gae, n_step_advantage
 
 G, LAM = 0.9, 0.8
 

@@ -1,11 +1,11 @@
 import math
 
-import pytest
 import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from dynarl.learners import Batch, DDPGLearner, DDPGLearnerConfig, SACLearner, SACLearnerConfig, TD3Learner, TD3LearnerConfig
+from dynarl.data.batch import Batch
+from dynarl.learners import DDPGLearner, DDPGLearnerConfig, SACLearner, SACLearnerConfig, TD3Learner, TD3LearnerConfig
 from dynarl.learners.base import soft_update
 from dynarl.nn.mlp import EnsembleMLP, mlp
 from dynarl.nn.policies import TanhGaussianActor

@@ -11,15 +11,15 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from safetensors.torch import load_file
 
-from conftest import run_cli
 from dynarl.algos.dyna import rollout_length
 from dynarl.algos.mbpo import MBPO, DynaDDPG, DynaTD3
+from dynarl.data.batch import Batch
 from dynarl.data.replay import ReplayBuffer
 from dynarl.envs import get_task
 from dynarl.errors import ConfigError
-from dynarl.learners.base import Batch
 from dynarl.learners.ddpg import DDPGLearner, DDPGLearnerConfig
 from dynarl.learners.sac import SACLearner, SACLearnerConfig
 from dynarl.learners.value_expansion import ValueExpansion

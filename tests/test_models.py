@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from dynarl.errors import CheckpointError, ConfigError
-from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig, load_model, save_model
+from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig, load_model, losses, save_model
 from dynarl.models import diagnostics as diag
-from dynarl.models import losses
 from dynarl.models.inverse import InverseDynamicsModel, InverseModelConfig
 from dynarl.models.model_env import ModelEnv
 from dynarl.nn.ensemble import EnsembleNet
+from dynarl.run.diagnostics_plot import plot_diagnostics
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -227,7 +227,7 @@ def test_save_load_round_trip(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key])
     torch.testing.assert_close(loaded.variance_scale, model.variance_scale)
-    from dynarl.run.checkpoint import save_checkpoint
+    from dynarl.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "other.safetensors", "sac", {"x": torch.zeros(1)})
     with pytest.raises(CheckpointError):
@@ -416,7 +416,7 @@ def test_pendulum_gaussian_ensemble_accuracy_uncertainty_and_calibration(tmp_pat
     k_curve = [r["k_step_normalized_mse"] for r in rows if r["diagnostic"] == "k_step"]
     assert len(k_curve) == 20 and k_curve[-1] > k_curve[0]  # errors compound
     assert 0 <= rows[0]["eps_m_tv"] <= 1 and rows[0]["eps_m_l1"] > 0
-    png = diag.plot_diagnostics(result.rows + rows, tmp_path / "diag.png")
+    png = plot_diagnostics(result.rows + rows, tmp_path / "diag.png")
     _check_cli_plot_draws_diagnostics(result.rows + rows, tmp_path)
     assert png.stat().st_size > 1000
     print(

@@ -6,16 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_mbpo import small
 
 from dynarl.algos.mbpo import MBPO, DynaDDPG
+from dynarl.checkpoint import _pack
+from dynarl.data.batch import Batch
 from dynarl.errors import ConfigError
-from dynarl.learners.base import Batch
 from dynarl.learners.ddpg import DDPGLearner, DDPGLearnerConfig
 from dynarl.learners.sac import SACLearner, SACLearnerConfig
 from dynarl.learners.value_expansion import ValueExpansion
 from dynarl.models.model_env import ModelEnv
-from dynarl.run.checkpoint import _pack
-from test_mbpo import small
 
 CPU = torch.device("cpu")
 

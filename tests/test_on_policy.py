@@ -130,7 +130,7 @@ def test_autoreset_modes_agree_with_each_other():
 
 
 def _tensors(agent):
-    from dynarl.run.checkpoint import _pack
+    from dynarl.checkpoint import _pack
 
     tensors = {}
     _pack(agent.learner.state_dict(), "", tensors)

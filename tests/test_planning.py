@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from dynarl.data.batch import Batch
 from dynarl.errors import ConfigError, EnvError
-from dynarl.learners.base import Batch
 from dynarl.learners.bc import BCLearner, BCLearnerConfig
 from dynarl.models import DynamicsModel, DynamicsModelConfig
 from dynarl.models.model_env import ModelEnv
@@ -355,7 +355,7 @@ def test_bc_learner_fits_a_linear_expert():
 
 
 def test_poplin_proposals():
-    from dynarl.learners.bc import BCPolicy
+    from dynarl.nn.bc_policy import BCPolicy
 
     torch.manual_seed(0)
     policy = BCPolicy(3, 2, (8, 8))

@@ -3,10 +3,10 @@ line parses and (for `train`) builds a valid config with a real env, and `pip in
 
 import re
 import shlex
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -34,7 +34,7 @@ def test_the_python_block_runs_as_written(tmp_path, monkeypatch):
 def test_every_command_line_is_valid(line):
     from dynarl.algos import build_config, get_algorithm
     from dynarl.cli import DEFAULT_ALGO, _parser
-    from dynarl.run.config import parse_overrides
+    from dynarl.config import parse_overrides
 
     words = [w for w in shlex.split(line)[1:] if not (w.startswith("[") or w in ("...", "|"))]
     if "RUN_DIR" in line or "ALGO" in line:  # the synopsis lines: placeholders, checked by the parser's own help

@@ -1,20 +1,18 @@
 """Reliability: a run killed with SIGKILL resumes exactly; same seed, same metrics; NaN stops cleanly."""
 
 import csv
-import os
 import signal
 import subprocess
 import sys
 import time
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
+from conftest import TINY, run_cli
 from safetensors.torch import load_file
 
 import dynarl
-from conftest import TINY, run_cli
 
 STEPS = "2000"
 TIMING = {"wall_seconds", "env_steps_per_second"}

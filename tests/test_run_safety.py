@@ -10,15 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import TINY, run_cli
 from safetensors.torch import load_file
 
 import dynarl
-from conftest import TINY, run_cli
+from dynarl import checkpoint as ckpt
 from dynarl.errors import CheckpointError, RunInterrupted, TrainingDivergedError
-from dynarl.run import checkpoint as ckpt
 from dynarl.run.rundir import RunDir
 
 

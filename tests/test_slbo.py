@@ -85,7 +85,7 @@ def test_save_load_resume_equals_uninterrupted(tmp_path):
     path = first.save(tmp_path / "slbo", include_buffer=True)
     resumed = SLBO.load(path).learn(300)
     for key in ("learner", "model", "model_opt"):
-        from dynarl.run.checkpoint import _pack
+        from dynarl.checkpoint import _pack
 
         a, b = {}, {}
         _pack(straight._state(False)[key], "", a)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_envs import MUST_TERMINATE
 
 from dynarl.algos.mbpo import MBPO
 from dynarl.algos.pets import PETS
 from dynarl.algos.poplin import POPLINA
 from dynarl.algos.slbo import SLBO
 from dynarl.envs import get_task, registered_tasks
-from test_envs import MUST_TERMINATE
 
 torch.set_num_threads(1)
 

@@ -24,10 +24,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from dynarl import checkpoint as ckpt
+from dynarl.config import RunConfig, to_dict, validate
 from dynarl.envs import make_env
 from dynarl.errors import CheckpointError, ConfigError, EnvError, RunInterrupted, TrainingDivergedError
-from dynarl.run import checkpoint as ckpt
-from dynarl.run.config import RunConfig, to_dict, validate
 from dynarl.run.evaluate import evaluate
 from dynarl.run.interrupt import StopRequest
 from dynarl.run.logger import MetricsLogger, Progress

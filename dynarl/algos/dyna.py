@@ -39,16 +39,16 @@ import numpy as np
 import torch
 
 from dynarl.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig
+from dynarl.config import non_negative, one_of, param, positive, unit_interval
+from dynarl.data.batch import Batch
 from dynarl.data.replay import ReplayBuffer
 from dynarl.envs import get_task
 from dynarl.errors import ConfigError
-from dynarl.learners.base import Batch
 from dynarl.learners.value_expansion import MVE_TARGETS, ValueExpansion
 from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
 from dynarl.models.diagnostics import fit_summary, fresh_data_row, model_error
 from dynarl.models.model_env import PROPAGATIONS, ModelEnv
 from dynarl.nn.policies import TanhGaussianActor
-from dynarl.run.config import non_negative, one_of, param, positive, unit_interval
 from dynarl.run.evaluate import EVAL_SEED_OFFSET
 
 ROLLOUT_ACTIONS = ("policy", "buffer", "random")

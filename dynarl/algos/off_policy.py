@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
+from dynarl.config import RunConfig, non_negative, param, positive
+from dynarl.data.batch import Batch
 from dynarl.data.replay import ReplayBuffer
-from dynarl.learners.base import Batch, Learner
-from dynarl.run.config import RunConfig, non_negative, param, positive
+from dynarl.learners.base import Learner
 
 
 @dataclass

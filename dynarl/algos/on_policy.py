@@ -20,7 +20,7 @@ env's bounds (the rollout keeps the unclipped sample, whose log-probability the 
 
 Checkpoints are written between iterations, so no rollout is ever half-collected: a checkpoint holds the
 learner, the normalisers, the per-env running discounted returns and episode counters, and every
-sub-env's replay record (:mod:`dynarl.algos.vector_env`); with the base's RNG states this makes resume
+sub-env's replay record (:mod:`dynarl.envs.vector`); with the base's RNG states this makes resume
 exact. ``save()`` without ``include_buffer`` leaves out the env records: a loaded agent starts fresh
 episodes (seeded by ``seed``) when it trains again.
 """
@@ -36,15 +36,15 @@ from gymnasium import spaces
 from gymnasium.wrappers.utils import RunningMeanStd
 
 from dynarl.algos.base import Algorithm, require_flat_obs
-from dynarl.algos.vector_env import make_vector_env, replay_vector_env, step_vector_env, vector_env_records
+from dynarl.config import RunConfig, non_negative, one_of, param, positive
 from dynarl.data.rollout import RolloutBuffer
+from dynarl.envs.vector import make_vector_env, replay_vector_env, step_vector_env, vector_env_records
 from dynarl.errors import EnvError
 from dynarl.learners.a2c import A2CLearner, A2CLearnerConfig
 from dynarl.learners.policy_gradient import PolicyGradientLearner
 from dynarl.learners.ppo import PPOLearner, PPOLearnerConfig
 from dynarl.learners.reinforce import REINFORCELearner, REINFORCELearnerConfig
 from dynarl.learners.trpo import TRPOLearner, TRPOLearnerConfig
-from dynarl.run.config import RunConfig, non_negative, one_of, param, positive
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
+from dynarl.config import RunConfig, non_negative, param, positive
 from dynarl.data.replay import ReplayBuffer
 from dynarl.envs import get_task, make_env
 from dynarl.errors import ConfigError
@@ -34,7 +35,6 @@ from dynarl.models.diagnostics import fit_summary, fresh_data_row
 from dynarl.models.model_env import ModelEnv
 from dynarl.planning.fast_model import PlanningModel
 from dynarl.planning.mpc import MPCController, OpenLoopActions, PlannerConfig
-from dynarl.run.config import RunConfig, non_negative, param, positive
 
 CARTPOLE = "dynarl/ContinuousCartPole-v0"
 

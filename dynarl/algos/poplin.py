@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from dynarl.algos.pets import PETS, PETSConfig
+from dynarl.config import param, positive
+from dynarl.data.batch import Batch
 from dynarl.data.replay import ReplayBuffer
-from dynarl.learners.base import Batch
 from dynarl.learners.bc import BCLearner, BCLearnerConfig
 from dynarl.planning.mpc import PlannerConfig
 from dynarl.planning.poplin import PolicyActionNoise, PolicyParamNoise
-from dynarl.run.config import param, positive
 
 
 @dataclass

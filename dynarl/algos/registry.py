@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 import importlib
 
+from dynarl.config import apply_overrides, set_key, validate
 from dynarl.errors import ConfigError
 from dynarl.presets import get_preset
-from dynarl.run.config import apply_overrides, set_key, validate
 
 # name -> "module:Class"; imported on first use so the CLI starts fast and families stay independent
 ALGORITHMS = {

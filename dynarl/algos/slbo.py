@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
+from dynarl.config import RunConfig, non_negative, one_of, param, positive, positive_sizes
 from dynarl.data.rollout import RolloutBuffer
 from dynarl.envs import get_task, make_env
 from dynarl.errors import EnvError
@@ -58,7 +59,6 @@ from dynarl.learners.trpo import TRPOLearner, TRPOLearnerConfig
 from dynarl.models.diagnostics import fresh_data_row
 from dynarl.models.dynamics import DynamicsModel, DynamicsModelConfig
 from dynarl.models.model_env import ModelEnv
-from dynarl.run.config import RunConfig, non_negative, one_of, param, positive, positive_sizes
 
 
 def _slbo_trpo() -> TRPOLearnerConfig:

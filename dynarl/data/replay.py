@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dynarl.learners.base import Batch
+from dynarl.data.batch import Batch
 
 _FIELDS = ("obs", "act", "reward", "next_obs", "terminated", "truncated")
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.config import one_of, param, positive, unit_interval
 from dynarl.data.rollout import Rollout, normalize
 from dynarl.learners.base import adam
 from dynarl.learners.policy_gradient import PGLearnerConfig, PolicyGradientLearner
-from dynarl.run.config import one_of, param, positive, unit_interval
 
 
 @dataclass

@@ -9,23 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dynarl.run.config import one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
-
-
-@dataclass
-class Batch:
-    """Transitions (s, a, r, s') with termination and truncation kept apart.
-
-    Targets bootstrap through ``truncated`` (a time limit is not a terminal state) and stop only at
-    ``terminated``.
-    """
-
-    obs: torch.Tensor
-    act: torch.Tensor
-    reward: torch.Tensor
-    next_obs: torch.Tensor
-    terminated: torch.Tensor  # float 0/1
-    truncated: torch.Tensor  # float 0/1, kept for learners that need episode boundaries
+from dynarl.config import one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
+from dynarl.data.batch import Batch
 
 
 @dataclass

@@ -5,7 +5,7 @@ this squared error; 001's ``max_theta E log pi_theta(a|o)`` is the same objectiv
 variance. The learner does not know where its (s, a) pairs come from: POPLIN feeds it its planner's actions,
 imitation algorithms feed it demonstrations. Actions live in [-1, 1]^|A| (the caller rescales).
 
-:class:`BCPolicy` also offers a *functional* forward with one parameter vector per row group, which
+:class:`~dynarl.nn.bc_policy.BCPolicy` also offers a *functional* forward with one parameter vector per row group, which
 POPLIN-P uses to evaluate a population of perturbed policies ``pi_{theta + omega_i}`` as one batched matmul.
 """
 
@@ -14,62 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from dynarl.config import non_negative, one_of, param, positive, positive_sizes
 from dynarl.learners.base import Learner, adam
-from dynarl.models.normalizer import Normalizer
-from dynarl.run.config import non_negative, one_of, param, positive, positive_sizes
-
-_ACT = {"tanh": torch.tanh, "relu": F.relu, "silu": F.silu}
+from dynarl.nn.bc_policy import ACTIVATIONS, BCPolicy
 
 
 @dataclass
 class BCLearnerConfig:
     hidden_sizes: tuple[int, ...] = param((64, 64), positive_sizes, "policy hidden widths (POPLIN: 64x64)")
-    activation: str = param("tanh", one_of(*_ACT), "hidden activation")
+    activation: str = param("tanh", one_of(*ACTIVATIONS), "hidden activation")
     lr: float = param(1e-3, positive, "Adam learning rate")
     batch_size: int = param(256, positive, "minibatch size")
     weight_decay: float = param(0.0, non_negative, "L2 coefficient on the weights, added to the loss")
-
-
-class BCPolicy(nn.Module):
-    """s -> tanh(MLP(normalise(s))) in [-1, 1]^|A|; the normaliser is fitted on the training states."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], activation: str = "tanh"):
-        super().__init__()
-        dims = (obs_dim, *hidden, act_dim)
-        self.obs_normalizer = Normalizer(obs_dim)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.activation = activation
-        self._act = _ACT[activation]
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self.obs_normalizer.normalize(obs)
-        for layer in self.layers[:-1]:
-            x = self._act(layer(x))
-        return torch.tanh(self.layers[-1](x))
-
-    def flat_parameters(self) -> torch.Tensor:
-        """The layers' parameters as one vector theta (weights then bias, layer by layer): [D]."""
-        return torch.cat([torch.cat([layer.weight.reshape(-1), layer.bias]) for layer in self.layers]).detach()
-
-    def functional(self, params: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """Policies with parameters ``params`` [N, D] on their own rows ``obs`` [N, R, obs]: [N, R, A].
-
-        Every policy's layer is one slice of a batched matmul, so N perturbed policies cost one kernel per layer.
-        """
-        x = self.obs_normalizer.normalize(obs)
-        n, i = params.shape[0], 0
-        for k, layer in enumerate(self.layers):
-            out_f, in_f = layer.weight.shape
-            w = params[:, i : i + out_f * in_f].view(n, out_f, in_f).transpose(1, 2)
-            i += out_f * in_f
-            b = params[:, i : i + out_f].unsqueeze(1)
-            i += out_f
-            x = torch.baddbmm(b, x, w)
-            x = self._act(x) if k < len(self.layers) - 1 else torch.tanh(x)
-        return x
 
 
 class BCLearner(Learner):

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, Batch, adam, soft_update, target_copy
+from dynarl.config import non_negative, param
+from dynarl.data.batch import Batch
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, soft_update, target_copy
 from dynarl.nn.policies import DeterministicActor, QEnsemble
-from dynarl.run.config import non_negative, param
 
 
 @dataclass

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.config import non_negative, one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 from dynarl.data.rollout import Rollout, gae, n_step_advantage
 from dynarl.learners.base import Learner
 from dynarl.nn.pg_policies import ValueNet, make_policy
-from dynarl.run.config import non_negative, one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 
 
 @dataclass

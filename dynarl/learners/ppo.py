@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.config import param, positive
 from dynarl.data.rollout import Rollout, normalize
 from dynarl.learners.base import adam
 from dynarl.learners.policy_gradient import PGLearnerConfig, PolicyGradientLearner
-from dynarl.run.config import param, positive
 
 
 def _positive_or_none(x) -> str | None:

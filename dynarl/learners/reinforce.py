@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.config import non_negative, one_of, param, positive
 from dynarl.data.rollout import Rollout, complete_episode_mask, discounted_reward_to_go
 from dynarl.learners.base import adam
 from dynarl.learners.policy_gradient import PGLearnerConfig, PolicyGradientLearner
-from dynarl.run.config import non_negative, one_of, param, positive
 
 
 @dataclass

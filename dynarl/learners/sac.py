@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, Batch, adam, soft_update, target_copy
+from dynarl.config import param, positive
+from dynarl.data.batch import Batch
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, soft_update, target_copy
 from dynarl.nn.policies import QEnsemble, TanhGaussianActor
-from dynarl.run.config import param, positive
 
 
 @dataclass

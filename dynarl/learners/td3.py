@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.config import non_negative, param, positive
 from dynarl.learners.ddpg import DDPGLearner, DDPGLearnerConfig
-from dynarl.run.config import non_negative, param, positive
 
 
 @dataclass

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.config import non_negative, param, positive, unit_interval_open_closed
 from dynarl.data.rollout import Rollout, normalize
 from dynarl.learners.base import adam
 from dynarl.learners.policy_gradient import PGLearnerConfig, PolicyGradientLearner
-from dynarl.run.config import non_negative, param, positive, unit_interval_open_closed
 
 
 @dataclass

@@ -46,8 +46,9 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.data.batch import Batch
 from dynarl.errors import ConfigError
-from dynarl.learners.base import ActorCriticLearner, Batch
+from dynarl.learners.base import ActorCriticLearner
 from dynarl.models.model_env import ModelEnv
 
 MVE_TARGETS = ("td_k", "real_state")

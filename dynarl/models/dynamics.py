@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dynarl.config import one_of, param, positive, positive_sizes, to_dict, validate
 from dynarl.errors import CheckpointError, ConfigError
 from dynarl.models import losses
-from dynarl.models.normalizer import Normalizer
 from dynarl.nn.ensemble import MBPO_WEIGHT_DECAYS, EnsembleNet
-from dynarl.run.config import one_of, param, positive, positive_sizes, to_dict, validate
+from dynarl.nn.normalizer import Normalizer
 
 CHECKPOINT_TAG = "dynamics_model"
 
@@ -219,14 +219,14 @@ class DynamicsModel(nn.Module):
 
 def save_model(path: str | Path, model: DynamicsModel) -> None:
     """Write a dynamics model (atomic; safetensors + JSON, tag ``dynamics_model``)."""
-    from dynarl.run.checkpoint import save_checkpoint
+    from dynarl.checkpoint import save_checkpoint
 
     save_checkpoint(path, CHECKPOINT_TAG, model.to_state())
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> DynamicsModel:
     """Read a model written by :func:`save_model`; never unpickles."""
-    from dynarl.run.checkpoint import load_checkpoint
+    from dynarl.checkpoint import load_checkpoint
 
     _, state = load_checkpoint(path, expect_algo=CHECKPOINT_TAG)
     return DynamicsModel.from_state(state, device)

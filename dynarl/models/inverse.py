@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynarl.models.normalizer import Normalizer
+from dynarl.config import non_negative, one_of, param, positive, positive_sizes, validate
 from dynarl.nn.ensemble import EnsembleNet
-from dynarl.run.config import non_negative, one_of, param, positive, positive_sizes, validate
+from dynarl.nn.normalizer import Normalizer
 
 
 @dataclass

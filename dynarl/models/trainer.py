@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dynarl.config import non_negative, param, positive, unit_interval_open_closed, validate
 from dynarl.errors import ConfigError, TrainingDivergedError
 from dynarl.models.dynamics import DynamicsModel
-from dynarl.run.config import non_negative, param, positive, unit_interval_open_closed, validate
 
 
 def _positive_or_none(x) -> str | None:

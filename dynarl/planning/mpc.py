@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from dynarl.config import one_of, param, positive, unit_interval_open_closed
 from dynarl.models.model_env import PROPAGATIONS, ModelEnv
 from dynarl.planning.optimizers import OptimizerConfig, make_optimizer
-from dynarl.run.config import one_of, param, positive, unit_interval_open_closed
 
 
 @dataclass

@@ -20,15 +20,14 @@ goes through the ``torch.Generator`` given at construction.
 from __future__ import annotations
 
 import abc
-
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from dynarl.config import non_negative, one_of, param, positive, unit_interval, unit_interval_open_closed
 from dynarl.errors import ConfigError
-from dynarl.run.config import non_negative, one_of, param, positive, unit_interval, unit_interval_open_closed
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 OPTIMIZERS = ("cem", "random_shooting", "mppi", "icem")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from dynarl.learners.bc import BCPolicy
+from dynarl.nn.bc_policy import BCPolicy
 
 
 class _PolicyProposal:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dynarl.presets.common import MUJOCO_V5, Preset
 
-
 _PENDULUM_RUN = {"steps": 20_000, "eval_every": 2_000, "checkpoint_every": 5_000, "log_every": 1_000}
 _MUJOCO_RUN = {"steps": 1_000_000, "eval_every": 10_000, "eval_episodes": 10, "checkpoint_every": 50_000, "log_every": 5_000, "buffer_size": 1_000_000, "batch_size": 256}
 

@@ -51,7 +51,7 @@ MODEL_DIAGNOSTICS = "model_diagnostics.csv"
 def plot_model_diagnostics(run_dirs: list[str | Path], out: str | Path) -> list[Path]:
     """For each run that logged ``model_diagnostics.csv`` (model fit per epoch, compounding error,
     calibration, epistemic vs aleatoric variance), draw it beside ``out`` as ``<out>_<run>_model.png``."""
-    from dynarl.models.diagnostics import plot_diagnostics
+    from dynarl.run.diagnostics_plot import plot_diagnostics
 
     out = Path(out)
     drawn = []

@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from dynarl import checkpoint as ckpt
 from dynarl.errors import CheckpointError, DynarlError
-from dynarl.run import checkpoint as ckpt
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
 _LOCK = ".lock"

@@ -1,0 +1,1 @@
+"""Network building blocks: MLPs, vectorised ensemble layers, policy and value heads, normalisers."""

@@ -1,0 +1,1 @@
+"""Decision-time planning: action-sequence optimisers, MPC, POPLIN-style proposals."""
