@@ -4,7 +4,7 @@
     dynarl resume RUN_DIR [--steps N]
     dynarl eval RUN_DIR|CHECKPOINT [--episodes N]
     dynarl plot RUN_DIR... [--out FILE.png]
-    dynarl list
+    dynarl list [ALGO]
 
 Exit code 0 on success; on a user error a short message (no traceback) and exit code 2.
 """
@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png")
 
-    sub.add_parser("list", help="algorithms, tasks and presets")
+    ls = sub.add_parser("list", help="algorithms, tasks and presets; with ALGO, its config keys and presets")
+    ls.add_argument("algo", nargs="?", metavar="ALGO", help="list this algorithm's config keys (type, default, help) and presets")
     return p
 
 
@@ -134,10 +135,14 @@ def _eval(args) -> dict:
     return {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "episodes": args.episodes, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
 
 
-def _list(_args) -> None:
+def _list(args) -> None:
     from dynarl.algos import ALGORITHMS, get_algorithm
-    from dynarl.envs import registered_tasks
     from dynarl.presets import all_presets
+
+    if args.algo is not None:
+        _list_algorithm(get_algorithm(args.algo), all_presets())
+        return
+    from dynarl.envs import registered_tasks
 
     print("algorithms:")
     for name in sorted(ALGORITHMS):
@@ -149,6 +154,35 @@ def _list(_args) -> None:
     print("presets (algorithm, task: source):")
     for (algo, env), preset in sorted(all_presets().items()):
         print(f"  {algo:5s} {env:27s} {preset.source}")
+
+
+def _list_algorithm(cls, presets: dict) -> None:
+    """Every config key of ``cls`` (key = default, type, help), run keys first, then one group per nested section, then its presets."""
+    from dynarl.config import describe
+
+    rows = describe(cls.config_cls())
+    groups: dict[str, list] = {"run": [r for r in rows if "." not in r[0]]}
+    for row in rows:
+        if "." in row[0]:
+            groups.setdefault(row[0].split(".")[0], []).append(row)
+    doc = (cls.__doc__ or "").strip().splitlines()
+    key_w = max(len(r[0]) for r in rows)
+    value_w = min(max(len(r[2]) for r in rows), 24)  # a long default (a list) pushes only its own line
+    type_w = max(len(r[1]) for r in rows)
+    print(f"{cls.name}: {doc[0] if doc else ''}")
+    print(f"config keys (set with `dynarl train {cls.name} key=value`):")
+    for group, members in groups.items():
+        print(f"{group}:")
+        for key, typ, value, text in members:
+            print(f"  {key:{key_w}s} = {value:{value_w}s}  {typ:{type_w}s}  {text}".rstrip())
+    mine = sorted(((env, preset) for (algo, env), preset in presets.items() if algo == cls.name), key=lambda item: item[0])
+    if not mine:
+        print(f"presets: none for {cls.name} (the defaults above apply to every task)")
+        return
+    print("presets (task: source; the keys they set):")
+    for env, preset in mine:
+        print(f"  {env}: {preset.source}")
+        print("      " + " ".join(f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v, separators=(',', ':'))}" for k, v in preset.overrides.items()))
 
 
 def main(argv: list[str] | None = None) -> int:

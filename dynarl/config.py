@@ -239,16 +239,69 @@ def to_dict(cfg) -> dict[str, Any]:
     return out
 
 
-def describe(cfg, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(key, value, help) rows for ``dynarl list`` and error messages."""
+def describe(cfg, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, help)`` text rows for every flat key of a config, nested keys dotted, in field order.
+
+    Types and defaults are written as a ``key=value`` override takes them (``true``, ``null``, ``[256,256]``).
+    The help ends with what the field's check accepts, in the check's own words. A field that a subclass
+    redeclares only to change its default (``algo: str = "sac"``) keeps the help and check of the base class.
+    """
     rows = []
+    hints = _field_types(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if _is_config(value):
             rows += describe(value, prefix + f.name + ".")
-        else:
-            rows.append((prefix + f.name, value, f.metadata.get("help", "")))
+            continue
+        meta = _declared_metadata(type(cfg), f.name)
+        text = meta.get("help", "")
+        accepts = _accepts(meta.get("check"), hints[f.name])
+        if accepts and accepts.split(":")[0] not in text:  # "in [0, 1)" already said in the help
+            text = f"{text} [{accepts}]" if text else f"[{accepts}]"
+        rows.append((prefix + f.name, _type_text(hints[f.name]), _value_text(value), text))
     return rows
+
+
+def _declared_metadata(cls, name: str) -> dict:
+    """The metadata of the nearest declaration of field ``name`` that has any (walking up the bases)."""
+    for base in cls.__mro__:
+        if dataclasses.is_dataclass(base):
+            for f in dataclasses.fields(base):
+                if f.name == name and f.metadata:
+                    return dict(f.metadata)
+    return {}
+
+
+def _accepts(check: Check | None, typ: Any) -> str:
+    """What ``check`` accepts, from its complaint about NaN (or ``(NaN,)`` for lists): NaN fails every comparison."""
+    if check is None:
+        return ""
+    args = [a for a in typing.get_args(typ) if a is not type(None)] if typing.get_origin(typ) in (typing.Union, types.UnionType) else [typ]
+    probe = (math.nan,) if len(args) == 1 and typing.get_origin(args[0]) is tuple else math.nan
+    try:
+        problem = check(probe)
+    except Exception:  # a check written for one kind of value only: say nothing rather than guess
+        return ""
+    return problem.removeprefix("must be ") if problem else ""
+
+
+def _type_text(typ: Any) -> str:
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if typ is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is tuple:
+        return f"list[{_type_text(args[0]) if args else 'any'}]"
+    return getattr(typ, "__name__", str(typ))
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value else '""'
+    if isinstance(value, (bool, type(None), tuple, list, dict)):
+        return json.dumps(list(value) if isinstance(value, tuple) else value, separators=(",", ":"))
+    return repr(value)
 
 
 # --- the run-level config shared by every algorithm -----------------------------------------------

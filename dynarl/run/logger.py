@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import sys
 import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 from dynarl.errors import DynarlError
 
@@ -97,18 +100,32 @@ class MetricsLogger:
 
 
 class Progress:
-    """Console progress: one line per log interval, and a heartbeat line whenever ``every_s`` seconds pass
-    without one, so a long phase (model training, planning) never looks like a hang.
+    """Console progress for a training run.
+
+    On a terminal (``stream.isatty()``): a live tqdm bar (steps done/total, steps/s, ETA, the latest
+    return and evaluation), redrawn on every :meth:`heartbeat` but at most once per ``mininterval``
+    seconds, with each log row written above it so the rows stay in the scrollback.
+
+    Anywhere else (files, pipes, CI): one line per log row, and a heartbeat line whenever ``every_s``
+    seconds pass without one, so a long phase (model training, planning) never looks like a hang.
 
     Speed and ETA use the last ``window_s`` seconds, not the whole run: the cost per step of model-based
     loops grows as the data does, and an average since the start would promise too early an end.
+    ``bar`` forces the live bar on or off (default: on exactly when the stream is a terminal).
     """
 
-    def __init__(self, total: int, quiet: bool = False, stream=sys.stdout, every_s: float = 30.0, window_s: float = 120.0):
-        self.total, self.quiet, self.stream = total, quiet, stream
-        self.every_s, self.window_s = every_s, window_s
+    def __init__(self, total: int, quiet: bool = False, stream=None, every_s: float = 30.0, window_s: float = 120.0, bar: bool | None = None, mininterval: float = 0.1):
+        # the stream is looked up when the run starts, not at import, so a redirected sys.stdout is honoured
+        self.total, self.quiet, self.stream = total, quiet, sys.stdout if stream is None else stream
+        self.every_s, self.window_s, self.mininterval = every_s, window_s, mininterval
+        self.live = (not quiet) and (_is_terminal(self.stream) if bar is None else bar)
         self._marks: list[tuple[float, int]] = []  # (time, step) samples within the window
         self._last_line = time.perf_counter()
+        self._bar: _WindowRateBar | None = None
+        self._closed = False
+        self._last_draw = -math.inf
+        self._eval_return: float | None = None  # the latest evaluation stays in the bar until the next one
+        self._latest: tuple[int, float | None] | None = None  # the newest heartbeat, drawn or not, for the bar's last state
 
     def speed(self, step: int) -> float:
         """Env steps per second over the recent window (0.0 before two samples)."""
@@ -121,8 +138,14 @@ class Progress:
 
     def start(self, step: int) -> None:
         self._marks = [(time.perf_counter(), step)]
+        if self.live and self._bar is None and not self._closed:
+            # a terminal that reports no size (0 or -1: a pty under `script`, some IDE consoles) makes tqdm draw nothing: give it one
+            size = dict(dynamic_ncols=True) if _terminal_columns(self.stream) > 0 else dict(ncols=100, nrows=24)
+            self._bar = _WindowRateBar(total=self.total, initial=step, file=self.stream, unit=" steps", bar_format=_BAR_FORMAT, mininterval=self.mininterval, disable=False, **size)
+            self._last_draw = time.perf_counter()
 
     def show(self, step: int, recent_return: float | None, eval_return: float | None, steps_per_s: float | None = None) -> None:
+        """One log row: a plain line, written above the bar on a terminal."""
         if self.quiet:
             return
         steps_per_s = self.speed(step) if steps_per_s is None else steps_per_s
@@ -134,13 +157,85 @@ class Progress:
             parts.append(f"eval {eval_return:9.1f}")
         parts.append(f"{steps_per_s:7.1f} steps/s")
         parts.append("ETA " + (_clock(eta) if math.isfinite(eta) else "--"))
-        print(" | ".join(parts), file=self.stream, flush=True)
+        line = " | ".join(parts)
+        bar = self._live_bar(step)
+        if bar is None:
+            print(line, file=self.stream, flush=True)
+        else:
+            if eval_return is not None:
+                self._eval_return = eval_return
+            bar.write(line, file=self.stream)
+            self._draw(bar, step, recent_return, steps_per_s)
         self._last_line = time.perf_counter()
 
     def heartbeat(self, step: int, recent_return: float | None) -> None:
-        """A progress line if none was printed for ``every_s`` seconds."""
-        if not self.quiet and time.perf_counter() - self._last_line >= self.every_s:
+        """On a terminal, redraw the bar (at most every ``mininterval`` s); elsewhere a progress line if none was printed for ``every_s`` seconds."""
+        if self.quiet:
+            return
+        bar = self._live_bar(step)
+        if bar is not None:
+            self._latest = (step, recent_return)
+            if time.perf_counter() - self._last_draw >= self.mininterval:
+                self._draw(bar, step, recent_return, self.speed(step))
+        elif time.perf_counter() - self._last_line >= self.every_s:
             self.show(step, recent_return, None)
+
+    def close(self) -> None:
+        """End the bar (it stays on screen at its last state); later rows are plain lines."""
+        self._closed = True
+        if self._bar is not None:
+            if self._latest is not None and self._latest[0] != self._bar.n:  # a heartbeat the throttle skipped
+                self._draw(self._bar, *self._latest, self.speed(self._latest[0]))
+            self._bar.close()
+            self._bar = None
+
+    def _live_bar(self, step: int) -> _WindowRateBar | None:
+        if self.live and self._bar is None and not self._closed:
+            self.start(step)
+        return self._bar
+
+    def _draw(self, bar: _WindowRateBar, step: int, recent_return: float | None, steps_per_s: float) -> None:
+        bar.window_rate = steps_per_s if steps_per_s > 0 else None  # None: tqdm's own estimate until the window has two samples
+        bar.n = step
+        post = [f"return {recent_return:.1f}"] if recent_return is not None else []
+        if self._eval_return is not None:
+            post.append(f"eval {self._eval_return:.1f}")
+        bar.set_postfix_str(", ".join(post), refresh=False)
+        self._latest = (step, recent_return)
+        bar.refresh()
+        self._last_draw = time.perf_counter()
+
+
+# rate without tqdm's inversion to "s/step" below 1 step/s: a slow model-based loop still reads as steps/s
+_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+
+
+class _WindowRateBar(tqdm):
+    """A tqdm bar whose steps/s (and so its ETA) is Progress's recent-window speed, not tqdm's smoothed average."""
+
+    monitor_interval = 0  # no monitor thread: Progress redraws the bar itself
+    window_rate: float | None = None
+
+    @property
+    def format_dict(self):
+        d = super().format_dict
+        if self.window_rate is not None:
+            d["rate"] = self.window_rate
+        return d
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+def _terminal_columns(stream) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):  # no fileno (StringIO), or not a terminal
+        return 0
 
 
 def _clock(seconds: float) -> str:
