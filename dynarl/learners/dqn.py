@@ -1,0 +1,155 @@
+"""DQN and Double DQN update rules (seed 001; inventory H5, H6, H8).
+
+DQN (Mnih et al. 2015) regresses Q_phi(s, a) on the target of a slowly moving copy Q_phi':
+
+    y = r + d (1 - terminated) Q_phi'(s', a*),  a* = argmax_a' Q_phi'(s', a')          (DQN: max backup)
+                                                 a* = argmax_a' Q_phi(s', a')           (Double DQN)
+
+Double DQN (van Hasselt et al. 2016): the online network *selects* the action and the target network
+*evaluates* it. (Seed 001 types Q_phi' inside both argmaxes, inventory appendix A.6; its prose, followed
+here, says the current network selects.) ``d`` is ``batch.discount`` when a buffer filled it (gamma^m for
+an m-step return, inventory H7) and gamma otherwise. Truncated transitions bootstrap: a time limit is not
+a terminal state.
+
+The loss is Huber with delta = 1 (``smooth_l1``, H8 and Mnih 2015) or 1/2 (Q - y)^2; the two agree for
+|Q - y| <= 1. Gradients are clipped to a global norm (``max_grad_norm``, 10 as in Stable-Baselines3).
+Epsilon-greedy exploration is not here: the algorithm's schedule owns it and calls :meth:`act` for the
+greedy action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from dynarl.config import non_negative, one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
+from dynarl.data.batch import Batch
+from dynarl.errors import EnvError
+from dynarl.learners.base import Learner, adam, soft_update, target_copy
+from dynarl.nn.q_networks import QNetwork
+
+
+@dataclass
+class DQNLearnerConfig:
+    """DQN hyper-parameters; defaults are Stable-Baselines3's (RL Zoo tunes CartPole-v1 to lr 2.3e-3).
+
+    ``target_update_interval`` counts *learner updates* (gradient steps). Stable-Baselines3 counts env
+    steps (10_000 by default with ``train_freq=4``, one gradient step each: 2_500 updates); the algorithm
+    that owns the env clock converts its env-step interval into updates before building this config.
+    """
+
+    gamma: float = param(0.99, unit_interval_open_closed, "discount (a batch's own ``discount`` overrides it per row)")
+    lr: float = param(1e-4, positive, "Adam learning rate (SB3 default; RL Zoo uses 2.3e-3 on CartPole-v1)")
+    hidden_sizes: tuple[int, ...] = param((64, 64), positive_sizes, "hidden layer widths of the Q network")
+    loss: str = param("huber", one_of("huber", "mse"), "huber: smooth L1 with delta 1 (Mnih 2015); mse: 1/2 (Q - y)^2")
+    double_q: bool = param(False, help="Double DQN: the online network selects argmax_a Q(s', a), the target network evaluates it")
+    dueling: bool = param(False, help="dueling head Q = V + A - mean_a A (Wang et al. 2016)")
+    target_update: str = param("hard", one_of("hard", "polyak"), "hard: copy phi -> phi' every target_update_interval updates; polyak: lerp every update")
+    target_update_interval: int = param(2500, positive, "learner updates between hard target copies (SB3's 10_000 env steps / train_freq 4)")
+    tau: float = param(0.005, unit_interval, "Polyak rate: phi' <- (1 - tau) phi' + tau phi after every update (002's convention)")
+    max_grad_norm: float = param(10.0, non_negative, "clip the gradient's global norm to this (0: no clipping)")
+
+
+def _check_spaces(obs_space, action_space) -> None:
+    from gymnasium import spaces
+
+    if not isinstance(action_space, spaces.Discrete):
+        raise EnvError(f"DQN needs a Discrete action space; this env has {action_space}: use SAC, TD3 or DDPG for continuous actions")
+    if not isinstance(obs_space, (spaces.Box, spaces.Discrete)):
+        raise EnvError(f"DQN needs a Box or Discrete observation space; this env has {obs_space}: wrap it in gymnasium.wrappers.FlattenObservation")
+
+
+class DQNLearner(Learner):
+    """Q-learning with a target network, optionally Double DQN and a dueling head.
+
+    ``act`` and ``q_values`` work on indices 0..n-1 of the Discrete action space (``batch.act`` holds the
+    same indices, float or long, shape [B] or [B, 1]); an action space with ``start != 0`` is shifted by
+    the caller. ``last_td_error`` holds the detached per-row Q(s, a) - y of the latest update, for a
+    prioritised buffer.
+    """
+
+    name = "dqn"
+
+    def __init__(self, cfg: DQNLearnerConfig, obs_space, action_space, device: torch.device):
+        super().__init__(device)
+        _check_spaces(obs_space, action_space)
+        from gymnasium import spaces
+
+        self.cfg = cfg
+        self.n_actions = int(action_space.n)
+        if isinstance(obs_space, spaces.Discrete):
+            net_kwargs = dict(obs_shape=(), n_obs_categories=int(obs_space.n))
+            self._obs_start = int(obs_space.start)
+        else:
+            net_kwargs = dict(obs_shape=tuple(obs_space.shape), scale_uint8=obs_space.dtype == "uint8")
+            self._obs_start = 0
+        self.q = QNetwork(n_actions=self.n_actions, hidden_sizes=cfg.hidden_sizes, dueling=cfg.dueling, **net_kwargs).to(device)
+        self.q_target = target_copy(self.q)
+        self.modules = {"q": self.q, "q_target": self.q_target}
+        self.optimizers = {"q": adam(self.q.parameters(), cfg.lr)}
+        self._params = list(self.q.parameters())
+        self.last_td_error: torch.Tensor | None = None
+
+    def _obs(self, obs: torch.Tensor) -> torch.Tensor:
+        # Discrete observation spaces may start at a value other than 0; the network one-hots indices
+        return obs - self._obs_start if self._obs_start else obs
+
+    @torch.no_grad()
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q_phi(s, .) [B, n_actions] (no gradient)."""
+        return self.q(self._obs(obs))
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Greedy action indices argmax_a Q_phi(s, a), long [B]; exploration belongs to the algorithm."""
+        return self.q_values(obs).argmax(1)
+
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """y = r + d (1 - terminated) Q_phi'(s', a*), with a* chosen by Q_phi' (DQN) or Q_phi (Double DQN)."""
+        next_obs = self._obs(batch.next_obs)
+        q_next = self.q_target(next_obs)
+        if self.cfg.double_q:
+            best = self.q(next_obs).argmax(1, keepdim=True)
+            v_next = q_next.gather(1, best).squeeze(1)
+        else:
+            v_next = q_next.max(1).values
+        discount = self.cfg.gamma if batch.discount is None else batch.discount.reshape(-1)
+        return batch.reward.reshape(-1) + discount * (1.0 - batch.terminated.reshape(-1)) * v_next
+
+    def q_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, Q(s, a), Q(s, a) - y): the per-row Huber or squared error, weighted by ``batch.weights``, averaged."""
+        act = batch.act.reshape(-1, 1).long()
+        q_sa = self.q(self._obs(batch.obs)).gather(1, act).squeeze(1)
+        y = self.td_target(batch)
+        if self.cfg.loss == "huber":
+            per_row = F.smooth_l1_loss(q_sa, y, reduction="none", beta=1.0)
+        else:
+            per_row = 0.5 * (q_sa - y).pow(2)
+        if batch.weights is not None:
+            per_row = per_row * batch.weights.reshape(-1)
+        return per_row.mean(), q_sa.detach(), (q_sa - y).detach()
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        loss, q_sa, td = self.q_loss(batch)
+        opt = self.optimizers["q"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm, foreach=True)  # no host sync
+        opt.step()
+        self._watch(loss)
+        self.num_updates += 1
+        self.update_target()
+        self.last_td_error = td
+        return {"q_loss": loss.detach(), "q": q_sa.mean(), "td_abs": td.abs().mean()}
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """phi' <- phi every ``target_update_interval`` updates (hard), or phi' <- (1 - tau) phi' + tau phi (polyak)."""
+        if self.cfg.target_update == "polyak":
+            soft_update(self.q_target, self.q, self.cfg.tau)
+        elif self.num_updates % self.cfg.target_update_interval == 0:
+            torch._foreach_copy_(list(self.q_target.parameters()), list(self.q.parameters()))
