@@ -40,7 +40,7 @@ def main() -> None:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         if args.reach is not None:
             with open(out / "metrics.csv", newline="") as f:
-                hits = [int(r["env_steps"]) for r in csv.DictReader(f) if r.get("eval_return_mean") and float(r["eval_return_mean"]) >= args.reach]
+                hits = [int(r["env_steps"]) for r in csv.DictReader(f) if r.get("eval/mean_reward") and float(r["eval/mean_reward"]) >= args.reach]
             reached.append(hits[0] if hits else None)
     finals = np.array([r["eval_return_mean"] for r in results])
     # interquartile mean: drop the lowest and highest quarter of the sorted runs (all runs below 4 seeds)

@@ -316,7 +316,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads or TORCH_DEFAULT_THREADS)
     from dynarl.errors import ConfigError
-    from dynarl.run.seeding import resolve_device
+    from dynarl.seeding import resolve_device
 
     try:
         device = resolve_device(args.device)

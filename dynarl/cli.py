@@ -131,7 +131,7 @@ def _eval(args) -> dict:
     def report(k: int, ret: float, seconds: float) -> None:
         print(f"  episode {k + 1}/{args.episodes}: return {ret:.1f} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
-    returns = evaluate(agent.eval_env, agent.predict, args.episodes, agent.cfg.seed, on_episode=report)
+    returns = evaluate(agent.eval_env, lambda obs: agent.policy_action(obs, deterministic=True), args.episodes, agent.cfg.seed, on_episode=report)
     return {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "episodes": args.episodes, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
 
 

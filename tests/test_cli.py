@@ -62,7 +62,7 @@ def test_eval_plot_list_and_resume_finished(finished_run, tmp_path):
     "args,needles",
     [
         (["train", "sac", "--env", "Pendulum-v9"], ["unknown environment 'Pendulum-v9'", "Pendulum-v1"]),
-        (["train", "td3", "--env", "CartPole-v1"], ["TD3 needs a continuous (Box) action space", "Discrete(2)"]),
+        (["train", "td3", "--env", "CartPole-v1"], ["TD3 takes Box (flat) actions", "Discrete(2)", "DQN"]),
         (["train", "sac", "learner.actor_lrr=1e-3"], ["unknown config key 'learner.actor_lrr'", "learner.actor_lr"]),
         (["train", "sac", "learner.actor_lr=-1e-3"], ["learner.actor_lr=", "must be > 0"]),
         (["train", "ddpg", "learner.gamma=1.5"], ["learner.gamma=", "(0, 1]"]),
@@ -144,10 +144,10 @@ def test_python_api_save_load_predict(tmp_path):
     agent = dynarl.SAC("Pendulum-v1", steps=300, learning_starts=100, batch_size=32, **{"learner.hidden_sizes": (32, 32)}, eval_every=300, eval_episodes=1, quiet=True)
     agent.learn(300)
     obs, _ = agent.eval_env.reset(seed=0)
-    act = agent.predict(obs)
-    assert act.shape == (1,) and -2 <= act[0] <= 2
+    act, state = agent.predict(obs, deterministic=True)  # Stable-Baselines3's (action, state)
+    assert act.shape == (1,) and -2 <= act[0] <= 2 and state is None
     agent.save(tmp_path / "agent")
     loaded = dynarl.load(tmp_path / "agent.safetensors")
-    assert np.allclose(loaded.predict(obs), act)
+    assert np.allclose(loaded.predict(obs, deterministic=True)[0], act)
     assert all(torch.equal(p, q) for p, q in zip(agent.learner.actor.parameters(), loaded.learner.actor.parameters()))
-    assert loaded.predict(np.stack([obs, obs])).shape == (2, 1)
+    assert loaded.predict(np.stack([obs, obs]))[0].shape == (2, 1)

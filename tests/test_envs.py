@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from dynarl.envs import TaskSpec, check_continuous_actions, get_task, make_env, registered_tasks
+from dynarl.envs import TaskSpec, get_task, make_env, registered_tasks
+from dynarl.envs.spaces import BOX, require_space
 from dynarl.errors import EnvError
 
 EXPECTED_TASKS = {
@@ -182,11 +183,15 @@ def test_make_env_model_obs_errors():
         make_env("HalfCheetah-v5", model_obs=True, exclude_current_positions_from_observation=True)
 
 
-def test_check_continuous_actions():
+def _require_box(env, algo: str) -> None:
+    require_space(env.spec.id, env.observation_space, env.action_space, algo, actions=(BOX,), observations=(BOX,))
+
+
+def test_require_space_names_the_fix():
     env = make_env("CartPole-v1")
-    with pytest.raises(EnvError, match=r"SAC needs a continuous \(Box\).*CartPole-v1 has Discrete\(2\)"):
-        check_continuous_actions(env, "SAC")
-    check_continuous_actions(make_env("Pendulum-v1"), "SAC")
+    with pytest.raises(EnvError, match=r"SAC takes Box \(flat\) actions, but CartPole-v1 has Discrete\(2\); use a discrete-action algorithm \(DQN"):
+        _require_box(env, "SAC")
+    _require_box(make_env("Pendulum-v1"), "SAC")
 
 
 def test_continuous_cartpole():
@@ -195,7 +200,7 @@ def test_continuous_cartpole():
     cp.register()  # idempotent
     assert "dynarl/ContinuousCartPole-v0" in gym.registry
     env = make_env("dynarl/ContinuousCartPole-v0")
-    check_continuous_actions(env, "PETS")
+    _require_box(env, "PETS")
     assert env.action_space == gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     assert env.spec.max_episode_steps == 200
 
@@ -274,9 +279,12 @@ def test_gymnasium_check_env_on_the_on_policy_vector_sub_envs(env_id, model_obs)
     """The on-policy loop's sub-envs (make_env wrapped in its EpisodeRecorder) pass check_env too."""
     from gymnasium.utils.env_checker import check_env
 
+    from functools import partial
+
+    from dynarl.envs import make_env
     from dynarl.envs.vector import make_vector_env
 
-    envs = make_vector_env(env_id, 1, env_kwargs={"model_obs": model_obs})
+    envs = make_vector_env(partial(make_env, env_id, model_obs=model_obs), 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_env(envs.envs[0], skip_render_check=True)

@@ -1,5 +1,6 @@
 import math
 
+import gymnasium as gym
 import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
@@ -9,6 +10,11 @@ from dynarl.learners import DDPGLearner, DDPGLearnerConfig, SACLearner, SACLearn
 from dynarl.learners.base import soft_update
 from dynarl.nn.mlp import EnsembleMLP, mlp
 from dynarl.nn.policies import TanhGaussianActor
+
+
+def box(n: int) -> gym.spaces.Box:
+    """A flat Box space of n dims (learners are built from spaces)."""
+    return gym.spaces.Box(-1.0, 1.0, (n,))
 
 CPU = torch.device("cpu")
 
@@ -27,7 +33,7 @@ def _batch(n=8, obs_dim=3, act_dim=1):
 
 def test_sac_target_bootstraps_through_truncation_and_stops_at_termination():
     torch.manual_seed(0)
-    learner = SACLearner(SACLearnerConfig(gamma=0.9, init_alpha=0.5), 3, 1, CPU)
+    learner = SACLearner(SACLearnerConfig(gamma=0.9, init_alpha=0.5), box(3), box(1), CPU)
     b = _batch()
     torch.manual_seed(1)
     y = learner.td_target(b)
@@ -43,7 +49,7 @@ def test_sac_target_bootstraps_through_truncation_and_stops_at_termination():
 
 def test_td3_target_uses_min_of_twin_targets_and_clipped_smoothing():
     torch.manual_seed(0)
-    learner = TD3Learner(TD3LearnerConfig(gamma=0.9, target_noise=10.0, noise_clip=0.3), 3, 1, CPU)
+    learner = TD3Learner(TD3LearnerConfig(gamma=0.9, target_noise=10.0, noise_clip=0.3), box(3), box(1), CPU)
     b = _batch()
     mu = learner.actor_target(b.next_obs)
     acts = torch.stack([learner.target_action(b.next_obs) for _ in range(200)])
@@ -58,8 +64,8 @@ def test_td3_target_uses_min_of_twin_targets_and_clipped_smoothing():
 
 def test_td3_delays_actor_and_targets_ddpg_does_not():
     torch.manual_seed(0)
-    td3 = TD3Learner(TD3LearnerConfig(policy_delay=2), 3, 1, CPU)
-    ddpg = DDPGLearner(DDPGLearnerConfig(), 3, 1, CPU)
+    td3 = TD3Learner(TD3LearnerConfig(policy_delay=2), box(3), box(1), CPU)
+    ddpg = DDPGLearner(DDPGLearnerConfig(), box(3), box(1), CPU)
     b = _batch()
     m = [td3.update(b) for _ in range(4)]
     assert ["actor_loss" in x for x in m] == [True, False, True, False]
@@ -91,13 +97,13 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
 
 def test_sac_temperature_moves_towards_target_entropy():
     torch.manual_seed(0)
-    learner = SACLearner(SACLearnerConfig(alpha_lr=1e-2, target_entropy=-100.0), 3, 1, CPU)
+    learner = SACLearner(SACLearnerConfig(alpha_lr=1e-2, target_entropy=-100.0), box(3), box(1), CPU)
     b = _batch()
     for _ in range(20):
         m = learner.update(b)
     # entropy far above a target of -100 -> alpha must shrink
     assert float(m["alpha"]) < 1.0
-    learner = SACLearner(SACLearnerConfig(alpha_lr=1e-2, target_entropy=100.0), 3, 1, CPU)
+    learner = SACLearner(SACLearnerConfig(alpha_lr=1e-2, target_entropy=100.0), box(3), box(1), CPU)
     for _ in range(20):
         m = learner.update(b)
     assert float(m["alpha"]) > 1.0
@@ -119,7 +125,7 @@ def test_ensemble_mlp_equals_separate_mlps():
 
 def test_non_finite_loss_is_detected():
     torch.manual_seed(0)
-    learner = SACLearner(SACLearnerConfig(), 3, 1, CPU)
+    learner = SACLearner(SACLearnerConfig(), box(3), box(1), CPU)
     b = _batch()
     learner.update(b)
     assert learner.all_finite()
@@ -132,7 +138,7 @@ def test_bf16_and_compiled_losses_update_and_stay_fp32():
     torch.manual_seed(0)
     b = _batch()
     for cfg in (SACLearnerConfig(precision="bf16", hidden_sizes=(16, 16)), SACLearnerConfig(compile=True, hidden_sizes=(16, 16))):
-        learner = SACLearner(cfg, 3, 1, CPU)
+        learner = SACLearner(cfg, box(3), box(1), CPU)
         for _ in range(3):
             m = learner.update(b)
         assert m["critic_loss"].dtype == torch.float32 and learner.all_finite()

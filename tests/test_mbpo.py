@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -25,6 +26,11 @@ from dynarl.learners.sac import SACLearner, SACLearnerConfig
 from dynarl.learners.value_expansion import ValueExpansion
 from dynarl.models import DynamicsModel, DynamicsModelConfig
 from dynarl.models.model_env import ModelEnv
+
+
+def box(n: int) -> gym.spaces.Box:
+    """A flat Box space of n dims (learners are built from spaces)."""
+    return gym.spaces.Box(-1.0, 1.0, (n,))
 
 # loop-level settings (not for learning): small networks, small model, frequent fits
 SMALL = {
@@ -178,7 +184,7 @@ def test_mve_target_equals_hand_computed_h_step_target():
     """003: y = r_0 + gamma d_0 (r^_1 + gamma d_1 (r^_2 + gamma d_2 Q'(s^_3, mu'(s^_3)))) for H = 3 (DDPG)."""
     torch.manual_seed(0)
     obs_dim, act_dim, H = 3, 2, 3
-    learner = DDPGLearner(DDPGLearnerConfig(hidden_sizes=(16, 16), gamma=0.9), obs_dim, act_dim, torch.device("cpu"))
+    learner = DDPGLearner(DDPGLearnerConfig(hidden_sizes=(16, 16), gamma=0.9), box(obs_dim), box(act_dim), torch.device("cpu"))
     model = _deterministic_model(obs_dim, act_dim)
     term = lambda o, a, n: n[..., 0] > 0.5  # noqa: E731  a known termination that fires on some rows
     ValueExpansion(learner, ModelEnv(model, termination_fn=term, propagation="expectation"), H)
@@ -204,7 +210,7 @@ def test_mve_target_equals_hand_computed_h_step_target():
 def test_mve_with_sac_adds_the_soft_bonus_and_h1_is_the_one_step_target():
     obs_dim, act_dim = 3, 2
     torch.manual_seed(0)
-    learner = SACLearner(SACLearnerConfig(hidden_sizes=(16, 16), init_alpha=0.5), obs_dim, act_dim, torch.device("cpu"))
+    learner = SACLearner(SACLearnerConfig(hidden_sizes=(16, 16), init_alpha=0.5), box(obs_dim), box(act_dim), torch.device("cpu"))
     model = _deterministic_model(obs_dim, act_dim)
     never = lambda o, a, n: torch.zeros(n.shape[:-1], dtype=torch.bool)  # noqa: E731
     batch = _batch(32, obs_dim, act_dim)
@@ -255,13 +261,13 @@ def test_per_epoch_diagnostics_are_logged(tmp_path):
     with open(tmp_path / "run" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     last = rows[-1]
-    for key in ("model_holdout_mse", "eps_m_tv", "eps_m_l1", "eps_pi", "model_return", "model_return_gap", "rollout_length", "real_transitions", "model_transitions", "eval_return_mean"):
+    for key in ("model/model_holdout_mse", "model/eps_m_tv", "model/eps_m_l1", "model/eps_pi", "model/model_return", "model/model_return_gap", "model/rollout_length", "model/real_transitions", "model/model_transitions", "eval/mean_reward", "rollout/ep_len_mean", "time/steps_per_second"):
         assert last[key] not in ("", None), key
         assert np.isfinite(float(last[key])), key
-    assert float(last["real_transitions"]) == 400
-    gap = float(last["model_return"]) - float(last["eval_return_mean"])
-    assert abs(gap - float(last["model_return_gap"])) < 1e-3
-    assert float(last["eps_pi"]) > 0  # the policy moved during the epoch
+    assert float(last["model/real_transitions"]) == 400
+    gap = float(last["model/model_return"]) - float(last["eval/mean_reward"])
+    assert abs(gap - float(last["model/model_return_gap"])) < 1e-3
+    assert float(last["model/eps_pi"]) > 0  # the policy moved during the epoch
 
 
 # ------------------------------------------------------------------------------------------ resume, bad input

@@ -440,7 +440,7 @@ def _check_cli_plot_draws_diagnostics(rows, tmp_path):
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    (run / "metrics.csv").write_text("env_steps,episode_return\n100,-500\n200,-300\n")
+    (run / "metrics.csv").write_text("env_steps,rollout/ep_rew_mean\n100,-500\n200,-300\n")
     assert main(["plot", str(run), "--out", str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert (tmp_path / "curves_run_model.png").stat().st_size > 0

@@ -4,6 +4,7 @@ the sampled states only, inside the Dyna loop, and exact resume."""
 
 from types import SimpleNamespace
 
+import gymnasium as gym
 import pytest
 import torch
 from test_mbpo import small
@@ -16,6 +17,11 @@ from dynarl.learners.ddpg import DDPGLearner, DDPGLearnerConfig
 from dynarl.learners.sac import SACLearner, SACLearnerConfig
 from dynarl.learners.value_expansion import ValueExpansion
 from dynarl.models.model_env import ModelEnv
+
+
+def box(n: int) -> gym.spaces.Box:
+    """A flat Box space of n dims (learners are built from spaces)."""
+    return gym.spaces.Box(-1.0, 1.0, (n,))
 
 CPU = torch.device("cpu")
 
@@ -72,7 +78,7 @@ def _model_env():
 
 
 def _ddpg():
-    learner = DDPGLearner(DDPGLearnerConfig(hidden_sizes=(4,), gamma=GAMMA), 1, 1, CPU)
+    learner = DDPGLearner(DDPGLearnerConfig(hidden_sizes=(4,), gamma=GAMMA), box(1), box(1), CPU)
     learner.actor_target = lambda s: torch.full_like(s, 0.5)
     learner.critic_target, learner.critic = _LinearQ(10.0, 1), _LinearQ(2.0, 1)
     return learner
@@ -120,7 +126,7 @@ def test_real_state_form_trains_the_sampled_state_only():
 def test_td_k_with_sac_adds_the_soft_bonus_and_sums_the_twin_critics():
     """SAC: each target is the soft Q-value, b = -alpha log pi = -0.5 * -1 = 0.5 per imagined action, and
     V'(s) = min_i Q'_i(s, a) + b. Twin critics Q_0 = 2 s + a, Q_1 = Q_0 + 1 are each fitted, losses summed."""
-    learner = SACLearner(SACLearnerConfig(hidden_sizes=(4,), gamma=GAMMA, init_alpha=0.5), 1, 1, CPU)
+    learner = SACLearner(SACLearnerConfig(hidden_sizes=(4,), gamma=GAMMA, init_alpha=0.5), box(1), box(1), CPU)
     learner.actor = lambda s, deterministic=False: (torch.full_like(s, 0.5), torch.full(s.shape[:-1], -1.0))
     learner.critic_target, learner.critic = _LinearQ(10.0, 2), _LinearQ(2.0, 2)
     mve = ValueExpansion(learner, _model_env(), H)

@@ -11,6 +11,11 @@ from dynarl.data.rollout import Rollout
 from dynarl.learners.ppo import clipped_surrogate
 from dynarl.learners.trpo import TRPOLearner, TRPOLearnerConfig
 
+
+def box(n: int) -> gym.spaces.Box:
+    """A flat Box space of n dims (learners are built from spaces)."""
+    return gym.spaces.Box(-1.0, 1.0, (n,))
+
 torch.set_num_threads(1)
 
 TINY = dict(eval_every=10**9, log_every=10**9, checkpoint_every=10**9, quiet=True)
@@ -49,7 +54,7 @@ def _random_rollout(learner, obs_dim, T=64, N=4, seed=0):
 @pytest.mark.parametrize("max_kl", [0.01, 0.001])
 def test_trpo_step_satisfies_kl_bound(space, max_kl):
     torch.manual_seed(0)
-    learner = TRPOLearner(TRPOLearnerConfig(max_kl=max_kl, hidden_sizes=(32, 32)), 4, space, torch.device("cpu"))
+    learner = TRPOLearner(TRPOLearnerConfig(max_kl=max_kl, hidden_sizes=(32, 32)), box(4), space, torch.device("cpu"))
     ro = _random_rollout(learner, 4)
     obs = ro.flat("obs")
     with torch.no_grad():

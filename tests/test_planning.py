@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -18,6 +19,11 @@ from dynarl.planning.fast_model import PlanningModel
 from dynarl.planning.mpc import MPCController, OpenLoopActions, PlannerConfig
 from dynarl.planning.optimizers import OPTIMIZERS, OptimizerConfig, coloured_noise, make_optimizer, rank_values
 from dynarl.planning.poplin import PolicyActionNoise, PolicyParamNoise
+
+
+def box(n: int) -> gym.spaces.Box:
+    """A flat Box space of n dims (learners are built from spaces)."""
+    return gym.spaces.Box(-1.0, 1.0, (n,))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -339,7 +345,7 @@ def test_planning_model_bf16_keeps_small_deltas_of_large_observations():
 
 def test_bc_learner_fits_a_linear_expert():
     torch.manual_seed(0)
-    learner = BCLearner(BCLearnerConfig(hidden_sizes=(32,), lr=3e-3), 3, 2, torch.device("cpu"))
+    learner = BCLearner(BCLearnerConfig(hidden_sizes=(32,), lr=3e-3), box(3), box(2), torch.device("cpu"))
     obs = torch.randn(1000, 3) * 4
     act = torch.tanh(obs @ torch.tensor([[0.3, -0.2], [0.1, 0.2], [-0.25, 0.05]]))
     learner.fit_normalizer(obs)

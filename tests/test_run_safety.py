@@ -125,7 +125,7 @@ def _meta(key, value):
 def _damaged_checkpoints(src: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     meta = json.loads(src.read_bytes()[8 : 8 + int.from_bytes(src.read_bytes()[:8], "little")])["__metadata__"]
     state = json.loads(meta["state"])
-    counters = dict(state, counters={**state["counters"], "env_steps": state["counters"]["env_steps"] - 100})
+    counters = dict(state, counters={**state["counters"], "wall_seconds": state["counters"]["wall_seconds"] + 100})
 
     def renamed(header):  # every tensor under another name, the metadata consistent with the new names
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
@@ -356,7 +356,7 @@ def test_every_evaluation_reaches_metrics_csv(tmp_path):
     _sac(eval_every=150, log_every=100).learn(300, run_dir=tmp_path / "r")
     rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
-    evals = [r.split(",")[0] for r in rows[1:] if r.split(",")[header.index("eval_return_mean")]]
+    evals = [r.split(",")[0] for r in rows[1:] if r.split(",")[header.index("eval/mean_reward")]]
     assert evals == ["150", "300"]  # 150 is no log step, and its evaluation used to be dropped
 
 

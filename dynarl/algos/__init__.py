@@ -1,6 +1,13 @@
-from dynarl.algos.ddpg import DDPG
-from dynarl.algos.registry import ALGORITHMS, build_config, get_algorithm
-from dynarl.algos.sac import SAC
-from dynarl.algos.td3 import TD3
+"""The algorithms users run: each composes data sources, a learner and a schedule, and registers itself."""
 
-__all__ = ["SAC", "TD3", "DDPG", "ALGORITHMS", "build_config", "get_algorithm"]
+from dynarl.algos.dqn import DQN, DoubleDQN
+from dynarl.algos.dyna_q import DynaQ, QLearning
+from dynarl.algos.mbpo import MBPO, DynaDDPG, DynaTD3
+from dynarl.algos.off_policy import DDPG, SAC, TD3
+from dynarl.algos.on_policy import A2C, PPO, REINFORCE, TRPO
+from dynarl.algos.pets import PETS
+from dynarl.algos.poplin import POPLINA, POPLINP
+from dynarl.algos.registry import ALGORITHMS, build_config, get_algorithm, register
+from dynarl.algos.slbo import SLBO
+
+__all__ = ["SAC", "TD3", "DDPG", "DQN", "DoubleDQN", "QLearning", "DynaQ", "PPO", "A2C", "TRPO", "REINFORCE", "MBPO", "DynaTD3", "DynaDDPG", "PETS", "POPLINA", "POPLINP", "SLBO", "ALGORITHMS", "build_config", "get_algorithm", "register"]

@@ -38,20 +38,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dynarl.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig
+from dynarl.algos.base import Attributes, GeneratorState
+from dynarl.algos.off_policy import OffPolicyConfig
 from dynarl.config import non_negative, one_of, param, positive, unit_interval
 from dynarl.data.batch import Batch
 from dynarl.data.replay import ReplayBuffer
 from dynarl.envs import get_task
 from dynarl.errors import ConfigError
+from dynarl.learners.base import flat_dim
 from dynarl.learners.value_expansion import MVE_TARGETS, ValueExpansion
 from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
 from dynarl.models.diagnostics import fit_summary, fresh_data_row, model_error
 from dynarl.models.model_env import PROPAGATIONS, ModelEnv
 from dynarl.nn.policies import TanhGaussianActor
-from dynarl.run.evaluate import EVAL_SEED_OFFSET
-
-ROLLOUT_ACTIONS = ("policy", "buffer", "random")
+from dynarl.seeding import EVAL_SEED_OFFSET
+from dynarl.sources.model_rollouts import ROLLOUT_ACTIONS, ModelRollouts
 
 
 def rollout_length(epoch: int, schedule: tuple[int, int, int, int]) -> int:
@@ -115,45 +116,60 @@ class DynaConfig(OffPolicyConfig):
         return None
 
 
-class DynaAlgorithm(OffPolicyAlgorithm):
-    """The Dyna-style loop; see the module docstring. Subclasses pick the learner (``learner_cls``)."""
+class DynaLoop:
+    """The Dyna-style loop as a mix-in for :class:`OffPolicyAlgorithm`; see the module docstring.
+    ``MBPO(DynaLoop, OffPolicyAlgorithm)`` picks the learner with ``learner_cls``."""
 
-    config_cls: type[DynaConfig]
+    cfg: DynaConfig
+    run_parts = ("buffer", "model_buffer")
 
     # --- setup ------------------------------------------------------------------------------------------
-
-    def _check_env(self, env) -> None:
-        super()._check_env(env)
-        task = get_task(self.cfg.env)
-        self.termination_fn = task.standard_termination() if task is not None else None
-        if self.termination_fn is None and not self.cfg.learned_termination:
-            what = "has no termination function on the standard observation" if task else "is not a task dynarl knows the termination of"
-            raise ConfigError(
-                f"{self.name.upper()} needs to know when imagined rollouts terminate, and {self.cfg.env!r} {what}. "
-                "Set learned_termination=true to learn it with the model (`dynarl list` shows the known tasks)."
-            )
 
     def _setup(self) -> None:
         super()._setup()
         cfg, dev = self.cfg, self.device
+        task = get_task(self.env_name)
+        self.termination_fn = task.standard_termination() if task is not None else None
+        if self.termination_fn is None and not cfg.learned_termination:
+            what = "has no termination function on the standard observation" if task else "is not a task dynarl knows the termination of"
+            raise ConfigError(
+                f"{self.name.upper()} needs to know when imagined rollouts terminate, and {self.env_name!r} {what}. "
+                "Set learned_termination=true to learn it with the model (`dynarl list` shows the known tasks)."
+            )
+        self.obs_dim, self.act_dim = flat_dim(self.observation_space), flat_dim(self.action_space)
         model_cfg = dataclasses.replace(cfg.model, learn_termination=cfg.model.learn_termination or (self.termination_fn is None))
         self.model = DynamicsModel(model_cfg, self.obs_dim, self.act_dim, dev, generator=torch.Generator(device=dev).manual_seed(cfg.seed + 11))
         self.trainer = ModelTrainer(self.model, cfg.trainer, seed=cfg.seed + 12)
         self.rollout_generator = torch.Generator(device=dev).manual_seed(cfg.seed + 13)
-        self.model_env = ModelEnv(self.model, reward_fn=None, termination_fn=self.termination_fn, propagation=cfg.propagation, generator=self.rollout_generator)
+        model_env = ModelEnv(self.model, reward_fn=None, termination_fn=self.termination_fn, propagation=cfg.propagation, generator=self.rollout_generator)
+        self.rollouts = ModelRollouts(model_env, self.buffer, self.rollout_generator, cfg.rollout_action)
         self.rollout_length = rollout_length(0, cfg.rollout_schedule)
         self.model_buffer = ReplayBuffer(self._model_capacity(), self.obs_dim, self.act_dim, dev)
+        self.mve_generator = None
         if cfg.mve_horizon > 1:
             # a separate env (its own generator) so targets never move the rollouts' random stream
-            mve_env = ModelEnv(self.model, termination_fn=self.termination_fn, propagation=cfg.propagation, generator=torch.Generator(device=dev).manual_seed(cfg.seed + 14))
+            self.mve_generator = torch.Generator(device=dev).manual_seed(cfg.seed + 14)
+            mve_env = ModelEnv(self.model, termination_fn=self.termination_fn, propagation=cfg.propagation, generator=self.mve_generator)
             ValueExpansion(self.learner, mve_env, cfg.mve_horizon, cfg.mve_target)  # sets learner.value_expansion
         self.model_fits = 0
-        self.rollouts_added = 0
         self._fit_end = 0  # real-buffer size at the last fit: rows past it are fresh for eps_m
         self._epoch_actor = copy.deepcopy(self.learner.actor)  # the policy at the start of the epoch, for eps_pi
         self._epoch_actor.requires_grad_(False)
         self._diagnostics: dict[str, float] = {}
         self.phase_seconds = {"model_train": 0.0, "rollout": 0.0, "policy_update": 0.0}
+
+    def parts(self) -> dict:
+        return {
+            **super().parts(),
+            "model": self.model,
+            "trainer": self.trainer,
+            "model_buffer": ModelBufferPart(self),
+            "epoch_actor": self._epoch_actor,
+            "rollout_generator": GeneratorState(self.rollout_generator),
+            **({"mve_generator": GeneratorState(self.mve_generator)} if self.mve_generator is not None else {}),
+            "dyna": Attributes(self, "rollout_length", "model_fits", "_fit_end", "_diagnostics", "phase_seconds"),
+            "rollouts": Attributes(self.rollouts, "added"),
+        }
 
     def _model_capacity(self) -> int:
         """retain_epochs x (rollouts per epoch x rollout length), as MBPO sizes its model pool."""
@@ -169,20 +185,23 @@ class DynaAlgorithm(OffPolicyAlgorithm):
 
     def train_step(self) -> None:
         cfg = self.cfg
-        self._collect()
-        if not self._learning():
+        before = self.env_steps
+        self.collect()
+        if not self.learning():
             return
-        if self.model_fits == 0 or self.env_steps % cfg.model_train_freq == 0:
+        if self.model_fits == 0 or self.env_steps // cfg.model_train_freq > before // cfg.model_train_freq:
             with self._timed("model_train"):
                 self._train_model()
             self._set_rollout_length()
             with self._timed("rollout"):
-                self._rollout()
-        if (self.env_steps - cfg.learning_starts) % cfg.epoch_length == 0:
+                self._diagnostics.update(rollout_length=self.rollout_length, **self.rollouts.generate(cfg.rollout_batch_size, self.rollout_length, lambda o: self.learner.act(o, deterministic=False), self.model_buffer))
+        epochs_before = (before - cfg.learning_starts) // cfg.epoch_length if before >= cfg.learning_starts else -1
+        if self.epoch() > epochs_before:  # learning started, or an epoch ended
             self._epoch_policy_change()
-        if self.env_steps % cfg.train_freq == 0:
+        rounds = self.env_steps // cfg.train_freq - before // cfg.train_freq
+        if rounds > 0:
             with self._timed("policy_update"):
-                self._policy_updates()
+                self.policy_updates(rounds * cfg.updates_per_step)
 
     @contextlib.contextmanager
     def _timed(self, phase: str):
@@ -211,53 +230,14 @@ class DynaAlgorithm(OffPolicyAlgorithm):
             self.rollout_length = k
             self.model_buffer = self.model_buffer.resized(self._model_capacity())
 
-    def _rollout_policy(self, first_act: torch.Tensor | None):
-        """The action source of the rollouts: ``policy(obs)`` for the model env, per ``rollout_action``."""
-        source, steps_taken = self.cfg.rollout_action, 0
-
-        def policy(obs: torch.Tensor) -> torch.Tensor:
-            nonlocal steps_taken
-            steps_taken += 1
-            if source == "random":
-                return torch.rand(obs.shape[0], self.act_dim, generator=self.rollout_generator, device=obs.device) * 2 - 1
-            if source == "buffer" and steps_taken == 1:
-                return first_act
-            return self.learner.act(obs, deterministic=False)
-
-        return policy
-
-    @torch.no_grad()
-    def _rollout(self) -> None:
-        """Branched rollouts: k model steps from rollout_batch_size uniformly sampled real states."""
-        cfg = self.cfg
-        idx = torch.randint(0, len(self.buffer), (cfg.rollout_batch_size,), generator=self.rollout_generator, device=self.device)
-        start, first_act = self.buffer.storage["obs"][idx], self.buffer.storage["act"][idx]
-        out = self.model_env.rollout(start, policy=self._rollout_policy(first_act), rollout_length=self.rollout_length)
-        alive = out["alive"][:, 0].reshape(-1)  # [N * k]: steps that started from a live state
-        n_k = alive.shape[0]
-        rows = {
-            "obs": out["obs"][:, 0, :-1].reshape(n_k, -1),
-            "act": out["act"][:, 0].reshape(n_k, -1),
-            "reward": out["reward"][:, 0].reshape(n_k),
-            "next_obs": out["obs"][:, 0, 1:].reshape(n_k, -1),
-            "terminated": out["terminated"][:, 0].reshape(n_k).float(),
-            "truncated": torch.zeros(n_k, device=self.device),
-        }
-        # time-major order, so the FIFO drops the oldest steps first; steps after a termination are dropped
-        order = torch.arange(n_k, device=self.device).view(cfg.rollout_batch_size, self.rollout_length).t().reshape(-1)
-        keep = order[alive[order]]
-        self.model_buffer.add_batch({k: v[keep] for k, v in rows.items()})
-        self.rollouts_added += int(keep.numel())
-        self._diagnostics.update(rollout_length=self.rollout_length, model_rollout_reward=float(rows["reward"][keep].mean()))
-
-    def _sample_batch(self) -> Batch:
+    def sample_batch(self) -> Batch:
         """real_ratio of the batch from D_env, the rest from D_model (all real until rollouts exist)."""
         cfg = self.cfg
         if len(self.model_buffer) == 0:
             return self.buffer.sample(cfg.batch_size)
         n_real = int(round(cfg.batch_size * cfg.real_ratio))
         real, imagined = self.buffer.sample(n_real), self.model_buffer.sample(cfg.batch_size - n_real)
-        return Batch(**{f.name: torch.cat([getattr(real, f.name), getattr(imagined, f.name)]) for f in dataclasses.fields(Batch)})
+        return Batch(**{k: torch.cat([getattr(real, k), getattr(imagined, k)]) for k in ("obs", "act", "reward", "next_obs", "terminated", "truncated")})
 
     @torch.no_grad()
     def _epoch_policy_change(self, states: int = 1_000) -> None:
@@ -268,15 +248,13 @@ class DynaAlgorithm(OffPolicyAlgorithm):
         self._diagnostics["epoch"] = self.epoch()
         self._epoch_actor.load_state_dict(self.learner.actor.state_dict())
 
-    # --- diagnostics, evaluation, state ------------------------------------------------------------------------
+    # --- diagnostics --------------------------------------------------------------------------------------------
 
-    def _evaluate(self) -> tuple[float, float]:
-        """The real return, and beside it the same policy's return predicted in the model from the same starts."""
-        mean, std = super()._evaluate()
+    def on_evaluation(self, mean: float, std: float) -> None:
+        """Beside the real return, the same policy's return predicted in the model from the same starts."""
         if self.model_fits > 0:
             self._diagnostics["model_return"] = self._model_return()
             self._diagnostics["model_return_gap"] = self._diagnostics["model_return"] - mean
-        return mean, std
 
     @torch.no_grad()
     def _model_return(self) -> float:
@@ -288,48 +266,29 @@ class DynaAlgorithm(OffPolicyAlgorithm):
         out = menv.rollout(start, policy=lambda o: self.learner.act(o, deterministic=True), rollout_length=horizon)
         return float(out["return"].mean())
 
-    def _metrics(self) -> dict[str, float]:
-        seconds = {f"seconds_{k}": round(v, 3) for k, v in self.phase_seconds.items()}
-        return {**super()._metrics(), **self._diagnostics, **seconds, "real_transitions": len(self.buffer), "model_transitions": len(self.model_buffer), "model_rollout_steps": self.rollouts_added}
+    def metrics(self) -> dict[str, float]:
+        seconds = {f"time/seconds_{k}": round(v, 3) for k, v in self.phase_seconds.items()}
+        model = {f"model/{k}": v for k, v in self._diagnostics.items()}
+        counts = {"model/real_transitions": len(self.buffer), "model/model_transitions": len(self.model_buffer), "model/model_rollout_steps": self.rollouts.added}
+        return {**super().metrics(), **model, **seconds, **counts}
 
     def all_finite(self) -> bool:
         return super().all_finite() and self.model.all_finite()
 
-    def _state(self, include_buffer: bool) -> dict:
-        return {
-            **super()._state(include_buffer),
-            "model": self.model.state_dict(),
-            "trainer": self.trainer.state_dict(),
-            "model_buffer": self.model_buffer.state_dict() if include_buffer else None,
-            "epoch_actor": self._epoch_actor.state_dict(),
-            "dyna": {
-                "rollout_generator": self.rollout_generator.get_state(),
-                "mve_generator": self.learner.value_expansion.model_env.generator.get_state() if self.learner.value_expansion else None,
-                "rollout_length": self.rollout_length,
-                "model_fits": self.model_fits,
-                "rollouts_added": self.rollouts_added,
-                "fit_end": self._fit_end,
-                "diagnostics": self._diagnostics,
-                "phase_seconds": self.phase_seconds,
-            },
-        }
-
-    def _load_state(self, state: dict) -> None:
-        super()._load_state(state)
-        self.model.load_state_dict(state["model"])
-        self.trainer.load_state_dict(state["trainer"])
-        self._epoch_actor.load_state_dict(state["epoch_actor"])
-        d = state["dyna"]
-        self.rollout_generator.set_state(d["rollout_generator"])
-        if self.learner.value_expansion is not None:
-            self.learner.value_expansion.model_env.generator.set_state(d["mve_generator"])
-        self.rollout_length = int(d["rollout_length"])
-        self.model_fits, self.rollouts_added, self._fit_end = int(d["model_fits"]), int(d["rollouts_added"]), int(d["fit_end"])
-        self._diagnostics = dict(d["diagnostics"])
-        self.phase_seconds = {k: float(v) for k, v in d["phase_seconds"].items()}
-        self.model_buffer = ReplayBuffer(self._model_capacity(), self.obs_dim, self.act_dim, self.device)
-        if state.get("model_buffer") is not None:
-            self.model_buffer.load_state_dict(state["model_buffer"])
-
     def summary(self) -> dict:
-        return {**super().summary(), "model_fits": self.model_fits, "model_rollout_steps": self.rollouts_added, "rollout_length": self.rollout_length}
+        return {**super().summary(), "model_fits": self.model_fits, "model_rollout_steps": self.rollouts.added, "rollout_length": self.rollout_length}
+
+
+class ModelBufferPart:
+    """The model buffer as a checkpoint part: its capacity follows the restored rollout length."""
+
+    def __init__(self, algo: DynaLoop):
+        self.algo = algo
+
+    def state_dict(self) -> dict:
+        return self.algo.model_buffer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        a = self.algo
+        a.model_buffer = ReplayBuffer(a._model_capacity(), a.obs_dim, a.act_dim, a.device)
+        a.model_buffer.load_state_dict(state)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dynarl.algos.dyna import DynaAlgorithm, DynaConfig
+from dynarl.algos.dyna import DynaConfig, DynaLoop
+from dynarl.algos.off_policy import OffPolicyAlgorithm
+from dynarl.algos.registry import register
 from dynarl.learners.ddpg import DDPGLearner, DDPGLearnerConfig
 from dynarl.learners.sac import SACLearner, SACLearnerConfig
 from dynarl.learners.td3 import TD3Learner, TD3LearnerConfig
@@ -16,7 +18,8 @@ class MBPOConfig(DynaConfig):
     learner: SACLearnerConfig = field(default_factory=SACLearnerConfig)
 
 
-class MBPO(DynaAlgorithm):
+@register
+class MBPO(DynaLoop, OffPolicyAlgorithm):
     """MBPO: SAC trained on branched model rollouts mixed with real data (Janner et al. 2019)."""
 
     name = "mbpo"
@@ -30,7 +33,8 @@ class DynaTD3Config(DynaConfig):
     learner: TD3LearnerConfig = field(default_factory=TD3LearnerConfig)
 
 
-class DynaTD3(DynaAlgorithm):
+@register
+class DynaTD3(DynaLoop, OffPolicyAlgorithm):
     """The Dyna-style loop with TD3 as the learner."""
 
     name = "dyna_td3"
@@ -44,7 +48,8 @@ class DynaDDPGConfig(DynaConfig):
     learner: DDPGLearnerConfig = field(default_factory=DDPGLearnerConfig)
 
 
-class DynaDDPG(DynaAlgorithm):
+@register
+class DynaDDPG(DynaLoop, OffPolicyAlgorithm):
     """The Dyna-style loop with DDPG as the learner."""
 
     name = "dyna_ddpg"

@@ -1,32 +1,39 @@
-"""The online off-policy loop: real env -> replay buffer -> any off-policy learner (SAC, TD3, DDPG).
+"""The online off-policy loop: env collector -> replay buffer -> an off-policy learner (SAC, TD3, DDPG, DQN).
 
-    for each env step:
-        a ~ uniform           while env_steps < learning_starts, else a = learner.act(s)
-        s', r, terminated, truncated = env.step(a); store it; reset at the end of an episode
-        every train_freq steps: updates_per_step x learner.update(buffer.sample(batch_size))
+    for each vector step (n_envs env steps):
+        a = explore(s)               uniform random while env_steps < learning_starts, else the learner's
+        s', r, terminated, truncated = envs.step(a); store every sub-env's row
+        for every train_freq env steps crossed: updates_per_step x learner.update(buffer.sample(batch_size))
 
-Evaluation, logging and checkpoints come from :class:`~dynarl.algos.base.Algorithm`. Learners act in
-[-1, 1]^|A|; the loop rescales to the env's bounds.
+Evaluation, logging and checkpoints come from the runner. Continuous learners act in [-1, 1]^|A| and the
+algorithm's :class:`~dynarl.envs.spaces.ActionAdapter` scales to the env's bounds; the buffer keeps the
+learner's actions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
-from dynarl.config import RunConfig, non_negative, param, positive
+from dynarl.algos.base import Algorithm
+from dynarl.algos.registry import register
+from dynarl.config import RunConfig, non_negative, one_of, param, positive
 from dynarl.data.batch import Batch
 from dynarl.data.replay import ReplayBuffer
-from dynarl.learners.base import Learner
+from dynarl.learners.base import Learner, flat_dim
+from dynarl.learners.ddpg import DDPGLearner, DDPGLearnerConfig
+from dynarl.learners.sac import SACLearner, SACLearnerConfig
+from dynarl.learners.td3 import TD3Learner, TD3LearnerConfig
 
 
 @dataclass
 class OffPolicyConfig(RunConfig):
     torch_threads: int = param(1, non_negative, "CPU threads for torch (0: torch's default, one per core); one holds up when the cores are shared, where more slow every small op down many times")
+    n_envs: int = param(1, positive, "environments stepped in lock-step (a Gymnasium vector env); each vector step adds n_envs env steps")
+    vec_env: str = param("sync", one_of("sync", "async"), "Gymnasium SyncVectorEnv (one process) or AsyncVectorEnv (a process per env)")
     buffer_size: int = param(1_000_000, positive, "replay capacity (transitions)")
     batch_size: int = param(256, positive, "minibatch size")
     learning_starts: int = param(5_000, positive, "uniform-random steps before learning starts")
@@ -45,70 +52,119 @@ class OffPolicyAlgorithm(Algorithm):
 
     config_cls: ClassVar[type[OffPolicyConfig]]
     learner_cls: ClassVar[type[Learner]]
-
-    def _check_env(self, env) -> None:
-        low, high = require_box_actions(env, self.name.upper())
-        self.act_low, self.act_scale = low, (high - low) / 2
-        self.obs_dim, self.act_dim = require_flat_obs(env, self.name.upper()), int(low.shape[0])
+    run_parts = ("buffer",)
 
     def _setup(self) -> None:
-        self.learner = self.learner_cls(self.cfg.learner, self.obs_dim, self.act_dim, self.device)
-        self.buffer = ReplayBuffer(self.cfg.buffer_size, self.obs_dim, self.act_dim, self.device)
+        cfg = self.cfg
+        self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env)
+        self.learner = self.learner_cls(cfg.learner, self.observation_space, self.action_space, self.device)
+        self.buffer = self._make_buffer()
         self._last_metrics: dict[str, torch.Tensor] = {}
 
-    def _to_env_action(self, act: np.ndarray) -> np.ndarray:
-        return (self.act_low + (act + 1.0) * self.act_scale).astype(np.float32)
+    def _make_buffer(self):
+        return ReplayBuffer(self.cfg.buffer_size, flat_dim(self.observation_space), flat_dim(self.action_space), self.device)
 
-    def predict(self, obs, deterministic: bool = True) -> np.ndarray:
+    def parts(self) -> dict:
+        return {"learner": self.learner, "buffer": self.buffer}
+
+    def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
         """The env-scaled action for one observation (or a batch, leading dim = rows)."""
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
-        act = self.learner.act(obs_t.unsqueeze(0) if obs_t.dim() == 1 else obs_t, deterministic).cpu().numpy()
-        return self._to_env_action(act[0] if obs_t.dim() == 1 else act)
+        obs = np.asarray(obs)
+        single = obs.shape == self.observation_space.shape
+        act = self.learner.act(self._obs_tensor(obs[None] if single else obs), deterministic).cpu().numpy()
+        env_act = self.actions.to_env(act)
+        return env_act[0] if single else env_act
+
+    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Policy actions for the training envs: uniform random before ``learning_starts``, then the learner's."""
+        if self.env_steps < self.cfg.learning_starts:
+            return self.actions.sample_uniform(self.np_rng, self.cfg.n_envs)
+        return self.learner.act(self._obs_tensor(obs), deterministic=False).cpu().numpy()
 
     def train_step(self) -> None:
-        self._collect()
-        if self._learning() and self.env_steps % self.cfg.train_freq == 0:
-            self._policy_updates()
+        before = self.env_steps
+        self.collect()
+        rounds = self.env_steps // self.cfg.train_freq - before // self.cfg.train_freq
+        if self.learning() and rounds > 0:
+            self.policy_updates(rounds * self.cfg.updates_per_step)
 
-    def _budget_notes(self, total: int) -> list[str]:
+    def learning(self) -> bool:
+        return self.env_steps >= self.cfg.learning_starts
+
+    def collect(self) -> None:
+        """One vector step with the exploration policy; every sub-env's transition goes to the buffer."""
+        act = self.explore(self.collector.obs if self.collector.obs is not None else self.collector.reset())
+        t = self.collector.step(self.actions.to_env(act))
+        self.buffer.add_batch(self._rows(t.obs, act, t.reward, t.next_obs, t.terminated, t.truncated))
+
+    def _rows(self, obs, act, reward, next_obs, terminated, truncated) -> dict[str, torch.Tensor]:
+        n = self.cfg.n_envs
+
+        def tensor(x, shape):
+            return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device).reshape(shape)
+
+        return {"obs": tensor(obs, (n, -1)), "act": tensor(act, (n, -1)), "reward": tensor(reward, (n,)), "next_obs": tensor(next_obs, (n, -1)), "terminated": tensor(terminated, (n,)), "truncated": tensor(truncated, (n,))}
+
+    def policy_updates(self, n: int) -> None:
+        """``n`` learner updates, each on a fresh minibatch."""
+        for _ in range(n):
+            self._last_metrics = self.learner.update(self.sample_batch())
+
+    def sample_batch(self) -> Batch:
+        return self.buffer.sample(self.cfg.batch_size)
+
+    def budget_notes(self, total: int) -> list[str]:
         if total <= self.cfg.learning_starts:
             return [f"{total} steps end before learning_starts={self.cfg.learning_starts}: {self.name.upper()} will only collect random steps and make no gradient updates; pass more steps or a smaller learning_starts"]
         return []
 
-    def _learning(self) -> bool:
-        return self.env_steps >= self.cfg.learning_starts
-
-    def _collect(self) -> None:
-        """One real env step: uniform actions before ``learning_starts``, then the learner's; stored in the buffer."""
-        if self.env_steps < self.cfg.learning_starts:
-            act = self.np_rng.uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
-        else:
-            obs_t = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-            act = self.learner.act(obs_t, deterministic=False)[0].cpu().numpy()
-        obs, next_obs, reward, terminated, truncated = self._env_step(self._to_env_action(act))
-        self.buffer.add(obs, act, reward, next_obs, terminated, truncated)
-
-    def _policy_updates(self) -> None:
-        """``updates_per_step`` learner updates (G), each on a fresh minibatch."""
-        for _ in range(self.cfg.updates_per_step):
-            self._last_metrics = self.learner.update(self._sample_batch())
-
-    def _sample_batch(self) -> Batch:
-        return self.buffer.sample(self.cfg.batch_size)
-
-    def _metrics(self) -> dict[str, float]:
-        return {**{k: float(v) for k, v in self._last_metrics.items()}, "updates": self.learner.num_updates}
+    def metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self._last_metrics.items()}
 
     def all_finite(self) -> bool:
         return self.learner.all_finite()
 
-    def _state(self, include_buffer: bool) -> dict:
-        return {"learner": self.learner.state_dict(), "buffer": self.buffer.state_dict() if include_buffer else None}
 
-    def _load_state(self, state: dict) -> None:
-        self.learner.load_state_dict(state["learner"])
-        if state.get("buffer") is not None:
-            self.buffer.load_state_dict(state["buffer"])
+# --- the three continuous-action actor-critics --------------------------------------------------------------
 
-    def summary(self) -> dict:
-        return {**super().summary(), "gradient_updates": self.learner.num_updates}
+
+@dataclass
+class SACConfig(OffPolicyConfig):
+    algo: str = "sac"
+    learner: SACLearnerConfig = field(default_factory=SACLearnerConfig)
+
+
+@dataclass
+class TD3Config(OffPolicyConfig):
+    algo: str = "td3"
+    learner: TD3LearnerConfig = field(default_factory=TD3LearnerConfig)
+
+
+@dataclass
+class DDPGConfig(OffPolicyConfig):
+    algo: str = "ddpg"
+    learner: DDPGLearnerConfig = field(default_factory=DDPGLearnerConfig)
+
+
+@register
+class SAC(OffPolicyAlgorithm):
+    """SAC: off-policy maximum-entropy actor-critic for continuous actions (Haarnoja et al. 2018; dynarl.learners.sac)."""
+
+    name, config_cls, learner_cls = "sac", SACConfig, SACLearner
+
+
+@register
+class TD3(OffPolicyAlgorithm):
+    """TD3: DDPG with clipped double Q, delayed actor updates and target smoothing (Fujimoto et al. 2018)."""
+
+    name, config_cls, learner_cls = "td3", TD3Config, TD3Learner
+
+
+@register
+class DDPG(OffPolicyAlgorithm):
+    """DDPG: deterministic policy gradient with a learned Q and target networks (Lillicrap et al. 2016)."""
+
+    name, config_cls, learner_cls = "ddpg", DDPGConfig, DDPGLearner

@@ -32,15 +32,15 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.wrappers.utils import RunningMeanStd
 
-from dynarl.algos.base import Algorithm, require_flat_obs
+from dynarl.algos.base import Algorithm, Attributes
+from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive
 from dynarl.data.rollout import RolloutBuffer
-from dynarl.envs.vector import make_vector_env, replay_vector_env, step_vector_env, vector_env_records
-from dynarl.errors import EnvError
+from dynarl.envs.spaces import BOX, DISCRETE
 from dynarl.learners.a2c import A2CLearner, A2CLearnerConfig
+from dynarl.learners.base import flat_dim
 from dynarl.learners.policy_gradient import PolicyGradientLearner
 from dynarl.learners.ppo import PPOLearner, PPOLearnerConfig
 from dynarl.learners.reinforce import REINFORCELearner, REINFORCELearnerConfig
@@ -74,34 +74,24 @@ class OnPolicyAlgorithm(Algorithm):
 
     config_cls: ClassVar[type[OnPolicyConfig]]
     learner_cls: ClassVar[type[PolicyGradientLearner]]
-
-    def _check_env(self, env) -> None:
-        self.obs_dim = require_flat_obs(env, self.name.upper())
-        space = env.action_space
-        if isinstance(space, spaces.Discrete):
-            self.act_low = self.act_scale = None
-        elif isinstance(space, spaces.Box) and len(space.shape) == 1:
-            if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-                raise EnvError(f"{self.cfg.env} has unbounded actions {space}; {self.name.upper()} needs finite action bounds")
-            self.act_low, self.act_scale = space.low.astype(np.float32), ((space.high - space.low) / 2).astype(np.float32)
-        else:
-            raise EnvError(f"{self.name.upper()} takes Discrete or 1-D Box actions, but {self.cfg.env} has {space}")
+    action_spaces = (BOX, DISCRETE)
+    run_parts = ("discounted_return",)
 
     def _setup(self) -> None:
         cfg = self.cfg
-        space = self.env.action_space
-        self.learner = self.learner_cls(cfg.learner, self.obs_dim, space, self.device)
-        self.envs = make_vector_env(cfg.env, cfg.n_envs, cfg.vec_env, cfg.autoreset_mode, cfg.env_kwargs)
-        self.rollout = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.obs_dim, space.shape, self.device, self.learner.discrete)
-        self.obs_rms = RunningMeanStd(shape=(self.obs_dim,))
+        self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env, autoreset_mode=cfg.autoreset_mode)
+        self.actions.clip = True  # Gaussian samples leave [-1, 1]; the rollout keeps the unclipped one
+        self.learner = self.learner_cls(cfg.learner, self.observation_space, self.action_space, self.device)
+        obs_dim = flat_dim(self.observation_space)
+        self.rollout = RolloutBuffer(cfg.n_steps, cfg.n_envs, obs_dim, self.action_space.shape, self.device, self.learner.discrete)
+        self.obs_rms = RunningMeanStd(shape=(obs_dim,))
         self.ret_rms = RunningMeanStd(shape=())
-        self._discounted_return = np.zeros(cfg.n_envs)
-        self._ep_return = np.zeros(cfg.n_envs)
-        self._ep_length = np.zeros(cfg.n_envs, dtype=np.int64)
+        self.discounted_return = Attributes(self, "_discounted_return")
+        self._discounted_return = np.zeros(cfg.n_envs).tolist()
         self._last_metrics: dict[str, torch.Tensor] = {}
 
-    def close(self) -> None:
-        self.envs.close()
+    def parts(self) -> dict:
+        return {"learner": self.learner, "obs_rms": RMSState(self.obs_rms), "ret_rms": RMSState(self.ret_rms), "discounted_return": self.discounted_return}
 
     # --- observations, actions, rewards -----------------------------------------------------------------
 
@@ -114,38 +104,28 @@ class OnPolicyAlgorithm(Algorithm):
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(self._normalize_obs(obs), dtype=torch.float32, device=self.device)
 
-    def _to_env_action(self, act: np.ndarray) -> np.ndarray:
-        if self.act_low is None:
-            return act.astype(np.int64)
-        return (self.act_low + (np.clip(act, -1.0, 1.0) + 1.0) * self.act_scale).astype(np.float32)
-
     def _scale_reward(self, reward: np.ndarray, ended: np.ndarray) -> np.ndarray:
         """VecNormalize: r / std(discounted return), the return accumulated per env and reset at episode ends."""
         if not self.cfg.normalize_reward:
             return reward
-        self._discounted_return = self._discounted_return * self.cfg.learner.gamma + reward
-        self.ret_rms.update(self._discounted_return)
-        self._discounted_return[ended] = 0.0
+        discounted = np.asarray(self._discounted_return) * self.cfg.learner.gamma + reward
+        self.ret_rms.update(discounted)
+        discounted[ended] = 0.0
+        self._discounted_return = discounted.tolist()
         c = self.cfg.clip_reward
         return np.clip(reward / np.sqrt(self.ret_rms.var + 1e-8), -c, c)
 
-    def predict(self, obs, deterministic: bool = True) -> np.ndarray:
+    def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
         """The env action for one observation (or a batch), with the training statistics frozen."""
         obs = np.asarray(obs, dtype=np.float32)
         single = obs.ndim == 1
         act = self.learner.act(self._obs_tensor(obs[None] if single else obs), deterministic).cpu().numpy()
-        env_act = self._to_env_action(act)
+        env_act = self.actions.to_env(act)
         return env_act[0] if single else env_act
 
     # --- the loop ---------------------------------------------------------------------------------------
 
-    def _reset_env(self) -> None:
-        """Start every sub-env's first episode (seeds seed, seed + 1, ...)."""
-        self._obs, _ = self.envs.reset(seed=self.cfg.seed)
-        if self.cfg.normalize_obs:
-            self.obs_rms.update(self._obs)
-
-    def _budget_notes(self, total: int) -> list[str]:
+    def budget_notes(self, total: int) -> list[str]:
         cfg = self.cfg
         rollout = cfg.n_envs * cfg.n_steps
         left = total - self.env_steps
@@ -156,104 +136,59 @@ class OnPolicyAlgorithm(Algorithm):
 
     def collect(self) -> None:
         """Fill the rollout buffer with n_steps vector steps (the first half of an iteration)."""
-        cfg, learner, buf = self.cfg, self.learner, self.rollout
+        cfg, learner, buf, envs = self.cfg, self.learner, self.rollout, self.collector
+        if envs.obs is None:  # the first episodes (seeds seed, seed + 1, ...)
+            envs.reset()
+            if cfg.normalize_obs:
+                self.obs_rms.update(envs.obs)
         for _ in range(cfg.n_steps):
-            obs_t = self._obs_tensor(self._obs)
+            obs_t = self._obs_tensor(envs.obs)
             act, log_prob, value = learner.step(obs_t)
-            act_np = act.cpu().numpy()
-            next_obs, reward, terminated, truncated, final_obs = step_vector_env(self.envs, self._to_env_action(act_np))
-            self._require_finite_env_output(next_obs, reward)
-            if final_obs is not None:  # the true last observations of the episodes that ended
-                self._require_finite_env_output(final_obs, reward)
-            ended = terminated | truncated
+            t = envs.step(self.actions.to_env(act.cpu().numpy()))
             final_value = torch.zeros(cfg.n_envs, device=self.device)
-            if final_obs is not None and truncated.any() and learner.value is not None:
+            if t.final_obs is not None and t.truncated.any() and learner.value is not None:
                 # a time limit is not a terminal state: bootstrap from V(s') of the true last observation
-                final_value = learner.value_of(self._obs_tensor(final_obs))
-            self._track_episodes(reward, ended)
+                final_value = learner.value_of(self._obs_tensor(t.final_obs))
             buf.add(
                 obs_t,
                 act,
                 log_prob,
                 value,
-                torch.as_tensor(self._scale_reward(reward, ended), dtype=torch.float32, device=self.device),
-                torch.as_tensor(terminated, dtype=torch.float32, device=self.device),
-                torch.as_tensor(ended, dtype=torch.float32, device=self.device),
+                torch.as_tensor(self._scale_reward(t.reward, t.ended), dtype=torch.float32, device=self.device),
+                torch.as_tensor(t.terminated, dtype=torch.float32, device=self.device),
+                torch.as_tensor(t.ended, dtype=torch.float32, device=self.device),
                 final_value,
             )
-            self._obs = next_obs
             if cfg.normalize_obs:
-                self.obs_rms.update(next_obs)  # what the policy sees next (new episodes' first observations included)
-            self.env_steps += cfg.n_envs
-
-    def _track_episodes(self, reward: np.ndarray, ended: np.ndarray) -> None:
-        self._ep_return += reward
-        self._ep_length += 1
-        for i in np.flatnonzero(ended):
-            self.recent_returns.append(float(self._ep_return[i]))
-            self.episodes += 1
-        self._ep_return[ended] = 0.0
-        self._ep_length[ended] = 0
+                self.obs_rms.update(envs.obs)  # what the policy sees next (new episodes' first observations included)
 
     def train_step(self) -> None:
         self.collect()
-        rollout = self.rollout.finish(self.learner.value_of(self._obs_tensor(self._obs)))
+        rollout = self.rollout.finish(self.learner.value_of(self._obs_tensor(self.collector.obs)))
         self._last_metrics = self.learner.update(rollout)
 
-    def _metrics(self) -> dict[str, float]:
-        return {**{k: float(v) for k, v in self._last_metrics.items()}, "updates": self.learner.num_updates}
+    def metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self._last_metrics.items()}
 
     def all_finite(self) -> bool:
         return self.learner.all_finite()
 
-    # --- state ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _rms_state(rms: RunningMeanStd) -> dict:
+class RMSState:
+    """Gymnasium's ``RunningMeanStd`` (VecNormalize's statistics) as a checkpoint part."""
+
+    def __init__(self, rms: RunningMeanStd):
+        self.rms = rms
+
+    def state_dict(self) -> dict:
+        rms = self.rms
         return {"mean": torch.as_tensor(np.asarray(rms.mean, dtype=np.float64)), "var": torch.as_tensor(np.asarray(rms.var, dtype=np.float64)), "count": float(rms.count)}
 
-    @staticmethod
-    def _load_rms(rms: RunningMeanStd, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
+        rms = self.rms
         rms.mean = state["mean"].numpy().astype(np.float64).reshape(np.shape(rms.mean))
         rms.var = state["var"].numpy().astype(np.float64).reshape(np.shape(rms.var))
         rms.count = float(state["count"])
-
-    def _state(self, include_buffer: bool) -> dict:
-        vector = None
-        if include_buffer and self._obs is not None:
-            records = vector_env_records(self.envs)
-            vector = {
-                "obs": torch.as_tensor(np.asarray(self._obs)),
-                "records": [{"reset": r["reset"], "actions": torch.as_tensor(np.asarray(r["actions"]))} for r in records],
-                "discounted_return": torch.as_tensor(self._discounted_return),
-                "episode_return": torch.as_tensor(self._ep_return),
-                "episode_length": torch.as_tensor(self._ep_length),
-            }
-        return {
-            "learner": self.learner.state_dict(),
-            "obs_rms": self._rms_state(self.obs_rms),
-            "ret_rms": self._rms_state(self.ret_rms),
-            "vector_env": vector,
-            "episode": None,  # the base's single-env episode is unused: the vector env is replayed instead
-        }
-
-    def _load_state(self, state: dict) -> None:
-        self.learner.load_state_dict(state["learner"])
-        self._load_rms(self.obs_rms, state["obs_rms"])
-        self._load_rms(self.ret_rms, state["ret_rms"])
-        vector = state.get("vector_env")
-        if vector is not None:
-            records = [{"reset": r["reset"], "actions": r["actions"].numpy()} for r in vector["records"]]
-            obs = replay_vector_env(self.envs, records)
-            if not np.array_equal(obs.astype(np.float32), vector["obs"].numpy().astype(np.float32)):
-                raise ValueError("replaying the saved episodes did not reproduce the saved observations (is the env deterministic?)")
-            self._obs = vector["obs"].numpy()
-            self._discounted_return = vector["discounted_return"].numpy().copy()
-            self._ep_return = vector["episode_return"].numpy().copy()
-            self._ep_length = vector["episode_length"].numpy().copy()
-
-    def summary(self) -> dict:
-        return {**super().summary(), "gradient_updates": self.learner.num_updates}
 
 
 # --- the four algorithms -------------------------------------------------------------------------------
@@ -295,6 +230,7 @@ class REINFORCEConfig(OnPolicyConfig):
     learner: REINFORCELearnerConfig = field(default_factory=REINFORCELearnerConfig)
 
 
+@register
 class PPO(OnPolicyAlgorithm):
     """PPO (clipped surrogate) on Gymnasium vector envs; discrete or continuous actions."""
 
@@ -303,6 +239,7 @@ class PPO(OnPolicyAlgorithm):
     learner_cls = PPOLearner
 
 
+@register
 class A2C(OnPolicyAlgorithm):
     """A2C: synchronous batch actor-critic with a bootstrapped critic."""
 
@@ -311,6 +248,7 @@ class A2C(OnPolicyAlgorithm):
     learner_cls = A2CLearner
 
 
+@register
 class TRPO(OnPolicyAlgorithm):
     """TRPO: natural-gradient step with a KL trust region and a backtracking line search."""
 
@@ -319,6 +257,7 @@ class TRPO(OnPolicyAlgorithm):
     learner_cls = TRPOLearner
 
 
+@register
 class REINFORCE(OnPolicyAlgorithm):
     """REINFORCE: Monte-Carlo policy gradient with reward-to-go and an optional baseline."""
 

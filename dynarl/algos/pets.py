@@ -25,11 +25,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
+from dynarl.algos.base import Algorithm, Attributes
+from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, param, positive
 from dynarl.data.replay import ReplayBuffer
-from dynarl.envs import get_task, make_env
+from dynarl.envs import get_task
 from dynarl.errors import ConfigError
+from dynarl.learners.base import flat_dim
 from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
 from dynarl.models.diagnostics import fit_summary, fresh_data_row
 from dynarl.models.model_env import ModelEnv
@@ -90,6 +92,7 @@ class _ResetHook(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
+@register
 class PETS(Algorithm):
     """PETS: CEM planning through a probabilistic ensemble with trajectory sampling (decision-time MBRL)."""
 
@@ -98,29 +101,26 @@ class PETS(Algorithm):
 
     # --- setup ------------------------------------------------------------------------------------------
 
-    def _check_env(self, env) -> None:
-        label = self.name.upper()
-        require_box_actions(env, label)
-        require_flat_obs(env, label)
-        self.task = get_task(self.cfg.env)
-        if self.task is None and not self.cfg.learned_reward:
+    run_parts = ("buffer",)
+
+    def _env_options(self) -> dict:
+        # the observation that the task's reward/termination functions read (e.g. x for locomotion)
+        return {"model_obs": get_task(self.cfg.env) is not None}
+
+    def _setup(self) -> None:
+        cfg, label = self.cfg, self.name.upper()
+        self.task = get_task(self.env_name)
+        if self.task is None and not cfg.learned_reward:
             raise ConfigError(
-                f"{label} needs the reward of {self.cfg.env!r} to plan, and dynarl has no reward function for it. "
+                f"{label} needs the reward of {self.env_name!r} to plan, and dynarl has no reward function for it. "
                 "Set learned_reward=true to learn the reward with the dynamics model "
                 "(or pick a task with a known reward: `dynarl list`)."
             )
-
-    def _setup(self) -> None:
-        cfg = self.cfg
-        if self.task is not None:
-            # the observation that the task's reward/termination functions read (e.g. x for locomotion)
-            kwargs = cfg.env_kwargs or {}
-            self.env, self.eval_env = make_env(cfg.env, model_obs=True, **kwargs), make_env(cfg.env, model_obs=True, **kwargs)
-        self.eval_env = _ResetHook(self.eval_env, self._on_eval_reset)
-        low, high = require_box_actions(self.env, self.name.upper())
-        self.obs_dim, self.act_dim = require_flat_obs(self.env, self.name.upper()), int(low.shape[0])
+        self.collector = self.env_collector(1)
+        self.obs_dim, self.act_dim = flat_dim(self.observation_space), flat_dim(self.action_space)
         dev = self.device
-        self.act_low, self.act_high = torch.as_tensor(low, device=dev), torch.as_tensor(high, device=dev)
+        space = self.action_space
+        self.act_low, self.act_high = (torch.as_tensor(b, dtype=torch.float32, device=dev) for b in (space.low, space.high))
 
         # a task dynarl has no functions for: its reward (learned_reward=true) and its termination are learned
         # with the model, as the Dyna loop does; otherwise imagined particles would never terminate
@@ -154,6 +154,12 @@ class PETS(Algorithm):
         menv = ModelEnv(self.plan_model, reward_fn=reward_fn, termination_fn=termination_fn, propagation=p.propagation, generator=g)
         return MPCController(menv, self._proposal(), p, g)
 
+    @property
+    def eval_env(self) -> gym.Env:
+        if self._eval_env is None:
+            self._eval_env = _ResetHook(self.make_env(), self._on_eval_reset)
+        return self._eval_env
+
     def _on_eval_reset(self, seed) -> None:
         # evaluation episodes are seeded by the evaluator: derive the planner's seed from the episode's
         self.eval_controller.reset(seed=None if seed is None else seed * 7919 + 17)
@@ -167,11 +173,11 @@ class PETS(Algorithm):
     def _obs_tensor(self, obs) -> torch.Tensor:
         return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
 
-    def predict(self, obs, deterministic: bool = True) -> np.ndarray:
+    def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
         """The planner's action for one observation (or each row of a batch, planned one by one)."""
         obs = np.asarray(obs, dtype=np.float32)
         if obs.ndim == 2:
-            return np.stack([self.predict(o, deterministic) for o in obs])
+            return np.stack([self.policy_action(o, deterministic) for o in obs])
         return self.eval_controller.act(self._obs_tensor(obs)).cpu().numpy().astype(np.float32)
 
     def _random_phase(self) -> bool:
@@ -179,17 +185,18 @@ class PETS(Algorithm):
 
     def train_step(self) -> None:
         cfg = self.cfg
+        obs = (self.collector.obs if self.collector.obs is not None else self.collector.reset())[0]
         if self._random_phase():
             act = self.np_rng.uniform(self.act_low.cpu().numpy(), self.act_high.cpu().numpy()).astype(np.float32)
         else:
             t = time.perf_counter()
-            act = self.controller.act(self._obs_tensor(self._obs)).cpu().numpy().astype(np.float32)
+            act = self.controller.act(self._obs_tensor(obs)).cpu().numpy().astype(np.float32)
             self._plan_seconds += time.perf_counter() - t
             self._planned_steps += 1
-            self._record_plan(self._obs, act)
-        obs, next_obs, reward, terminated, truncated = self._env_step(act)
-        self.buffer.add(obs, act, reward, next_obs, terminated, truncated)
-        episode_end = terminated or truncated
+            self._record_plan(obs, act)
+        step = self.collector.step(act[None])
+        self.buffer.add(step.obs, act[None], step.reward, step.next_obs, step.terminated, step.truncated)
+        episode_end = bool(step.ended[0])
         if episode_end:
             self.controller.reset()
         if self._random_phase():
@@ -223,38 +230,28 @@ class PETS(Algorithm):
 
     # --- reporting and state ------------------------------------------------------------------------------
 
-    def _metrics(self) -> dict[str, float]:
-        out = dict(self._fit_metrics)
-        out.update(trials=self.episodes, model_fits=self.model_fits)
+    def metrics(self) -> dict[str, float]:
+        out = {f"model/{k}": v for k, v in self._fit_metrics.items()}
+        out.update({"rollout/trials": self.episodes, "model/model_fits": self.model_fits})
         if self._planned_steps:
-            out["plan_seconds_per_step"] = round(self._plan_seconds / self._planned_steps, 4)
-            out["plan_value"] = float(self.controller.optimizer.last_best_value)
+            out["time/plan_seconds_per_step"] = round(self._plan_seconds / self._planned_steps, 4)
+            out["train/plan_value"] = float(self.controller.optimizer.last_best_value)
         return out
 
     def all_finite(self) -> bool:
         return self.model.all_finite()
 
-    def _state(self, include_buffer: bool) -> dict:
+    def parts(self) -> dict:
         return {
-            "model": self.model.state_dict(),
-            "trainer": self.trainer.state_dict(),
-            "buffer": self.buffer.state_dict() if include_buffer else None,
-            "controller": self.controller.state_dict(),
-            "eval_controller": self.eval_controller.state_dict(),
-            "planning": {"model_fits": self.model_fits, "fit_step": self._fit_step, "fit_metrics": self._fit_metrics, "plan_seconds": self._plan_seconds, "planned_steps": self._planned_steps},
+            "model": self.model,
+            "trainer": self.trainer,
+            "buffer": self.buffer,
+            "controller": self.controller,
+            "eval_controller": self.eval_controller,
+            "planning": Attributes(self, "model_fits", "_fit_step", "_fit_metrics", "_plan_seconds", "_planned_steps"),
         }
 
-    def _load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.trainer.load_state_dict(state["trainer"])
-        if state.get("buffer") is not None:
-            self.buffer.load_state_dict(state["buffer"])
-        self.controller.load_state_dict(state["controller"])
-        self.eval_controller.load_state_dict(state["eval_controller"])
-        p = state["planning"]
-        self.model_fits, self._fit_metrics = int(p["model_fits"]), dict(p["fit_metrics"])
-        self._fit_step = int(p.get("fit_step", state["counters"]["env_steps"]))  # older checkpoints: fresh from here
-        self._plan_seconds, self._planned_steps = float(p["plan_seconds"]), int(p["planned_steps"])
+    def after_load(self) -> None:
         if isinstance(self.plan_model, PlanningModel):
             self.plan_model.refresh()
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import numpy as np
 import torch
 
+from dynarl.algos.base import Attributes, GeneratorState
 from dynarl.algos.pets import PETS, PETSConfig
+from dynarl.algos.registry import register
 from dynarl.config import param, positive
 from dynarl.data.batch import Batch
 from dynarl.data.replay import ReplayBuffer
@@ -52,23 +53,23 @@ class POPLINPConfig(POPLINConfig):
     planner: PlannerConfig = field(default_factory=_param_planner)
 
 
-class POPLIN(PETS):
-    """Shared by POPLIN-A and POPLIN-P; subclasses choose the proposal."""
+class POPLINLoop:
+    """What POPLIN-A and POPLIN-P add to :class:`PETS` (a mix-in): the BC policy distilled from the planner's
+    actions after every model fit; each variant chooses the proposal."""
 
-    config_cls: ClassVar[type[POPLINConfig]]
+    cfg: POPLINConfig
+    run_parts = ("buffer", "expert")
 
     def _setup_policy(self) -> None:
         cfg = self.cfg
-        self.learner = BCLearner(cfg.bc, self.obs_dim, self.act_dim, self.device)
+        self.learner = BCLearner(cfg.bc, self.observation_space, self.action_space, self.device)
         # the planner's (s, a*) pairs, actions in [-1, 1]; only obs and act are used
         self.expert = ReplayBuffer(cfg.buffer_size, self.obs_dim, self.act_dim, self.device)
         self.bc_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 4)
         self._bc_loss = math.nan
 
     def _record_plan(self, obs: np.ndarray, act: np.ndarray) -> None:
-        low, high = self.act_low.cpu().numpy(), self.act_high.cpu().numpy()
-        u = 2 * (act - low) / (high - low) - 1
-        self.expert.add(obs, u, 0.0, obs, 0.0, 0.0)
+        self.expert.add(obs, self.actions.from_env(act), 0.0, obs, 0.0, 0.0)
 
     def _after_fit(self) -> None:
         n = len(self.expert)
@@ -86,30 +87,18 @@ class POPLIN(PETS):
                 losses.append(self.learner.update(batch)["bc_loss"])
         self._bc_loss = float(torch.stack(losses[-max(1, math.ceil(n / bs)) :]).mean())
 
-    def _metrics(self) -> dict[str, float]:
-        return {**super()._metrics(), "bc_loss": self._bc_loss, "bc_updates": self.learner.num_updates}
+    def metrics(self) -> dict[str, float]:
+        return {**super().metrics(), "train/bc_loss": self._bc_loss, "train/bc_updates": self.learner.num_updates}
 
     def all_finite(self) -> bool:
         return super().all_finite() and self.learner.all_finite()
 
-    def _state(self, include_buffer: bool) -> dict:
-        return {
-            **super()._state(include_buffer),
-            "learner": self.learner.state_dict(),
-            "expert": self.expert.state_dict() if include_buffer else None,
-            "bc": {"generator": self.bc_generator.get_state(), "loss": self._bc_loss},
-        }
-
-    def _load_state(self, state: dict) -> None:
-        super()._load_state(state)
-        self.learner.load_state_dict(state["learner"])
-        if state.get("expert") is not None:
-            self.expert.load_state_dict(state["expert"])
-        self.bc_generator.set_state(state["bc"]["generator"])
-        self._bc_loss = float(state["bc"]["loss"])
+    def parts(self) -> dict:
+        return {**super().parts(), "learner": self.learner, "expert": self.expert, "bc_generator": GeneratorState(self.bc_generator), "bc": Attributes(self, "_bc_loss")}
 
 
-class POPLINA(POPLIN):
+@register
+class POPLINA(POPLINLoop, PETS):
     """POPLIN-A: CEM over action noise around a BC-distilled policy's proposals (action space)."""
 
     name = "poplin_a"
@@ -120,7 +109,8 @@ class POPLINA(POPLIN):
         return PolicyActionNoise(policy, self.act_low, self.act_high, self.cfg.planner.horizon, self.cfg.noise_bound)
 
 
-class POPLINP(POPLIN):
+@register
+class POPLINP(POPLINLoop, PETS):
     """POPLIN-P: CEM over perturbations of a BC-distilled policy's parameters (parameter space)."""
 
     name = "poplin_p"

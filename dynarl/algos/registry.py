@@ -1,41 +1,34 @@
-"""Algorithm names -> classes, and building a validated config: defaults <- preset <- user overrides."""
+"""Algorithm names -> classes (registered where each is defined), and building a validated config:
+defaults <- preset <- user overrides."""
 
 from __future__ import annotations
 
 import difflib
-import importlib
 
 from dynarl.config import apply_overrides, set_key, validate
 from dynarl.errors import ConfigError
 from dynarl.presets import get_preset
 
-# name -> "module:Class"; imported on first use so the CLI starts fast and families stay independent
-ALGORITHMS = {
-    "sac": "dynarl.algos.sac:SAC",
-    "td3": "dynarl.algos.td3:TD3",
-    "ddpg": "dynarl.algos.ddpg:DDPG",
-    "ppo": "dynarl.algos.on_policy:PPO",
-    "a2c": "dynarl.algos.on_policy:A2C",
-    "trpo": "dynarl.algos.on_policy:TRPO",
-    "reinforce": "dynarl.algos.on_policy:REINFORCE",
-    "slbo": "dynarl.algos.slbo:SLBO",
-    "pets": "dynarl.algos.pets:PETS",
-    "poplin_a": "dynarl.algos.poplin:POPLINA",
-    "poplin_p": "dynarl.algos.poplin:POPLINP",
-    "mbpo": "dynarl.algos.mbpo:MBPO",
-    "dyna_td3": "dynarl.algos.mbpo:DynaTD3",
-    "dyna_ddpg": "dynarl.algos.mbpo:DynaDDPG",
-}
+ALGORITHMS: dict[str, type] = {}  # name -> class, filled by @register where each algorithm is defined
+
+
+def register(cls):
+    """Class decorator: make an algorithm known to ``dynarl train``, ``dynarl list``, ``dynarl.load`` and the tests."""
+    if cls.name in ALGORITHMS and ALGORITHMS[cls.name] is not cls:
+        raise ValueError(f"two algorithms are registered as {cls.name!r}: {ALGORITHMS[cls.name].__qualname__} and {cls.__qualname__}")
+    ALGORITHMS[cls.name] = cls
+    return cls
 
 
 def get_algorithm(name: str):
+    import dynarl.algos  # noqa: F401  (importing the package registers every algorithm)
+
     key = name.lower()
     if key not in ALGORITHMS:
         close = difflib.get_close_matches(key, ALGORITHMS, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown algorithm '{name}'.{hint} Available: {', '.join(sorted(ALGORITHMS))}")
-    module, cls = ALGORITHMS[key].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return ALGORITHMS[key]
 
 
 def build_config(algo: str, env: str | None, overrides: dict | None = None, *, raw: bool = False):

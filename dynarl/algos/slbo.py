@@ -50,11 +50,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dynarl.algos.base import Algorithm, require_box_actions, require_flat_obs
+from dynarl.algos.base import Algorithm, Attributes
+from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive, positive_sizes
 from dynarl.data.rollout import RolloutBuffer
-from dynarl.envs import get_task, make_env
+from dynarl.envs import get_task
 from dynarl.errors import EnvError
+from dynarl.learners.base import flat_dim
 from dynarl.learners.trpo import TRPOLearner, TRPOLearnerConfig
 from dynarl.models.diagnostics import fresh_data_row
 from dynarl.models.dynamics import DynamicsModel, DynamicsModelConfig
@@ -98,39 +100,37 @@ class SLBOConfig(RunConfig):
         return None
 
 
+@register
 class SLBO(Algorithm):
     """SLBO (000 Algorithm 2): TRPO inside a learned model trained with the H-step delta loss."""
 
     name = "slbo"
     config_cls = SLBOConfig
 
-    def _check_env(self, env) -> None:
-        require_box_actions(env, "SLBO")
-        self.task = get_task(self.cfg.env)
-        if self.task is None:
-            from dynarl.envs import registered_tasks
+    run_parts = ("data",)
 
-            raise EnvError(f"SLBO plans with the task's reward function, and dynarl has none for {self.cfg.env!r}. Tasks with one: {', '.join(registered_tasks())}")
+    def _env_options(self) -> dict:
+        return {"model_obs": True}  # the observation the task's reward/termination functions are exact on
 
     def _setup(self) -> None:
         cfg = self.cfg
-        # the observation the task's reward/termination functions are exact on (module docstring)
-        kwargs = cfg.env_kwargs or {}
-        for env in (self.env, self.eval_env):
-            env.close()
-        self.env, self.eval_env = make_env(cfg.env, model_obs=True, **kwargs), make_env(cfg.env, model_obs=True, **kwargs)
-        low, high = require_box_actions(self.env, "SLBO")
-        self.act_low, self.act_scale = low, (high - low) / 2
-        self.obs_dim, self.act_dim = require_flat_obs(self.env, "SLBO"), int(low.shape[0])
-        self.learner = TRPOLearner(cfg.learner, self.obs_dim, self.env.action_space, self.device)
+        self.task = get_task(self.env_name)
+        if self.task is None:
+            from dynarl.envs import registered_tasks
+
+            raise EnvError(f"SLBO plans with the task's reward function, and dynarl has none for {self.env_name!r}. Tasks with one: {', '.join(registered_tasks())}")
+        self.collector = self.env_collector(1)
+        self.actions.clip = True
+        self.obs_dim, self.act_dim = flat_dim(self.observation_space), flat_dim(self.action_space)
+        self.learner = TRPOLearner(cfg.learner, self.observation_space, self.action_space, self.device)
         n_layers = len(cfg.model_hidden_sizes) + 1
         mcfg = DynamicsModelConfig(kind="deterministic", members=1, hidden_sizes=cfg.model_hidden_sizes, activation="relu", weight_decay=(cfg.model_weight_decay,) * n_layers)
         self.model = DynamicsModel(mcfg, self.obs_dim, self.act_dim, self.device)
         self.model_opt = torch.optim.Adam(self.model.parameters(), lr=cfg.model_lr)
         self.model_env = ModelEnv(self.model, reward_fn=self.task.reward_fn, termination_fn=self.task.termination_fn, propagation="expectation", deterministic=True)
         self.model_rollout = RolloutBuffer(cfg.model_horizon, cfg.model_envs, self.obs_dim, (self.act_dim,), self.device, discrete=False)
-        self._low_t = torch.as_tensor(self.act_low, device=self.device)
-        self._scale_t = torch.as_tensor(self.act_scale, device=self.device)
+        self._low_t = torch.as_tensor(self.actions.low, device=self.device)
+        self._scale_t = torch.as_tensor(self.actions.scale, device=self.device)
         cap = cfg.steps + cfg.n_collect
         z = lambda *s: torch.zeros(cap, *s, device=self.device)  # noqa: E731
         # real data D: transitions in time order, with episode boundaries for H-step segments
@@ -142,38 +142,40 @@ class SLBO(Algorithm):
 
     # --- acting -----------------------------------------------------------------------------------------
 
-    def _to_env_action(self, act):
-        if isinstance(act, torch.Tensor):
-            return self._low_t + (act.clamp(-1.0, 1.0) + 1.0) * self._scale_t
-        return (self.act_low + (np.clip(act, -1.0, 1.0) + 1.0) * self.act_scale).astype(np.float32)
+    def _to_env_action(self, act: torch.Tensor) -> torch.Tensor:
+        """The model env's actions: the policy's clipped to [-1, 1] and scaled as the adapter does for the real env."""
+        return self._low_t + (act.clamp(-1.0, 1.0) + 1.0) * self._scale_t
 
-    def predict(self, obs, deterministic: bool = True) -> np.ndarray:
+    def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         single = obs_t.dim() == 1
         act = self.learner.act(obs_t[None] if single else obs_t, deterministic).cpu().numpy()
-        return self._to_env_action(act[0] if single else act)
+        return self.actions.to_env(act[0] if single else act)
 
     def collect(self) -> None:
         """D <- D u {n_collect real samples with pi_theta + Ornstein-Uhlenbeck noise}."""
         cfg = self.cfg
         self._reserve(self.size + cfg.n_collect)
+        envs = self.collector
+        if envs.obs is None:
+            envs.reset()
         for _ in range(cfg.n_collect):
-            first = self._episode_length == 0
+            first = envs.episode_lengths[0] == 0
             if first:
                 self.noise[:] = 0.0
-            obs_t = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)[None]
+            obs_t = torch.as_tensor(envs.obs, dtype=torch.float32, device=self.device)
             act = self.learner.act(obs_t, deterministic=False)[0].cpu().numpy()
             self.noise += cfg.noise_theta * -self.noise + cfg.noise_sigma * self.np_rng.standard_normal(self.act_dim)
-            env_act = self._to_env_action(act + self.noise)
-            obs, next_obs, reward, terminated, truncated = self._env_step(env_act)
+            env_act = self.actions.to_env(act + self.noise)
+            t = envs.step(env_act[None])
             i, d = self.size, self.data
-            d["obs"][i] = torch.as_tensor(obs)
+            d["obs"][i] = torch.as_tensor(t.obs[0])
             d["act"][i] = torch.as_tensor(env_act)
-            d["next_obs"][i] = torch.as_tensor(next_obs)
-            d["ended"][i] = float(terminated or truncated)
+            d["next_obs"][i] = torch.as_tensor(t.next_obs[0])
+            d["ended"][i] = float(t.ended[0])
             d["first"][i] = float(first)
-            d["reward"][i] = float(reward)
-            d["terminated"][i] = float(terminated)
+            d["reward"][i] = float(t.reward[0])
+            d["terminated"][i] = float(t.terminated[0])
             self.size += 1
 
     def _reserve(self, n: int) -> None:
@@ -273,41 +275,40 @@ class SLBO(Algorithm):
                 rollout, returns = self.model_rollout_data()
                 trpo = self.learner.update(rollout)
         self._last_metrics = {
-            **check,
-            "model_h_step_loss": float(model_loss),
-            "model_return": float(returns.mean()),
-            **{k: float(v) for k, v in trpo.items()},
+            **{f"model/{k}": v for k, v in check.items()},
+            "model/h_step_loss": float(model_loss),
+            "model/model_return": float(returns.mean()),
+            **{f"train/{k}": float(v) for k, v in trpo.items()},
         }
         self.log_model_fit({"model_h_step_loss": float(model_loss), **fit_row})  # the run's model_diagnostics.csv
 
-    def _metrics(self) -> dict[str, float]:
-        return {**self._last_metrics, "updates": self.learner.num_updates}
+    def metrics(self) -> dict[str, float]:
+        return dict(self._last_metrics)
 
     def all_finite(self) -> bool:
         return self.learner.all_finite() and self.model.all_finite()
 
-    # --- state ------------------------------------------------------------------------------------------------
-
-    def _state(self, include_buffer: bool) -> dict:
-        return {
-            "learner": self.learner.state_dict(),
-            "model": dict(self.model.state_dict()),
-            "model_opt": self.model_opt.state_dict(),
-            "noise": torch.as_tensor(self.noise),
-            "data": {k: v[: self.size].clone() for k, v in self.data.items()} if include_buffer else None,
-        }
-
-    def _load_state(self, state: dict) -> None:
-        self.learner.load_state_dict(state["learner"])
-        self.model.load_state_dict(state["model"])
-        self.model_opt.load_state_dict(state["model_opt"])
-        self.noise = state["noise"].numpy().copy()
-        if state.get("data") is not None:
-            n = state["data"]["obs"].shape[0]
-            self._reserve(n)
-            for k, v in state["data"].items():
-                self.data[k][:n] = v.to(self.device)
-            self.size = n
+    def parts(self) -> dict:
+        return {"learner": self.learner, "model": self.model, "model_opt": self.model_opt, "noise": Attributes(self, "noise"), "data": RealData(self)}
 
     def summary(self) -> dict:
         return {**super().summary(), "trpo_updates": self.learner.num_updates}
+
+
+class RealData:
+    """SLBO's real transitions D (in time order) as a checkpoint part."""
+
+    def __init__(self, algo: SLBO):
+        self.algo = algo
+
+    def state_dict(self) -> dict:
+        a = self.algo
+        return {k: v[: a.size].clone() for k, v in a.data.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        a = self.algo
+        n = state["obs"].shape[0]
+        a._reserve(n)
+        for k, v in state.items():
+            a.data[k][:n] = v.to(a.device)
+        a.size = n

@@ -34,9 +34,9 @@ class ReplayBuffer:
         row = {"obs": obs, "act": act, "reward": reward, "next_obs": next_obs, "terminated": terminated, "truncated": truncated}
         values = {k: torch.as_tensor(np.asarray(v, dtype=np.float32), device=self.device) for k, v in row.items()}
         n = 1 if values["obs"].dim() == 1 else values["obs"].shape[0]
-        idx = (self.pos + torch.arange(n)) % self.capacity if n > 1 else self.pos
+        idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
         for k, v in values.items():
-            self.storage[k][idx] = v
+            self.storage[k][idx] = v.reshape(n, *self.storage[k].shape[1:])
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 

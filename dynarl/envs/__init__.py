@@ -7,7 +7,10 @@ from dynarl.envs.cartpole import register as _register_cartpole
 
 _register_cartpole()
 
-from dynarl.envs.make import check_continuous_actions, make_env  # noqa: E402
+from dynarl.envs.dyna_maze import register as _register_dyna_maze  # noqa: E402
+from dynarl.envs.make import env_source, make_env  # noqa: E402
 from dynarl.envs.tasks import TaskSpec, get_task, registered_tasks  # noqa: E402
 
-__all__ = ["make_env", "get_task", "TaskSpec", "registered_tasks", "check_continuous_actions"]
+_register_dyna_maze()
+
+__all__ = ["make_env", "env_source", "get_task", "TaskSpec", "registered_tasks"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import gymnasium as gym
 from gymnasium import spaces
@@ -107,14 +109,36 @@ def make_env(env_id: str, *, model_obs: bool = False, **kwargs: Any) -> gym.Env:
     return env
 
 
-def check_continuous_actions(env: gym.Env, algo_name: str) -> None:
-    """Raise :class:`EnvError` unless ``env`` has a continuous (Box) action space."""
-    space = env.action_space
-    if isinstance(space, spaces.Box):
-        return
-    spec = getattr(env, "spec", None)
-    name = spec.id if spec is not None else type(env.unwrapped).__name__
-    raise EnvError(
-        f"{algo_name} needs a continuous (Box) action space, but {name} has {space}. "
-        "Use a discrete-action algorithm (e.g. DQN or PPO) or a continuous task such as Pendulum-v1."
-    )
+def env_source(env, env_kwargs: dict | None = None, *, model_obs: bool = False) -> tuple[str, Callable[[], gym.Env]]:
+    """``(name, make)`` for what a user passes as an env: a registered id, a ``gymnasium.Env`` or a factory.
+
+    ``make()`` builds a fresh instance each call (an id through :func:`make_env`; an Env object is used
+    as is for its first call, then re-made from its spec, or deep-copied when it has none). The name is what
+    configs and run folders record.
+    """
+    if isinstance(env, str):
+        return env, partial(make_env, env, model_obs=model_obs, **(env_kwargs or {}))
+    if env_kwargs:
+        raise EnvError("env_kwargs apply to an environment id only; build the env with its arguments yourself when you pass an object or a factory")
+    if isinstance(env, gym.Env):
+        first = [env]
+
+        def make_copy() -> gym.Env:
+            if first:
+                return first.pop()
+            if env.spec is not None and env.spec.entry_point is not None:
+                return gym.make(env.spec)
+            return copy.deepcopy(env)
+
+        return (env.spec.id if env.spec is not None else type(env.unwrapped).__name__), make_copy
+    if callable(env):
+        probe = env()
+        if not isinstance(probe, gym.Env):
+            raise EnvError(f"the env factory {env!r} returned {type(probe).__name__}, not a gymnasium.Env")
+        first = [probe]
+
+        def make_fresh() -> gym.Env:
+            return first.pop() if first else env()
+
+        return (probe.spec.id if probe.spec is not None else type(probe.unwrapped).__name__), make_fresh
+    raise EnvError(f"env must be a Gymnasium id, a gymnasium.Env or a function returning one, not {type(env).__name__}")

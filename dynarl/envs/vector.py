@@ -1,4 +1,4 @@
-"""Gymnasium vector envs for the on-policy loop: sync or async, any autoreset mode, replayable for resume.
+"""Gymnasium vector envs for every env collector: sync or async, any autoreset mode, replayable for resume.
 
 Autoreset (Gymnasium >= 1.1, ``gymnasium.vector.AutoresetMode``; https://farama.org/Vector-Autoreset-Mode):
 
@@ -23,12 +23,12 @@ workers, so a resumed run steps exactly the same episodes as an uninterrupted on
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
-
-from dynarl.envs import make_env
+from gymnasium.wrappers import RecordEpisodeStatistics
 
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP, "disabled": AutoresetMode.DISABLED}
 
@@ -76,12 +76,14 @@ class EpisodeRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs
 
 
-def _make_recorded(env_id: str, env_kwargs: dict) -> gym.Env:
-    return EpisodeRecorder(make_env(env_id, **env_kwargs))
+def _make_recorded(make) -> gym.Env:
+    return EpisodeRecorder(RecordEpisodeStatistics(make()))
 
 
-def make_vector_env(env_id: str, num_envs: int, kind: str = "sync", autoreset_mode: str = "next_step", env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
-    fns = [partial(_make_recorded, env_id, dict(env_kwargs or {})) for _ in range(num_envs)]
+def make_vector_env(make: Callable[[], gym.Env], num_envs: int, kind: str = "sync", autoreset_mode: str = "next_step") -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``make()`` as a Gymnasium vector env, each recorded for replay and wrapped in
+    Gymnasium's ``RecordEpisodeStatistics`` (episode return and length at every episode end)."""
+    fns = [partial(_make_recorded, make) for _ in range(num_envs)]
     mode = AUTORESET_MODES[autoreset_mode]
     if kind == "async":
         return AsyncVectorEnv(fns, autoreset_mode=mode)
@@ -91,22 +93,26 @@ def make_vector_env(env_id: str, num_envs: int, kind: str = "sync", autoreset_mo
 def step_vector_env(envs: gym.vector.VectorEnv, actions: np.ndarray):
     """One vector step with the autoreset mode handled (see the module docstring).
 
-    Returns ``(next_obs, reward, terminated, truncated, final_obs)``; ``final_obs`` is None when no episode
-    ended, else an array whose rows for the ended sub-envs are their true last observations.
+    Returns ``(next_obs, reward, terminated, truncated, final_obs, episodes)``; ``final_obs`` is None when no
+    episode ended, else an array whose rows for the ended sub-envs are their true last observations;
+    ``episodes`` lists ``(sub_env, return, length)`` of the episodes that ended, from ``RecordEpisodeStatistics``.
     """
     next_obs, reward, terminated, truncated, info = envs.step(actions)
     ended = terminated | truncated
     if not ended.any():
-        return next_obs, reward, terminated, truncated, None
+        return next_obs, reward, terminated, truncated, None, []
     mode = envs.metadata["autoreset_mode"]
     if mode == AutoresetMode.SAME_STEP:
         final_obs = np.array(next_obs, copy=True)
         for i in np.flatnonzero(ended):
             final_obs[i] = info["final_obs"][i]
+        stats = info["final_info"]["episode"]
     else:
         final_obs = np.array(next_obs, copy=True)
         next_obs, _ = envs.reset(options={"reset_mask": ended.copy()})
-    return next_obs, reward, terminated, truncated, final_obs
+        stats = info["episode"]
+    episodes = [(int(i), float(stats["r"][i]), int(stats["l"][i])) for i in np.flatnonzero(ended)]
+    return next_obs, reward, terminated, truncated, final_obs, episodes
 
 
 def vector_env_records(envs: gym.vector.VectorEnv) -> list[dict]:

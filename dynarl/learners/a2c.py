@@ -35,8 +35,8 @@ class A2CLearnerConfig(PGLearnerConfig):
 class A2CLearner(PolicyGradientLearner):
     name = "a2c"
 
-    def __init__(self, cfg: A2CLearnerConfig, obs_dim: int, action_space, device: torch.device):
-        super().__init__(cfg, obs_dim, action_space, device)
+    def __init__(self, cfg: A2CLearnerConfig, obs_space, action_space, device: torch.device):
+        super().__init__(cfg, obs_space, action_space, device)
         if cfg.optimizer == "rmsprop":
             opt = torch.optim.RMSprop(self._params, lr=cfg.lr, alpha=0.99, eps=cfg.rms_eps, foreach=True)
         else:

@@ -6,6 +6,7 @@ import abc
 import copy
 from dataclasses import dataclass
 
+import gymnasium as gym
 import torch
 from torch import nn
 
@@ -28,6 +29,9 @@ class ActorCriticConfig:
 
 class Learner(abc.ABC):
     """A pure update rule: ``update(batch) -> metrics`` and ``act(obs, deterministic)``.
+
+    Every learner is built as ``Learner(cfg, observation_space, action_space, device)`` from Gymnasium spaces;
+    continuous learners act in [-1, 1]^|A| (the algorithm's :class:`dynarl.envs.spaces.ActionAdapter` scales).
 
     It owns its networks and optimisers and never sees where a batch came from. Subclasses list their
     modules and optimisers so checkpoints can save and restore them whole.
@@ -140,6 +144,11 @@ class ActorCriticLearner(Learner):
             return self.value_expansion.critic_loss(self, batch)
         q = self.critic(batch.obs, batch.act)
         return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
+
+
+def flat_dim(space: gym.Space) -> int:
+    """The length of a space's flattened (Box) or one-hot (Discrete) vector."""
+    return int(gym.spaces.flatdim(space))
 
 
 def target_copy(module: nn.Module) -> nn.Module:

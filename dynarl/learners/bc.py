@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import torch
 
 from dynarl.config import non_negative, one_of, param, positive, positive_sizes
-from dynarl.learners.base import Learner, adam
+from dynarl.learners.base import Learner, adam, flat_dim
 from dynarl.nn.bc_policy import ACTIVATIONS, BCPolicy
 
 
@@ -34,8 +35,9 @@ class BCLearner(Learner):
 
     name = "bc"
 
-    def __init__(self, cfg: BCLearnerConfig, obs_dim: int, act_dim: int, device: torch.device):
+    def __init__(self, cfg: BCLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
         super().__init__(device)
+        obs_dim, act_dim = flat_dim(obs_space), flat_dim(action_space)
         self.cfg = cfg
         self.policy = BCPolicy(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation).to(device)
         self.modules = {"policy": self.policy}

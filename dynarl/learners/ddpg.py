@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import torch
 
 from dynarl.config import non_negative, param
 from dynarl.data.batch import Batch
-from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, soft_update, target_copy
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, flat_dim, soft_update, target_copy
 from dynarl.nn.policies import DeterministicActor, QEnsemble
 
 
@@ -25,8 +26,9 @@ class DDPGLearner(ActorCriticLearner):
     name = "ddpg"
     n_critics = 1
 
-    def __init__(self, cfg: DDPGLearnerConfig, obs_dim: int, act_dim: int, device: torch.device):
+    def __init__(self, cfg: DDPGLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
         super().__init__(device)
+        obs_dim, act_dim = flat_dim(obs_space), flat_dim(action_space)
         self.cfg = cfg
         self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
         self.actor_target = target_copy(self.actor)

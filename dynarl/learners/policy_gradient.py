@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import torch
 
 from dynarl.config import non_negative, one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 from dynarl.data.rollout import Rollout, gae, n_step_advantage
-from dynarl.learners.base import Learner
+from dynarl.learners.base import Learner, flat_dim
 from dynarl.nn.pg_policies import ValueNet, make_policy
 
 
@@ -42,8 +43,9 @@ class PolicyGradientLearner(Learner):
 
     uses_value = True
 
-    def __init__(self, cfg: PGLearnerConfig, obs_dim: int, action_space, device: torch.device):
+    def __init__(self, cfg: PGLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
         super().__init__(device)
+        obs_dim = flat_dim(obs_space)
         self.cfg = cfg
         self.policy = make_policy(obs_dim, action_space, cfg.hidden_sizes, cfg.activation, cfg.ortho_init, cfg.log_std_init).to(device)
         self.discrete = self.policy.discrete

@@ -42,8 +42,8 @@ def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_range: float)
 class PPOLearner(PolicyGradientLearner):
     name = "ppo"
 
-    def __init__(self, cfg: PPOLearnerConfig, obs_dim: int, action_space, device: torch.device):
-        super().__init__(cfg, obs_dim, action_space, device)
+    def __init__(self, cfg: PPOLearnerConfig, obs_space, action_space, device: torch.device):
+        super().__init__(cfg, obs_space, action_space, device)
         self.optimizers = {"ac": adam(self._params, cfg.lr)}
 
     def loss(self, obs, act, old_log_prob, adv, ret, old_value) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -43,9 +43,9 @@ def _started_inside(ended: torch.Tensor) -> torch.Tensor:
 class REINFORCELearner(PolicyGradientLearner):
     name = "reinforce"
 
-    def __init__(self, cfg: REINFORCELearnerConfig, obs_dim: int, action_space, device: torch.device):
+    def __init__(self, cfg: REINFORCELearnerConfig, obs_space, action_space, device: torch.device):
         self.uses_value = cfg.baseline == "value"
-        super().__init__(cfg, obs_dim, action_space, device)
+        super().__init__(cfg, obs_space, action_space, device)
         self.optimizers = {"pg": adam(self._params, cfg.lr)}
 
     @torch.no_grad()

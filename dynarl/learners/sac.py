@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import torch
 
 from dynarl.config import param, positive
 from dynarl.data.batch import Batch
-from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, soft_update, target_copy
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, flat_dim, soft_update, target_copy
 from dynarl.nn.policies import QEnsemble, TanhGaussianActor
 
 
@@ -28,8 +29,9 @@ class SACLearnerConfig(ActorCriticConfig):
 class SACLearner(ActorCriticLearner):
     name = "sac"
 
-    def __init__(self, cfg: SACLearnerConfig, obs_dim: int, act_dim: int, device: torch.device):
+    def __init__(self, cfg: SACLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
         super().__init__(device)
+        obs_dim, act_dim = flat_dim(obs_space), flat_dim(action_space)
         self.cfg = cfg
         self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, members=2).to(device)

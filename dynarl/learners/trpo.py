@@ -62,8 +62,8 @@ def conjugate_gradient(Avp, b: torch.Tensor, iters: int, residual_tol: float = 1
 class TRPOLearner(PolicyGradientLearner):
     name = "trpo"
 
-    def __init__(self, cfg: TRPOLearnerConfig, obs_dim: int, action_space, device: torch.device):
-        super().__init__(cfg, obs_dim, action_space, device)
+    def __init__(self, cfg: TRPOLearnerConfig, obs_space, action_space, device: torch.device):
+        super().__init__(cfg, obs_space, action_space, device)
         self._policy_params = list(self.policy.parameters())
         self._value_params = list(self.value.parameters())
         self.optimizers = {"value": adam(self._value_params, cfg.lr)}

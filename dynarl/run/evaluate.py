@@ -8,7 +8,7 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share seeds with training episodes
+from dynarl.seeding import EVAL_SEED_OFFSET
 
 
 def evaluate(

@@ -73,10 +73,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     for run_dir in run_dirs:
         rows = _read(Path(run_dir))
         label = Path(run_dir).name
-        xs, ys = _series(rows, "eval_return_mean")
+        xs, ys = _series(rows, "eval/mean_reward")
         if xs:
             ax.plot(xs, ys, marker="o", ms=3, label=f"{label} (eval)")
-        xs, ys = _series(rows, "episode_return")
+        xs, ys = _series(rows, "rollout/ep_rew_mean")
         if xs:
             ax.plot(xs, ys, alpha=0.4, label=f"{label} (train)")
     ax.set_xlabel("environment steps")

@@ -1,4 +1,4 @@
-"""Seeding of every generator, their saveable state, and device selection."""
+"""Seeding of every generator, their saveable state, and device selection (a neutral module every layer may use)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from dynarl.errors import ConfigError
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share seeds with training episodes
 
 
 def seed_everything(seed: int) -> None:
