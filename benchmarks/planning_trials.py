@@ -52,7 +52,7 @@ def run_seed(algo: str, env: str, seed: int, trials: int, settings: dict, overri
     apply_overrides(cfg, overrides, raw=True)
     validate(cfg)
     agent = get_algorithm(algo)(config=cfg)
-    agent._reset_env()
+    agent.collector.reset()
     returns, start = [], time.perf_counter()
     while agent.episodes < trials:
         before = agent.episodes

@@ -49,7 +49,7 @@ def dynarl_side(seed: int, threads: int, n_steps: int = N_STEPS):
     agent = PPO("CartPole-v1", n_envs=N_ENVS, n_steps=n_steps, seed=seed, torch_threads=threads, quiet=True,
                 eval_every=10**9, log_every=10**9, checkpoint_every=10**9, **SB3_DEFAULTS)
     settings = {key.split(".")[1]: getattr(agent.cfg.learner, key.split(".")[1]) for key in SB3_DEFAULTS}
-    agent._reset_env()
+    agent.collector.reset()
     agent.train_step()  # warm-up iteration (allocations, first-call costs)
 
     def iteration() -> tuple[int, float, int]:

@@ -90,7 +90,7 @@ def test_model_buffer_keeps_the_last_retain_epochs_of_rollouts():
     agent.learn(200)  # first fit + one round of rollouts (64 rows, length 1, Pendulum never terminates)
     assert len(agent.model_buffer) == 64
     agent.learn(400)  # fits at 200, 250, ..., 400: five rounds, 320 rows into 256 slots
-    assert agent.rollouts_added == 5 * 64
+    assert agent.rollouts.added == 5 * 64
     assert len(agent.model_buffer) == cap
     # the FIFO kept the newest rollouts: the last round is the last 64 rows written
     last = agent.model_buffer.recent(64)["obs"]
@@ -123,7 +123,7 @@ def test_replay_buffer_add_batch_and_resize_keep_the_newest_rows():
 def test_real_ratio_mixes_real_and_model_rows():
     agent = small(real_ratio=0.25, batch_size=64)
     agent.learn(250)
-    batch = agent._sample_batch()
+    batch = agent.sample_batch()
     assert batch.obs.shape == (64, 3)
     # rollouts start from real states, so tell the rows apart by s' (imagined in the model rows)
     real_next = agent.buffer.storage["next_obs"][: len(agent.buffer)]
@@ -137,7 +137,7 @@ def test_real_ratio_mixes_real_and_model_rows():
     # before any rollout every row is real
     fresh = small(real_ratio=0.25, batch_size=64)
     fresh.learn(100)
-    assert member(fresh._sample_batch().next_obs, fresh.buffer.storage["next_obs"][:100]).all()
+    assert member(fresh.sample_batch().next_obs, fresh.buffer.storage["next_obs"][:100]).all()
 
 
 def test_termination_inside_rollouts():
@@ -150,7 +150,7 @@ def test_termination_inside_rollouts():
     assert rows["terminated"].bool().equal(term_fn(rows["obs"], rows["act"], rows["next_obs"]))
     assert rows["terminated"].any(), "random actions for 5 steps should topple some rollouts"
     assert not term_fn(None, None, rows["obs"]).any()
-    assert agent.rollouts_added < 5 * 256  # steps after termination were dropped
+    assert agent.rollouts.added < 5 * 256  # steps after termination were dropped
 
 
 # ------------------------------------------------------------------------------------------ MVE
@@ -296,7 +296,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k  # learner, model, both buffers, generators
-    drop = {"wall_seconds", "env_steps_per_second", "seconds_model_train", "seconds_rollout", "seconds_policy_update"}
+    drop = {"time/wall_seconds", "time/steps_per_second", "time/seconds_model_train", "time/seconds_rollout", "time/seconds_policy_update"}
     read = lambda run: [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(open(run / "metrics.csv", newline=""))]  # noqa: E731
     assert read(killed) == read(whole)
 

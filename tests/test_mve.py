@@ -163,7 +163,7 @@ def test_dyna_mve_defaults_to_td_k_and_matches_a_hand_loop_over_the_model():
     assert seen and set(seen) == {agent.cfg.batch_size}  # MVE's actor update: DDPG's, on s_0 only
 
     L, model, term, g = agent.learner, agent.model, agent.termination_fn, agent.learner.cfg.gamma
-    batch = agent._sample_batch()
+    batch = agent.sample_batch()
     with torch.no_grad():
         states, acts, rewards, conts = [batch.obs], [batch.act], [batch.reward], [1.0 - batch.terminated]
         s = batch.next_obs
@@ -191,7 +191,7 @@ def test_dyna_mve_defaults_to_td_k_and_matches_a_hand_loop_over_the_model():
 def _tensors(agent):
     out = {}
     state = agent.state_dict(True)
-    state["dyna"].pop("phase_seconds")
+    state["parts"]["dyna"].pop("phase_seconds")
     state["counters"].pop("wall_seconds")
     _pack(state, "", out)
     return out

@@ -75,9 +75,9 @@ def test_trpo_step_satisfies_kl_bound(space, max_kl):
 
 def _collect(autoreset_mode, vec_env="sync", env="CartPole-v1", n_steps=40):
     agent = PPO(env, n_envs=3, n_steps=n_steps, autoreset_mode=autoreset_mode, vec_env=vec_env, env_kwargs={"max_episode_steps": 12}, seed=5, **{"learner.batch_size": 3 * n_steps}, **TINY)
-    agent._reset_env()
+    agent.collector.reset()
     agent.collect()
-    ro = agent.rollout.finish(agent.learner.value_of(agent._obs_tensor(agent._obs)))
+    ro = agent.rollout.finish(agent.learner.value_of(agent._obs_tensor(agent.collector.obs)))
     out = {f: getattr(ro, f).clone() for f in ("obs", "act", "log_prob", "reward", "terminated", "ended", "value", "next_value")}
     out["env_steps"] = agent.env_steps
     agent.close()
@@ -162,9 +162,9 @@ def test_save_load_resume_equals_uninterrupted(tmp_path, algo, env, kw):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    np.testing.assert_array_equal(straight._obs, resumed._obs)
+    np.testing.assert_array_equal(straight.collector.obs, resumed.collector.obs)
     np.testing.assert_array_equal(straight.obs_rms.mean, resumed.obs_rms.mean)
-    assert list(straight.recent_returns) == list(resumed.recent_returns)
+    assert list(straight.collector.recent_returns) == list(resumed.collector.recent_returns)
     assert (straight.env_steps, straight.episodes) == (resumed.env_steps, resumed.episodes)
     straight.close()
     resumed.close()
@@ -173,9 +173,9 @@ def test_save_load_resume_equals_uninterrupted(tmp_path, algo, env, kw):
 def test_continuous_actions_are_clipped_to_bounds_and_predict_works():
     agent = PPO("Pendulum-v1", n_envs=2, n_steps=16, **{"learner.batch_size": 32}, **TINY)
     agent.learn(32)
-    act = agent.predict(np.zeros(3, dtype=np.float32))
+    act, _ = agent.predict(np.zeros(3, dtype=np.float32))
     assert act.shape == (1,) and -2.0 <= act[0] <= 2.0
-    assert agent._to_env_action(np.array([[5.0], [-5.0]], dtype=np.float32)).tolist() == [[2.0], [-2.0]]
+    assert agent.actions.to_env(np.array([[5.0], [-5.0]], dtype=np.float32)).tolist() == [[2.0], [-2.0]]
     agent.close()
 
 

@@ -103,7 +103,7 @@ def test_learned_reward_task_learns_termination_so_imagined_particles_terminate(
     over = {**SMALL, "model.members": 3, "trainer.num_elites": 3, "planner.population_size": 20, "planner.horizon": 5}
     agent = get_algorithm(algo)(UNKNOWN_PENDULUM, learned_reward=True, random_trials=30, steps=10_000, **over)
     assert agent.model.cfg.learn_termination and agent.controller.model_env.termination_fn is None
-    agent._reset_env()
+    agent.collector.reset()
     while agent.episodes < 30:  # random trials (a few to a few dozen steps each)
         agent.train_step()
     agent._fit_model()

@@ -409,12 +409,12 @@ def test_learned_reward_on_a_task_without_reward_function():
 
     agent = PETS("MountainCarContinuous-v0", learned_reward=True, **{**TINY, "steps": 30, "random_trials": 1})
     assert agent.model.cfg.learn_reward and agent.controller.model_env.reward_fn is None
-    agent._reset_env()
+    agent.collector.reset()
     for _ in range(20):
         agent.train_step()
     assert agent.buffer.size == 20
     agent._fit_model()  # a 999-step random trial is too long for a unit test: fit now
-    a = agent.predict(agent._obs)
+    a, _ = agent.predict(agent.collector.obs[0])
     assert a.shape == (1,) and np.isfinite(a).all()
 
 
@@ -422,7 +422,7 @@ def test_planner_state_resets_between_episodes_and_evaluation_is_deterministic()
     from dynarl.algos.pets import PETS
 
     agent = PETS("dynarl/ContinuousCartPole-v0", **TINY)
-    agent._reset_env()
+    agent.collector.reset()
     while agent.episodes < 1:  # random trial
         agent.train_step()
     assert agent.model_fits == 1
@@ -437,12 +437,14 @@ def test_planner_state_resets_between_episodes_and_evaluation_is_deterministic()
     assert resets == [agent.env_steps] and agent.controller._prev is None  # reset at the episode's end
     assert agent.model_fits == 2  # and the model was retrained after the trial
 
-    agent.predict(agent._obs)
+    agent.predict(agent.collector.obs[0])
     assert agent.eval_controller._prev is not None
     agent.eval_env.reset(seed=5)
     assert agent.eval_controller._prev is None  # every evaluation episode starts cold
-    first, second = agent._evaluate(), agent._evaluate()
-    assert first == second
+    from dynarl.run.evaluate import evaluate
+
+    first, second = (evaluate(agent.eval_env, agent.policy_action, 2, agent.cfg.seed) for _ in range(2))
+    np.testing.assert_array_equal(first, second)
 
 
 @pytest.mark.parametrize("algo", ["pets", "poplin_a", "poplin_p"])
@@ -453,15 +455,15 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, algo):
     over = {**TINY, "steps": 260, "eval_every": 1000, "random_trials": 1, "env": "dynarl/ContinuousCartPole-v0"}
     whole = cls(**over).learn()
     part = cls(**over).learn(130)  # stops mid-episode
-    assert 0 < part._episode_length
+    assert 0 < part.collector.episode_lengths[0]
     path = part.save(tmp_path / "agent", include_buffer=True)
     resumed = cls.load(path).learn()
-    a, b = whole.state_dict(), resumed.state_dict()
+    a, b = whole.state_dict()["parts"], resumed.state_dict()["parts"]
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     assert torch.equal(a["buffer"]["data"]["act"], b["buffer"]["data"]["act"])
     assert torch.equal(a["controller"]["prev"], b["controller"]["prev"])
-    assert a["counters"]["episodes"] == b["counters"]["episodes"] and whole.model_fits == resumed.model_fits
+    assert whole.episodes == resumed.episodes and whole.model_fits == resumed.model_fits
     if algo != "pets":
         for k, v in whole.learner.policy.state_dict().items():
             assert torch.equal(v, resumed.learner.policy.state_dict()[k]), k

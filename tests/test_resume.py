@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 import dynarl
 
 STEPS = "2000"
-TIMING = {"wall_seconds", "env_steps_per_second"}
+TIMING = {"time/wall_seconds", "time/steps_per_second"}
 
 
 def _metrics(run):

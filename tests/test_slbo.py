@@ -17,7 +17,7 @@ TINY = dict(
 
 def test_segments_never_cross_an_episode_end():
     agent = SLBO("Pendulum-v1", env_kwargs={"max_episode_steps": 7}, **TINY)
-    agent._reset_env()
+    agent.collector.reset()
     agent.collect()
     starts = agent._segment_starts()
     ended = agent.data["ended"][: agent.size]
@@ -34,7 +34,7 @@ def test_segments_never_cross_an_episode_end():
 def test_model_steps_lower_the_h_step_loss_and_policy_updates_run_in_the_model():
     torch.manual_seed(0)
     agent = SLBO("Pendulum-v1", **TINY)
-    agent._reset_env()
+    agent.collector.reset()
     agent.collect()
     d, n = agent.data, agent.size
     agent.model.fit_normalizers(d["obs"][:n], d["act"][:n], d["next_obs"][:n])
@@ -64,11 +64,11 @@ def test_model_env_reward_and_termination_are_the_real_envs_on_slbo_observations
     ``terminated`` (on the standard observation HalfCheetah's reward was off by up to 3 per step)."""
     agent = SLBO(env_id, seed=1, eval_episodes=1, env_kwargs={"max_episode_steps": 100}, **TINY)
     agent.learn(200)
-    assert agent.env.observation_space.shape == (agent.obs_dim,) == agent.eval_env.observation_space.shape
+    assert agent.observation_space.shape == (agent.obs_dim,) == agent.eval_env.observation_space.shape
     assert agent.obs_dim == {"HalfCheetah-v5": 18, "Hopper-v5": 12}[env_id]  # x kept (and raw qvel for Hopper)
     check = agent.reward_check(0)
     assert check["reward_fn_max_error"] < 1e-3 and check["termination_fn_agreement"] == 1.0, check
-    assert agent._last_metrics["reward_fn_max_error"] < 1e-3  # logged every outer iteration
+    assert agent._last_metrics["model/reward_fn_max_error"] < 1e-3  # logged every outer iteration
     if env_id == "Hopper-v5":
         assert agent.data["terminated"][: agent.size].sum() > 0  # random Hopper episodes end: terminations were checked
 
@@ -88,8 +88,8 @@ def test_save_load_resume_equals_uninterrupted(tmp_path):
         from dynarl.checkpoint import _pack
 
         a, b = {}, {}
-        _pack(straight._state(False)[key], "", a)
-        _pack(resumed._state(False)[key], "", b)
+        _pack(straight.state_dict(False)["parts"][key], "", a)
+        _pack(resumed.state_dict(False)["parts"][key], "", b)
         for k in a:
             assert torch.equal(a[k], b[k]), (key, k)
     assert torch.equal(straight.data["obs"][:300], resumed.data["obs"][:300])

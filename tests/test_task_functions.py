@@ -49,7 +49,7 @@ def _build(loop: str, env_id: str):
 
 
 def _model_env(agent):
-    return agent.controller.model_env if hasattr(agent, "controller") else agent.model_env
+    return agent.controller.model_env if hasattr(agent, "controller") else agent.rollouts.model_env if hasattr(agent, "rollouts") else agent.model_env
 
 
 def _transitions(env, steps: int, seed: int = 0):
@@ -76,7 +76,7 @@ def test_loop_task_functions_match_its_env(loop, env_id):
     if loop == "mbpo" and env_id in NO_STANDARD_TERMINATION:
         known_termination = False
 
-    obs, act, nxt, rew, term = _transitions(agent.env, STEPS.get(env_id, DEFAULT_STEPS))
+    obs, act, nxt, rew, term = _transitions(agent.make_env(), STEPS.get(env_id, DEFAULT_STEPS))
     assert obs.shape[-1] == agent.obs_dim  # the loop's model sees these observations
     if env_id in MUST_TERMINATE:
         assert term.any(), f"{env_id}: the random rollout saw no termination"
@@ -104,4 +104,4 @@ def test_the_functions_are_the_registry_ones():
     slbo, pets, mbpo = _build("slbo", "Hopper-v5"), _build("pets", "Hopper-v5"), _build("mbpo", "Hopper-v5")
     assert slbo.model_env.reward_fn is task.reward_fn and slbo.model_env.termination_fn is task.termination_fn
     assert pets.controller.model_env.termination_fn is task.termination_fn
-    assert mbpo.model_env.termination_fn is task.standard_termination()
+    assert mbpo.rollouts.model_env.termination_fn is task.standard_termination()

@@ -109,6 +109,7 @@ class PETS(Algorithm):
 
     def _setup(self) -> None:
         cfg, label = self.cfg, self.name.upper()
+        self.collector = self.env_collector(1)
         self.task = get_task(self.env_name)
         if self.task is None and not cfg.learned_reward:
             raise ConfigError(
@@ -116,7 +117,6 @@ class PETS(Algorithm):
                 "Set learned_reward=true to learn the reward with the dynamics model "
                 "(or pick a task with a known reward: `dynarl list`)."
             )
-        self.collector = self.env_collector(1)
         self.obs_dim, self.act_dim = flat_dim(self.observation_space), flat_dim(self.action_space)
         dev = self.device
         space = self.action_space

@@ -1,0 +1,102 @@
+"""DQN speed: env-steps/s on CartPole-v1 at RL Baselines3 Zoo's settings (lr 2.3e-3, batch 64, buffer 100k,
+learning starts 1k, train_freq 256 with 128 gradient steps, [256, 256]), dynarl against Stable-Baselines3
+in the same run, one torch thread each (``--threads``). Prints one JSON line with ``speedup_vs_sb3``.
+
+    python benchmarks/dqn_speed.py [--steps 20000] [--threads 1] [--repeats 3]
+
+Each measurement is a whole ``learn(steps)`` from scratch in its own process (collection, exploration and
+the 128-update rounds: everything a user waits for), timed from the first env step to the last, with the
+same seed on both sides. ``--repeats R`` alternates the sides (A B A B) and reports medians; the speedup is
+the median of the ratios of runs taken side by side. The figures also give the bytes per transition of each
+replay buffer (dynarl stores each observation once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ZOO = {"lr": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1_000, "gamma": 0.99, "train_freq": 256, "gradient_steps": 128,
+       "target_update_interval": 10, "exploration_fraction": 0.16, "exploration_final_eps": 0.04, "net_arch": [256, 256]}  # fmt: skip
+
+
+def _measure_dynarl(steps: int, threads: int) -> dict:
+    import torch
+
+    import dynarl
+
+    agent = dynarl.DQN("CartPole-v1", seed=0, steps=steps, torch_threads=threads, quiet=True, eval_every=10**9, log_every=10**9, checkpoint_every=10**9)
+    t = time.perf_counter()
+    agent.learn(steps)
+    dt = time.perf_counter() - t
+    return {"env_steps_per_s": steps / dt, "updates": agent.learner.num_updates, "threads": torch.get_num_threads(), "bytes_per_transition": agent.buffer.nbytes()}
+
+
+def _measure_sb3(steps: int, threads: int) -> dict:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import DQN
+
+    torch.set_num_threads(threads)
+    z = ZOO
+    model = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_rate=z["lr"], batch_size=z["batch_size"], buffer_size=z["buffer_size"], learning_starts=z["learning_starts"],
+                gamma=z["gamma"], train_freq=z["train_freq"], gradient_steps=z["gradient_steps"], target_update_interval=z["target_update_interval"],
+                exploration_fraction=z["exploration_fraction"], exploration_final_eps=z["exploration_final_eps"], policy_kwargs={"net_arch": z["net_arch"]},
+                seed=0, device="cpu", verbose=0)  # fmt: skip
+    t = time.perf_counter()
+    model.learn(steps)
+    dt = time.perf_counter() - t
+    buf = model.replay_buffer
+    per_row = sum(getattr(buf, k).nbytes for k in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")) / buf.buffer_size
+    return {"env_steps_per_s": steps / dt, "updates": model._n_updates, "threads": torch.get_num_threads(), "bytes_per_transition": per_row}
+
+
+def _child(impl: str, steps: int, threads: int) -> None:
+    out = _measure_sb3(steps, threads) if impl == "sb3" else _measure_dynarl(steps, threads)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def _run(impl: str, steps: int, threads: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", impl, str(steps), str(threads)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{impl} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    try:
+        import stable_baselines3
+
+        sb3 = f"stable-baselines3 {stable_baselines3.__version__}"
+    except ImportError as e:
+        raise SystemExit(f"stable-baselines3 is not importable ({e}); pip install stable-baselines3") from None
+    runs: dict[str, list[dict]] = {"dynarl": [], "sb3": []}
+    for _ in range(args.repeats):
+        for impl in runs:
+            runs[impl].append(_run(impl, args.steps, args.threads))
+    result = {"benchmark": "dqn_speed", "env": "CartPole-v1", "settings": {**ZOO, "steps": args.steps}, "threads": args.threads, "sb3": sb3,
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}  # fmt: skip
+    for impl, rs in runs.items():
+        result[impl] = {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]} | {"runs": len(rs)}
+    result["speedup_vs_sb3"] = round(statistics.median(a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(runs["dynarl"], runs["sb3"])), 2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
