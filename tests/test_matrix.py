@@ -35,7 +35,7 @@ TINY = {
     "quiet": True, "eval_episodes": 1, "eval_every": 10_000, "log_every": 60, "checkpoint_every": 60,
     "learning_starts": 40, "batch_size": 16, "buffer_size": 5_000, "learner.hidden_sizes": (16, 16), "learner.batch_size": 16,
     "learner.vf_batch_size": 16, "learner.n_epochs": 2, "n_envs": 2, "n_steps": 30, "updates_per_step": 1,
-    "model.members": 2, "model.hidden_sizes": (16, 16), "trainer.num_elites": 1, "trainer.max_epochs": 2, "trainer.batch_size": 16,
+    "model.members": 2, "trainer.num_elites": 1, "trainer.max_epochs": 2, "trainer.batch_size": 16,
     "planner.population_size": 16, "planner.horizon": 4, "planner.num_iterations": 2, "planner.particles": 2, "retrain_every": 40,
     "epoch_length": 40, "model_train_freq": 40, "rollout_batch_size": 32, "bc.hidden_sizes": (8,), "bc_epochs": 1,
     "n_collect": 60, "n_inner": 1, "n_model": 2, "n_policy": 1, "model_envs": 4, "model_horizon": 5, "model_hidden_sizes": (16,), "H": 2, "model_batch_size": 8,
@@ -45,10 +45,7 @@ TINY = {
 
 def _tiny(cls, **extra) -> dict:
     keys = set(flat_keys(cls.config_cls()))
-    out = {k: v for k, v in TINY.items() if k in keys}
-    if cls.name in ("pets", "poplin_a", "poplin_p"):
-        out["n_envs"] = 1
-    return {**out, **extra}
+    return {**{k: v for k, v in TINY.items() if k in keys}, **extra}
 
 
 def _cases():

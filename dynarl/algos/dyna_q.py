@@ -35,6 +35,7 @@ class QLearningRunConfig(RunConfig):
     log_every: int = param(1_000, positive, "env steps between metric rows / console lines")
     epsilon: float = param(0.1, unit_interval, "probability of a uniformly random action (Sutton & Barto: 0.1)")
     planning_steps: int = param(0, non_negative, "n: planning updates from the learned model per real step (0: Q-learning)")
+    env_kwargs: dict | None = param(None, help="extra keyword arguments for gymnasium.make (JSON object)")
     learner: QLearningConfig = field(default_factory=QLearningConfig)
 
 

@@ -110,16 +110,17 @@ class SLBO(Algorithm):
     run_parts = ("data",)
 
     def _env_options(self) -> dict:
-        return {"model_obs": True}  # the observation the task's reward/termination functions are exact on
+        # the observation the task's reward/termination functions are exact on (a task without them is refused in _setup)
+        return {"model_obs": get_task(self.cfg.env) is not None}
 
     def _setup(self) -> None:
         cfg = self.cfg
+        self.collector = self.env_collector(1)
         self.task = get_task(self.env_name)
         if self.task is None:
             from dynarl.envs import registered_tasks
 
             raise EnvError(f"SLBO plans with the task's reward function, and dynarl has none for {self.env_name!r}. Tasks with one: {', '.join(registered_tasks())}")
-        self.collector = self.env_collector(1)
         self.actions.clip = True
         self.obs_dim, self.act_dim = flat_dim(self.observation_space), flat_dim(self.action_space)
         self.learner = TRPOLearner(cfg.learner, self.observation_space, self.action_space, self.device)

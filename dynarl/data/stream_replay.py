@@ -190,6 +190,9 @@ class StreamReplayBuffer:
         starts = self._starts[order % self.rows, np.arange(self.n_envs)[None, :]].astype(np.int64)
         starts[np.arange(most)[:, None] >= self.start_count[None, :]] = -1
         data = {k: getattr(self, k)[:filled].clone() for k in _STORED}
+        unwritten = torch.as_tensor(np.arange(filled)[:, None] >= self.size[None, :], device=self.device)  # a shorter stream's tail
+        for v in data.values():
+            v[unwritten] = 0  # never read; zeroed so a checkpoint is a function of what was stored
         host = {"pos": self.pos, "size": self.size, "pending": self.pending, "start_count": self.start_count}
         return {"data": data, "starts": torch.from_numpy(starts), **{k: torch.from_numpy(v.copy()) for k, v in host.items()},
                 "capacity": self.capacity, "n_envs": self.n_envs}
