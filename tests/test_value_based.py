@@ -41,7 +41,8 @@ def test_dqn_with_vector_envs_and_n_step_returns():
     # one update per 4 env steps crossed, from the vector step that reaches learning_starts: at 200, 204, ..., 800
     assert agent.learner.num_updates == 151
     batch = agent.buffer.sample(256)
-    assert batch.discount is not None and set(np.unique(np.round(batch.discount.numpy(), 6))) <= {0.99, round(0.99**2, 6), round(0.99**3, 6)}
+    assert batch.discount is not None
+    assert np.isin(np.round(batch.discount.numpy().astype(np.float64), 5), np.round([0.99, 0.99**2, 0.99**3], 5)).all()
     assert 0.0 < agent.exploration_rate < 1.0
 
 
