@@ -81,7 +81,9 @@ class DQNLoop:
         uint8 = space.dtype == np.uint8
         obs_shape = () if space.shape is None else tuple(space.shape)
         obs_dtype = torch.uint8 if uint8 else (torch.int64 if obs_shape == () else torch.float32)
-        return StreamReplayBuffer(cfg.buffer_size, obs_shape, obs_dtype, (), torch.int64, cfg.n_envs, self.device, n_step=cfg.n_step, gamma=cfg.learner.gamma)
+        space = self.action_space
+        act_dtype = torch.uint8 if 0 <= int(space.start) and int(space.start) + int(space.n) <= 256 else torch.int64  # an action in 1 byte where it fits
+        return StreamReplayBuffer(cfg.buffer_size, obs_shape, obs_dtype, (), act_dtype, cfg.n_envs, self.device, n_step=cfg.n_step, gamma=cfg.learner.gamma)
 
     def parts(self) -> dict:
         return {**super().parts(), "exploration": Attributes(self, "exploration_rate")}
