@@ -277,9 +277,9 @@ def test_gymnasium_check_env_and_spec_recreation(env_id, model_obs):
 @pytest.mark.parametrize("env_id,model_obs", [("Pendulum-v1", False), ("Hopper-v5", False), ("Hopper-v5", True)])
 def test_gymnasium_check_env_on_the_on_policy_vector_sub_envs(env_id, model_obs):
     """The on-policy loop's sub-envs (make_env wrapped in its EpisodeRecorder) pass check_env too."""
-    from gymnasium.utils.env_checker import check_env
-
     from functools import partial
+
+    from gymnasium.utils.env_checker import check_env
 
     from dynarl.envs import make_env
     from dynarl.envs.vector import make_vector_env

@@ -91,11 +91,14 @@ class Algorithm(abc.ABC):
         return {}
 
     def metrics(self) -> dict[str, float]:
-        """The latest training metrics (learner losses, model diagnostics) for the log row, as floats."""
-        return {}
+        """The latest training metrics (learner losses, model diagnostics) for the log row, as floats: by default
+        the learner's last ``update`` (``self._last_metrics``)."""
+        return {k: float(v) for k, v in getattr(self, "_last_metrics", {}).items()}
 
     def all_finite(self) -> bool:
-        return True
+        """No NaN/inf in the learner's losses or parameters (algorithms with a model add its check)."""
+        learner = getattr(self, "learner", None)
+        return learner.all_finite() if learner is not None else True
 
     def on_evaluation(self, mean_return: float, std_return: float) -> None:
         """Called after every evaluation (e.g. to compare the model's predicted return with the real one)."""

@@ -81,12 +81,6 @@ class QLearning(Algorithm):
             self.model.update(int(t.obs[0]), int(act[0]), float(t.reward[0]), int(t.next_obs[0]), bool(t.terminated[0]))
             self.learner.update(self.model.sample(cfg.planning_steps))
 
-    def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._last_metrics.items()}
-
-    def all_finite(self) -> bool:
-        return self.learner.all_finite()
-
 
 @register
 class DynaQ(QLearning):

@@ -121,12 +121,6 @@ class OffPolicyAlgorithm(Algorithm):
             return [f"{total} steps end before learning_starts={self.cfg.learning_starts}: {self.name.upper()} will only collect random steps and make no gradient updates; pass more steps or a smaller learning_starts"]
         return []
 
-    def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._last_metrics.items()}
-
-    def all_finite(self) -> bool:
-        return self.learner.all_finite()
-
 
 # --- the three continuous-action actor-critics --------------------------------------------------------------
 

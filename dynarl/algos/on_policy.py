@@ -167,12 +167,6 @@ class OnPolicyAlgorithm(Algorithm):
         rollout = self.rollout.finish(self.learner.value_of(self._obs_tensor(self.collector.obs)))
         self._last_metrics = self.learner.update(rollout)
 
-    def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._last_metrics.items()}
-
-    def all_finite(self) -> bool:
-        return self.learner.all_finite()
-
 
 class RMSState:
     """Gymnasium's ``RunningMeanStd`` (VecNormalize's statistics) as a checkpoint part."""

@@ -283,9 +283,6 @@ class SLBO(Algorithm):
         }
         self.log_model_fit({"model_h_step_loss": float(model_loss), **fit_row})  # the run's model_diagnostics.csv
 
-    def metrics(self) -> dict[str, float]:
-        return dict(self._last_metrics)
-
     def all_finite(self) -> bool:
         return self.learner.all_finite() and self.model.all_finite()
 

@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any, Callable
 
 import gymnasium as gym
-from gymnasium import spaces
 
 from dynarl.envs.tasks import get_task, registered_tasks
 from dynarl.errors import EnvError
