@@ -68,6 +68,10 @@ def test_eval_plot_list_and_resume_finished(finished_run, tmp_path):
         (["train", "ddpg", "learner.gamma=1.5"], ["learner.gamma=", "(0, 1]"]),
         (["train", "sac", "batch_size=big"], ["batch_size='big'", "expected an integer"]),
         (["train", "ppo5"], ["unknown algorithm 'ppo5'"]),
+        (["train", "dqn", "--env", "Pendulum-v1"], ["DQN takes Discrete actions", "Box", "use a continuous-action algorithm (SAC"]),
+        (["train", "q_learning", "--env", "CartPole-v1"], ["Q_LEARNING takes Discrete observations", "Box", "DQN"]),
+        (["train", "sac", "--env", "CartPole-v1"], ["SAC takes Box (flat) actions", "Discrete(2)", "DQN"]),
+        (["train", "dqn", "epsilon_start=0.1", "epsilon_end=0.5"], ["epsilon_end=0.5 is above epsilon_start=0.1", "must decay"]),
     ],
 )
 def test_bad_input_is_a_short_clear_error(args, needles, tmp_path):

@@ -89,3 +89,91 @@ def test_the_collector_counts_episodes_from_record_episode_statistics():
     assert collector.episodes >= 6 and all(1 <= n <= 10 for n in collector.recent_lengths)
     assert list(collector.recent_returns) == [float(n) for n in collector.recent_lengths]
     assert t.next_obs.shape == (3, 4)
+
+
+# --- the dataset source and the gradient-step clock ---------------------------------------------------------------
+
+from dataclasses import dataclass, field  # noqa: E402
+
+import torch  # noqa: E402
+
+from dynarl.algos.base import Algorithm  # noqa: E402
+from dynarl.config import RunConfig  # noqa: E402
+from dynarl.learners.bc import BCLearner, BCLearnerConfig  # noqa: E402
+from dynarl.sources.dataset import DatasetSource  # noqa: E402
+
+
+def _expert_pairs(n: int = 2_000) -> dict:
+    """(s, a) pairs of a fixed linear Pendulum controller, a = clip(-0.8 sin(theta) - 0.3 theta_dot) in [-1, 1]."""
+    rng = np.random.default_rng(0)
+    theta, dot = rng.uniform(-np.pi, np.pi, n), rng.uniform(-8, 8, n)
+    obs = np.stack([np.cos(theta), np.sin(theta), dot], 1).astype(np.float32)
+    return {"obs": obs, "act": np.clip(-0.8 * obs[:, 1:2] - 0.3 * obs[:, 2:3], -1, 1).astype(np.float32)}
+
+
+@dataclass
+class _ImitationConfig(RunConfig):
+    algo: str = "imitation_test"
+    eval_every: int = 100
+    log_every: int = 50
+    checkpoint_every: int = 100
+    eval_episodes: int = 1
+    quiet: bool = True
+    learner: BCLearnerConfig = field(default_factory=lambda: BCLearnerConfig(hidden_sizes=(32, 32), batch_size=64))
+
+
+class _Imitation(Algorithm):
+    """A dataset source and a learner, on the gradient-step clock (what the offline algorithms are built from)."""
+
+    name, config_cls, clock = "imitation_test", _ImitationConfig, "gradient_steps"
+
+    def _setup(self):
+        env = self.eval_env
+        self.check_spaces(env.observation_space, env.action_space)
+        self.dataset = DatasetSource(_expert_pairs(), self.device, name="pendulum-expert")
+        self.learner = BCLearner(self.cfg.learner, self.observation_space, self.action_space, self.device)
+        self.learner.fit_normalizer(self.dataset.data["obs"])
+
+    def parts(self):
+        return {"learner": self.learner, "dataset": self.dataset}
+
+    def train_step(self):
+        self._last_metrics = self.learner.update(self.dataset.sample(self.cfg.learner.batch_size))
+
+    def policy_action(self, obs, deterministic=True):
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        act = self.learner.act(obs_t[None] if obs_t.dim() == 1 else obs_t).numpy()
+        return self.actions.to_env(act[0] if obs_t.dim() == 1 else act)
+
+
+def test_a_dataset_source_on_the_gradient_step_clock(tmp_path):
+    agent = _Imitation(config=_ImitationConfig(env="Pendulum-v1"))
+    agent.learn(200, run_dir=tmp_path / "run")
+    assert agent.gradient_steps == 200 and agent.env_steps == 0 and agent.steps() == 200
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[0] == "gradient_steps" and [r["gradient_steps"] for r in rows] == ["50", "100", "150", "200"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_000000100.safetensors", "step_000000200.safetensors"]
+    # resume from the state at 100 gradient steps equals the straight run
+    half = _Imitation(config=_ImitationConfig(env="Pendulum-v1")).learn(100).state_dict()  # before another agent reseeds torch
+    resumed = _Imitation(config=_ImitationConfig(env="Pendulum-v1"))
+    resumed.load_state_dict(half)
+    resumed.learn(200)
+    for (k, a), b in zip(agent.learner.policy.state_dict().items(), resumed.learner.policy.state_dict().values()):
+        assert torch.equal(a, b), k
+    # other data under the same checkpoint is refused
+    other = _Imitation(config=_ImitationConfig(env="Pendulum-v1"))
+    other.dataset.data["act"][0] += 1.0
+    with pytest.raises(ValueError, match="trained on other data"):
+        other.load_state_dict(half)
+
+
+def test_a_bad_dataset_is_a_clear_error():
+    from dynarl.errors import DynarlError
+
+    with pytest.raises(DynarlError, match="needs at least observations and actions"):
+        DatasetSource({"obs": np.zeros((3, 2))}, torch.device("cpu"))
+    with pytest.raises(DynarlError, match="act has 2 rows but obs has 3"):
+        DatasetSource({"obs": np.zeros((3, 2)), "act": np.zeros((2, 1))}, torch.device("cpu"))
+    with pytest.raises(DynarlError, match="NaN or inf"):
+        DatasetSource({"obs": np.full((3, 2), np.nan), "act": np.zeros((3, 1))}, torch.device("cpu"))

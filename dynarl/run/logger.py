@@ -14,6 +14,7 @@ from tqdm import tqdm
 from dynarl.errors import DynarlError
 
 STEP = "env_steps"
+CLOCKS = ("env_steps", "gradient_steps")  # the first column: the clock the run counted
 
 
 def read_metrics(path: Path) -> tuple[list[str], list[dict]]:
@@ -26,8 +27,9 @@ def read_metrics(path: Path) -> tuple[list[str], list[dict]]:
             rows = list(reader)
     except (csv.Error, UnicodeDecodeError, OSError) as e:
         raise DynarlError(f"'{path}' cannot be read as a metrics CSV ({e}); {fix}") from None
-    if STEP not in columns:
+    if not columns or columns[0] not in CLOCKS:
         raise DynarlError(f"'{path}' is not a dynarl metrics file (no '{STEP}' column); {fix}")
+    step = columns[0]
     for line, row in enumerate(rows, start=2):
         for key, value in row.items():
             if key is None or value is None:
@@ -37,8 +39,8 @@ def read_metrics(path: Path) -> tuple[list[str], list[dict]]:
                     float(value)
                 except ValueError:
                     raise DynarlError(f"'{path}' is damaged (line {line}: {key}={value[:20]!r} is not a number); {fix}") from None
-        if row[STEP] == "":
-            raise DynarlError(f"'{path}' is damaged (line {line} has no {STEP}); {fix}")
+        if row[step] == "":
+            raise DynarlError(f"'{path}' is damaged (line {line} has no {step}); {fix}")
     return columns, rows
 
 
@@ -50,17 +52,17 @@ class MetricsLogger:
     logs equal an uninterrupted run's.
     """
 
-    def __init__(self, run_dir: Path | None, resume_step: int | None = None, filename: str = "metrics.csv", tensorboard: bool = True):
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path | None, resume_step: int | None = None, filename: str = "metrics.csv", tensorboard: bool = True, step_name: str = STEP):
+        self.run_dir, self.step_name = run_dir, step_name
         self.rows: list[dict] = []
-        self.columns: list[str] = [STEP]
+        self.columns: list[str] = [step_name]
         self.writer = None
         if run_dir is None:
             return
         self.csv_path = run_dir / filename
         if resume_step is not None and self.csv_path.exists():
             self.columns, rows = read_metrics(self.csv_path)
-            self.rows = [r for r in rows if int(float(r[STEP])) <= resume_step]
+            self.rows = [r for r in rows if int(float(r[step_name])) <= resume_step]
             self._rewrite()
         if not tensorboard:
             return
@@ -76,7 +78,7 @@ class MetricsLogger:
             w.writerows(self.rows)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        row = {STEP: step, **{k: v for k, v in metrics.items() if v is not None}}
+        row = {self.step_name: step, **{k: v for k, v in metrics.items() if v is not None}}
         self.rows.append(row)
         if self.run_dir is None:
             return
@@ -90,7 +92,7 @@ class MetricsLogger:
         if self.writer is None:
             return
         for k, v in row.items():
-            if k != STEP and isinstance(v, (int, float)) and math.isfinite(v):
+            if k != self.step_name and isinstance(v, (int, float)) and math.isfinite(v):
                 self.writer.add_scalar(k, v, step)
         self.writer.flush()
 

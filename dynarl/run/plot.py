@@ -40,7 +40,7 @@ def _series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for r in rows:
         if r.get(key) not in (None, ""):
-            xs.append(float(r["env_steps"]))
+            xs.append(float(r.get("env_steps") or r["gradient_steps"]))
             ys.append(float(r[key]))
     return xs, ys
 
@@ -79,7 +79,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
         xs, ys = _series(rows, "rollout/ep_rew_mean")
         if xs:
             ax.plot(xs, ys, alpha=0.4, label=f"{label} (train)")
-    ax.set_xlabel("environment steps")
+    ax.set_xlabel("gradient steps" if rows and "gradient_steps" in rows[0] else "environment steps")
     ax.set_ylabel("return")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -60,8 +60,8 @@ class Runner:
             for note in self._notes():
                 print(f"dynarl: note: {note}", file=sys.stderr, flush=True)
         resume_step = algo.steps() if run and (run.path / "metrics.csv").exists() else None
-        logger = MetricsLogger(run.path if run else None, resume_step=resume_step)
-        algo._model_log = MetricsLogger(run.path, resume_step, filename=MODEL_DIAGNOSTICS, tensorboard=False) if run else None
+        logger = MetricsLogger(run.path if run else None, resume_step=resume_step, step_name=algo.clock)
+        algo._model_log = MetricsLogger(run.path, resume_step, filename=MODEL_DIAGNOSTICS, tensorboard=False, step_name=algo.clock) if run else None
         progress = Progress(total, quiet=cfg.quiet, bar=self.progress_bar)
         progress.start(algo.steps())
         self.callbacks.on_start(algo)
