@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from dynarl import checkpoint as ckpt
+from dynarl.algos.registry import build_config, config_from_dict
 from dynarl.config import to_dict, validate
 from dynarl.envs import env_source
 from dynarl.envs.spaces import BOX, ActionAdapter, require_space
@@ -45,9 +46,8 @@ class Algorithm(abc.ABC):
     runner: ClassVar[Any] = None  # dynarl.run.runner, bound when dynarl is imported: learn() and run folders go through it
 
     def __init__(self, env=None, config=None, **overrides):
-        from dynarl.algos.registry import build_config
-
-        given = None if env is None or isinstance(env, str) else env_source(env)  # an Env object or a factory
+        # an Env object or a factory is used as given (an id is built with _env_options, e.g. the model observation)
+        given = None if env is None or isinstance(env, str) else env_source(env)
         if config is None:
             config = build_config(self.name, env if given is None else given[0], overrides)
         elif overrides or isinstance(env, str):
@@ -194,8 +194,6 @@ class Algorithm(abc.ABC):
 
     @classmethod
     def from_state(cls, state: dict, **run_overrides) -> "Algorithm":
-        from dynarl.algos.registry import config_from_dict
-
         if not isinstance(state.get("config"), dict):
             raise CheckpointError(f"the checkpoint holds no {cls.name.upper()} config; it is damaged or was not written by dynarl")
         agent = cls(config=config_from_dict(cls.name, state["config"], run_overrides))
@@ -216,6 +214,10 @@ class Algorithm(abc.ABC):
         return parts
 
     def state_dict(self, include_buffer: bool = True) -> dict:
+        """Config, counters, the RNG states and every declared part (run parts only with ``include_buffer``).
+
+        The torch RNG is the process's global one (as in Stable-Baselines3): take an agent's state before
+        building another agent in the same process, which reseeds it."""
         run_only = set(self.run_parts) | {"episodes"}
         parts = {k: (v.state_dict() if include_buffer or k not in run_only else None) for k, v in self._all_parts().items()}
         counters = {"wall_seconds": self.wall_seconds, "last_eval": list(self.last_eval) if self.last_eval else None}
