@@ -214,7 +214,7 @@ def validate(cfg, prefix: str = "") -> None:
         if isinstance(coerced, float) and not math.isfinite(coerced):
             raise ConfigError(f"{key}={value!r} is invalid: must be finite")
         setattr(cfg, f.name, coerced)
-        check = f.metadata.get("check")
+        check = _declared_metadata(type(cfg), f.name).get("check")  # a subclass's bare default keeps its base's check
         if check is not None and coerced is not None:
             problem = check(coerced)
             if problem:

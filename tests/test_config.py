@@ -53,3 +53,15 @@ def test_override_syntax_error():
 def test_cross_field_check():
     with pytest.raises(ConfigError, match="batch_size=512 is larger than buffer_size=100"):
         build_config("td3", "Pendulum-v1", {"batch_size": 512, "buffer_size": 100})
+
+
+def test_a_field_redeclared_with_a_bare_default_keeps_its_base_check():
+    import pytest
+
+    import dynarl
+    from dynarl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="steps=0 is invalid: must be > 0"):
+        dynarl.DQN(steps=0)  # DQNConfig redeclares steps = 50_000 without a check
+    with pytest.raises(ConfigError, match="n_steps=0 is invalid: must be > 0"):
+        dynarl.PPO(n_steps=0)
