@@ -26,10 +26,10 @@ for _algo in ("dqn", "double_dqn"):
             "learner.target_update_interval": 128, "train_freq": 256, "updates_per_step": 128,
             "epsilon_decay_steps": 8_000, "epsilon_end": 0.04, "learner.hidden_sizes": (256, 256),
         },  # fmt: skip
-        "RL Baselines3 Zoo dqn.yml (CartPole-v1: lr 2.3e-3, batch 64, buffer 100k, starts 1k, target every 10 env steps = once per round, train_freq 256, 128 gradient steps, eps -> 0.04 over 16% of 50k, [256, 256])",
+        "RL Baselines3 Zoo dqn.yml (CartPole-v1: lr 2.3e-3, batch 64, buffer 100k, starts 1k, target every 10 env steps, i.e. once per round, train_freq 256, 128 gradient steps, eps -> 0.04 over 16% of 50k, [256, 256])",
     )
     for _env in ("Acrobot-v1", "LunarLander-v3"):
         PRESETS[(_algo, _env)] = Preset(
             dict(_ACROBOT_LIKE),
-            f"RL Baselines3 Zoo dqn.yml ({_env}: lr 6.3e-4, batch 128, buffer 50k, starts 0 (1 here), target every 250 env steps = 250 updates, train_freq 4 with one update per step, eps -> 0.1 over 12% of 100k, [256, 256])",
+            f"RL Baselines3 Zoo dqn.yml ({_env}: lr 6.3e-4, batch 128, buffer 50k, starts 0 (1 here), target every 250 env steps, i.e. 250 updates, train_freq 4 with one update per step, eps -> 0.1 over 12% of 100k, [256, 256])",
         )
