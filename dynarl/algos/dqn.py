@@ -101,11 +101,6 @@ class DQNLoop:
         random = self.actions.sample_uniform(self.np_rng, cfg.n_envs)
         return np.where(self.np_rng.random(cfg.n_envs) < self.exploration_rate, random, greedy)
 
-    def collect(self) -> None:
-        act = self.explore(self.collector.obs if self.collector.obs is not None else self.collector.reset())
-        t = self.collector.step(self.actions.to_env(act))
-        self.buffer.add(t.obs, act, t.reward, t.next_obs, t.terminated, t.truncated)
-
     def metrics(self) -> dict[str, float]:
         return {**super().metrics(), "rollout/exploration_rate": self.exploration_rate}
 

@@ -96,17 +96,9 @@ class OffPolicyAlgorithm(Algorithm):
 
     def collect(self) -> None:
         """One vector step with the exploration policy; every sub-env's transition goes to the buffer."""
-        act = self.explore(self.collector.obs if self.collector.obs is not None else self.collector.reset())
+        act = self.explore(self.collector.observe())
         t = self.collector.step(self.actions.to_env(act))
-        self.buffer.add_batch(self._rows(t.obs, act, t.reward, t.next_obs, t.terminated, t.truncated))
-
-    def _rows(self, obs, act, reward, next_obs, terminated, truncated) -> dict[str, torch.Tensor]:
-        n = self.cfg.n_envs
-
-        def tensor(x, shape):
-            return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device).reshape(shape)
-
-        return {"obs": tensor(obs, (n, -1)), "act": tensor(act, (n, -1)), "reward": tensor(reward, (n,)), "next_obs": tensor(next_obs, (n, -1)), "terminated": tensor(terminated, (n,)), "truncated": tensor(truncated, (n,))}
+        self.buffer.add(t.obs, act, t.reward, t.next_obs, t.terminated, t.truncated)
 
     def policy_updates(self, n: int) -> None:
         """``n`` learner updates, each on a fresh minibatch."""

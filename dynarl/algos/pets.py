@@ -185,7 +185,7 @@ class PETS(Algorithm):
 
     def train_step(self) -> None:
         cfg = self.cfg
-        obs = (self.collector.obs if self.collector.obs is not None else self.collector.reset())[0]
+        obs = self.collector.observe()[0]
         if self._random_phase():
             act = self.np_rng.uniform(self.act_low.cpu().numpy(), self.act_high.cpu().numpy()).astype(np.float32)
         else:

@@ -158,8 +158,7 @@ class SLBO(Algorithm):
         cfg = self.cfg
         self._reserve(self.size + cfg.n_collect)
         envs = self.collector
-        if envs.obs is None:
-            envs.reset()
+        envs.observe()
         for _ in range(cfg.n_collect):
             first = envs.episode_lengths[0] == 0
             if first:

@@ -67,6 +67,10 @@ class EnvCollector:
         self.episode_lengths[:] = 0
         return self.obs
 
+    def observe(self) -> np.ndarray:
+        """The current observations, starting the first episodes (or fresh ones after a load without them) if none."""
+        return self.obs if self.obs is not None else self.reset()
+
     def step(self, env_actions: np.ndarray) -> Transitions:
         if self.obs is None:
             self.reset()
