@@ -60,3 +60,15 @@ class TanhGaussianActor(nn.Module):
         log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
         return torch.tanh(u), log_prob
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of given actions a in [-1, 1] (dataset actions: AWAC, IQL, CQL's importance weights): [B].
+
+        u = atanh(a), with a clamped to +-(1 - 1e-6) so boundary actions stay finite (|u| <= 7.25), then the
+        change of variables of :meth:`forward`: log N(u; mean, std) - sum log(1 - tanh(u)^2).
+        """
+        mean, log_std = self._mean_log_std(obs)
+        u = torch.atanh(act.float().clamp(-1.0 + 1e-6, 1.0 - 1e-6))
+        eps = (u - mean) / log_std.exp()
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
