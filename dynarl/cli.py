@@ -5,6 +5,9 @@
     dynarl eval RUN_DIR|CHECKPOINT [--episodes N]
     dynarl plot RUN_DIR... [--out FILE.png]
     dynarl list [ALGO]
+    dynarl collect RUN_DIR|CHECKPOINT|random --episodes N --out ID [--env ENV] [--deterministic] [--epsilon E]
+    dynarl dataset list | info ID | recipe --env ENV --prefix NS [--steps N] [--episodes N]
+    dynarl ope RUN_DIR|CHECKPOINT --dataset ID
 
 Exit code 0 on success; on a user error a short message (no traceback) and exit code 2.
 """
@@ -35,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="run folder to create (default runs/ALGO-ENV-sSEED-TIME)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--dataset", help="Minari dataset id for offline algorithms (bc, cql, iql, awac, fqi, ...)")
 
     r = sub.add_parser("resume", help="continue a run from its last good checkpoint")
     r.add_argument("run_dir")
@@ -48,6 +52,45 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png")
 
+    c = sub.add_parser("collect", help="write a Minari dataset from a trained agent (or the uniform policy: random)")
+    c.add_argument("source", metavar="RUN_DIR|CHECKPOINT|random")
+    c.add_argument("--episodes", type=int, required=True)
+    c.add_argument("--out", required=True, metavar="ID", help="dataset id, e.g. local/pendulum/medium-v0 (under $MINARI_DATASETS_PATH)")
+    c.add_argument("--env", help="env to collect in (default: the agent's; required for random)")
+    c.add_argument("--deterministic", action="store_true", help="the agent's greedy action instead of a sample of its own policy")
+    c.add_argument("--epsilon", type=float, default=0.0, help="probability of a uniformly random action at each step")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--ref-min", type=float, help="reference return of the random policy (default: measured)")
+    c.add_argument("--ref-max", type=float, help="reference return of the expert (default: the agent's deterministic evaluation)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
+
+    d = sub.add_parser("dataset", help="local offline datasets: list, info, or build the standard levels of a task")
+    dsub = d.add_subparsers(dest="dataset_command", required=True)
+    dsub.add_parser("list", help="datasets under $MINARI_DATASETS_PATH")
+    di = dsub.add_parser("info", help="size, spaces, returns and reference scores of one dataset")
+    di.add_argument("id")
+    dr = dsub.add_parser("recipe", help="train an agent and write random / medium / medium-replay / expert / medium-expert")
+    dr.add_argument("--env", required=True)
+    dr.add_argument("--prefix", required=True, help="dataset namespace, e.g. local/pendulum")
+    dr.add_argument("--algo", default="sac")
+    dr.add_argument("--steps", type=int, default=50_000, help="env steps of the behaviour agent's training")
+    dr.add_argument("--episodes", type=int, default=100, help="episodes per collected level")
+    dr.add_argument("--checkpoints", type=int, default=10)
+    dr.add_argument("--medium-fraction", type=float, default=1 / 3, help="the medium policy's normalised return (D4RL: about 1/3 of the expert's)")
+    dr.add_argument("--levels", default=",".join(("random", "medium", "medium-replay", "expert", "medium-expert")))
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--work-dir", default="runs", help="where the behaviour agent's run folder goes")
+    dr.add_argument("--overwrite", action="store_true")
+
+    o = sub.add_parser("ope", help="off-policy evaluation of an agent on a dataset, beside its true return")
+    o.add_argument("path", metavar="RUN_DIR|CHECKPOINT")
+    o.add_argument("--dataset", required=True)
+    o.add_argument("--gamma", type=float, default=0.99)
+    o.add_argument("--fqe-steps", type=int, default=5_000)
+    o.add_argument("--bootstrap", type=int, default=1_000, help="bootstrap resamples for the intervals")
+    o.add_argument("--episodes", type=int, default=10, help="episodes for the true return in the env")
+    o.add_argument("--seed", type=int, default=0)
+
     ls = sub.add_parser("list", help="algorithms, tasks and presets; with ALGO, its config keys and presets")
     ls.add_argument("algo", nargs="?", metavar="ALGO", help="list this algorithm's config keys (type, default, help) and presets")
     return p
@@ -60,7 +103,7 @@ def _train(args) -> dict:
     words = list(args.words)
     algo = words.pop(0) if words and "=" not in words[0] else DEFAULT_ALGO
     overrides = parse_overrides(words)
-    for key in ("steps", "seed", "device"):
+    for key in ("steps", "seed", "device", "dataset"):
         if getattr(args, key) is not None:
             overrides[key] = str(getattr(args, key))
     cls = get_algorithm(algo)
@@ -96,12 +139,12 @@ def _resume(args) -> dict:
     if run.checkpoints():
         path, _, state = run.load_latest(expect_algo=cls.name)
         agent = cls.from_state(state, **overrides)
-        where = f"from {path.name} (step {agent.env_steps})"
+        where = f"from {path.name} (step {agent.steps()})"
     else:  # stopped before its first checkpoint: a seeded run started again repeats itself exactly
         agent = cls(config=config_from_dict(cls.name, run.config(), overrides))
         where = "from step 0 (the run stopped before its first checkpoint)"
-    if agent.env_steps >= agent.cfg.steps:
-        raise DynarlError(f"'{run.path}' already finished {agent.env_steps} of {agent.cfg.steps} steps; pass --steps N with a larger total to continue")
+    if agent.steps() >= agent.cfg.steps:
+        raise DynarlError(f"'{run.path}' already finished {agent.steps()} of {agent.cfg.steps} steps; pass --steps N with a larger total to continue")
     if args.steps is not None:
         ckpt.atomic_write_bytes(run.path / "config.json", (json.dumps(to_dict(agent.cfg), indent=2) + "\n").encode())
     if not agent.cfg.quiet:
@@ -110,29 +153,92 @@ def _resume(args) -> dict:
     return agent.summary() | {"run_dir": str(run.path)}
 
 
-def _eval(args) -> dict:
+def _load_agent(path_arg: str):
+    """An agent from a run folder's newest good checkpoint or a checkpoint file: (agent, checkpoint path)."""
     import dynarl
-    from dynarl.run.evaluate import evaluate
     from dynarl.run.rundir import RunDir
 
-    if args.episodes <= 0:
-        raise DynarlError(f"--episodes {args.episodes} is invalid: must be > 0")
-    path = Path(args.path)
+    path = Path(path_arg)
     if path.is_dir():
         run = RunDir.open(path)
         path, _, state = run.load_latest(expect_algo=run.algo())
         from dynarl.algos import get_algorithm
 
-        agent = get_algorithm(run.algo()).from_state(state)
-    else:
-        agent = dynarl.load(path)
-    print(f"dynarl: evaluating {agent.name.upper()} on {agent.cfg.env} (step {agent.env_steps}) for {args.episodes} episodes", file=sys.stderr, flush=True)
+        return get_algorithm(run.algo()).from_state(state), path
+    return dynarl.load(path), path
+
+
+def _eval(args) -> dict:
+    from dynarl.run.evaluate import evaluate
+
+    if args.episodes <= 0:
+        raise DynarlError(f"--episodes {args.episodes} is invalid: must be > 0")
+    agent, path = _load_agent(args.path)
+    print(f"dynarl: evaluating {agent.name.upper()} on {agent.cfg.env} (step {agent.steps()}) for {args.episodes} episodes", file=sys.stderr, flush=True)
 
     def report(k: int, ret: float, seconds: float) -> None:
         print(f"  episode {k + 1}/{args.episodes}: return {ret:.1f} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
     returns = evaluate(agent.eval_env, lambda obs: agent.policy_action(obs, deterministic=True), args.episodes, agent.cfg.seed, on_episode=report)
-    return {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "episodes": args.episodes, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
+    out = {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "gradient_steps": agent.gradient_steps, "episodes": args.episodes, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
+    if hasattr(agent, "normalized_score"):
+        out["normalized_score"] = agent.normalized_score(out["eval_return_mean"])
+    return out
+
+
+def _collect(args) -> dict:
+    from dynarl.run.collect import collect
+
+    if args.source == "random":
+        if not args.env:
+            raise DynarlError("`dynarl collect random` needs --env ENV (the env to act uniformly in)")
+        agent = None
+    else:
+        agent, _ = _load_agent(args.source)
+    result = collect(agent, args.out, args.episodes, env_id=args.env, deterministic=args.deterministic, epsilon=args.epsilon, seed=args.seed, ref_min_score=args.ref_min, ref_max_score=args.ref_max, overwrite=args.overwrite)
+    return result.as_dict()
+
+
+def _dataset(args):
+    import numpy as np
+
+    from dynarl.data import datasets
+
+    if args.dataset_command == "list":
+        ids = datasets.local_dataset_ids()
+        print(f"datasets under {datasets.dataset_root()}:" if ids else f"no datasets under {datasets.dataset_root()} (set MINARI_DATASETS_PATH, or make some with `dynarl collect` / `dynarl dataset recipe`)")
+        for dataset_id in ids:
+            print(f"  {dataset_id}")
+        return None
+    if args.dataset_command == "info":
+        ep = datasets.load_episodes(args.id)
+        returns = ep.episode_returns() if ep.rewards is not None else np.zeros(0)
+        return {
+            "id": args.id,
+            "env": ep.env_id,
+            "episodes": len(ep.episode_lengths),
+            "transitions": len(ep),
+            "observation_space": str(ep.observation_space),
+            "action_space": str(ep.action_space),
+            "terminations": int(ep.terminations.sum()),
+            "truncations": int(ep.truncations.sum()),
+            "return_mean": float(returns.mean()) if len(returns) else None,
+            "normalized_score": float(np.mean(ep.normalized_score(returns))) if len(returns) else None,
+            "ref_min_score": ep.ref_min_score,
+            "ref_max_score": ep.ref_max_score,
+            "behavior_log_prob": ep.behavior_log_prob is not None,
+        }
+    from dynarl.run.recipe import make_levels
+
+    levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
+    return make_levels(args.env, args.prefix, algo=args.algo, steps=args.steps, episodes=args.episodes, checkpoints=args.checkpoints, medium_fraction=args.medium_fraction, seed=args.seed, work_dir=args.work_dir, levels=levels, overwrite=args.overwrite)
+
+
+def _ope(args) -> dict:
+    from dynarl.run.ope import evaluate_agent_off_policy
+
+    agent, path = _load_agent(args.path)
+    return evaluate_agent_off_policy(agent, args.dataset, gamma=args.gamma, fqe_steps=args.fqe_steps, n_boot=args.bootstrap, episodes=args.episodes, seed=args.seed) | {"checkpoint": str(path)}
 
 
 def _list(args) -> None:
@@ -210,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
         elif args.command == "list":
             _list(args)
+        elif args.command == "collect":
+            print(json.dumps(_collect(args)))
+        elif args.command == "dataset":
+            result = _dataset(args)
+            if result is not None:
+                print(json.dumps(result))
+        elif args.command == "ope":
+            print(json.dumps(_ope(args)))
     except RunInterrupted as e:
         print(f"dynarl: {e}", file=sys.stderr)
         return e.exit_code

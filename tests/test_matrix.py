@@ -43,9 +43,36 @@ TINY = {
 }  # fmt: skip
 
 
-def _tiny(cls, **extra) -> dict:
+def _tiny(cls, env: str, **extra) -> dict:
     keys = set(flat_keys(cls.config_cls()))
-    return {**{k: v for k, v in TINY.items() if k in keys}, **extra}
+    data = {"dataset": _dataset_id(env)} if "dataset" in keys else {}  # offline algorithms learn from the env's random dataset
+    return {**{k: v for k, v in TINY.items() if k in keys}, **data, **extra}
+
+
+def _dataset_id(env: str) -> str:
+    return f"matrix/{env.split('-')[0].lower()}/random-v0"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def matrix_datasets(tmp_path_factory):
+    """A small uniform-random Minari dataset per task in ENVS, for the offline algorithms."""
+    import os
+
+    from dynarl.data.datasets import write_dataset
+    from dynarl.run.collect import random_behavior, rollout_episodes
+
+    root = tmp_path_factory.mktemp("datasets")
+    before = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    for env_id in ENVS.values():
+        env = gym.make(env_id)
+        episodes = rollout_episodes(env, random_behavior(env.action_space, np.random.default_rng(0)), 3, 0)
+        write_dataset(_dataset_id(env_id), episodes, env, algorithm_name="random", ref_min_score=-1.0, ref_max_score=1.0)
+    yield root
+    if before is None:
+        del os.environ["MINARI_DATASETS_PATH"]
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = before
 
 
 def _cases():
@@ -101,7 +128,7 @@ def _check_action(env: gym.Env, act) -> None:
 @pytest.mark.parametrize("name,env", CASES)
 def test_learn_predict_save_load(name, env, tmp_path):
     cls = ALGORITHMS[name]
-    agent = cls(env, **_tiny(cls))
+    agent = cls(env, **_tiny(cls, env))
     agent.learn(STEPS)
     assert agent.steps() >= STEPS and agent.all_finite()
     obs, _ = agent.eval_env.reset(seed=0)
@@ -122,7 +149,7 @@ def test_learn_predict_save_load(name, env, tmp_path):
 @pytest.mark.parametrize("name,env", CASES)
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(name, env, tmp_path):
     cls = ALGORITHMS[name]
-    whole = cls(env, **_tiny(cls)).learn(STEPS, run_dir=tmp_path / "whole")
+    whole = cls(env, **_tiny(cls, env)).learn(STEPS, run_dir=tmp_path / "whole")
     checkpoints = sorted((tmp_path / "whole" / "checkpoints").glob("step_*.safetensors"))
     first = checkpoints[0]  # a checkpoint before the end, written by the run itself
     assert int(first.stem.split("_")[1]) < whole.steps()
@@ -133,8 +160,8 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(name, env, tmp_pat
 @pytest.mark.parametrize("name,env", CASES)
 def test_same_seed_same_run(name, env):
     cls = ALGORITHMS[name]
-    a = cls(env, **_tiny(cls, seed=3)).learn(STEPS // 2)
-    b = cls(env, **_tiny(cls, seed=3)).learn(STEPS // 2)
+    a = cls(env, **_tiny(cls, env, seed=3)).learn(STEPS // 2)
+    b = cls(env, **_tiny(cls, env, seed=3)).learn(STEPS // 2)
     _same_state(a, b)
 
 
@@ -143,7 +170,7 @@ def test_an_unsupported_space_is_a_one_line_error(name):
     cls = ALGORITHMS[name]
     env = _unsupported(cls)
     with pytest.raises(EnvError) as e:
-        cls(env, **_tiny(cls))
+        cls(env, **_tiny(cls, env))
     msg = str(e.value)
     assert name.upper() in msg and env in msg and "use " in msg and "\n" not in msg
 

@@ -132,7 +132,7 @@ class _Imitation(Algorithm):
         self.check_spaces(env.observation_space, env.action_space)
         self.dataset = DatasetSource(_expert_pairs(), self.device, name="pendulum-expert")
         self.learner = BCLearner(self.cfg.learner, self.observation_space, self.action_space, self.device)
-        self.learner.fit_normalizer(self.dataset.data["obs"])
+        self.learner.fit_normalizer(self.dataset.obs)
 
     def parts(self):
         return {"learner": self.learner, "dataset": self.dataset}

@@ -70,6 +70,11 @@ class Algorithm(abc.ABC):
 
     # --- what a subclass provides --------------------------------------------------------------------------
 
+    @classmethod
+    def default_env(cls, overrides: dict) -> str | None:
+        """The env to use when none is given, from the other overrides (offline: the dataset's env); None: the config's default."""
+        return None
+
     def _env_options(self) -> dict:
         """Options for building the env from an id (e.g. ``model_obs=True`` for planners)."""
         return {}
@@ -160,6 +165,26 @@ class Algorithm(abc.ABC):
         """``(action, state)`` as in Stable-Baselines3: the env action for ``obs`` (one observation or a batch);
         ``state`` is None (no recurrent policies yet)."""
         return self.policy_action(obs, deterministic), None
+
+    def action_log_prob(self, obs, env_act) -> np.ndarray | None:
+        """log pi(a|s) [B] of env actions under this agent's stochastic policy (density in env units), or None
+        when its learner has no density (deterministic policies, planners)."""
+        log_prob = getattr(getattr(self, "learner", None), "log_prob", None)
+        if log_prob is None:
+            return None
+        act = torch.as_tensor(self.actions.from_env(np.asarray(env_act)), device=self.device)
+        if self.actions.continuous:
+            act = act.clamp(-1.0, 1.0)
+        elif int(self.action_space.start):
+            act = act - int(self.action_space.start)
+        lp = log_prob(self._policy_input(np.asarray(obs)), act).cpu().numpy().astype(np.float64)
+        if self.actions.continuous:  # a = low + (u + 1) scale: p_env(a) = p(u) / prod(scale)
+            lp = lp - float(np.log(self.actions.scale.astype(np.float64)).sum())
+        return lp
+
+    def _policy_input(self, obs: np.ndarray) -> torch.Tensor:
+        """Observations as the learner's input tensor."""
+        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
 
     def learn(self, total_steps: int | None = None, run_dir=None, callbacks=None, progress_bar: bool | None = None) -> "Algorithm":
         """Train until the clock reads ``total_steps`` (env steps; gradient steps for offline algorithms;

@@ -39,7 +39,7 @@ def build_config(algo: str, env: str | None, overrides: dict | None = None, *, r
     cls = get_algorithm(algo)
     cfg = cls.config_cls()
     overrides = dict(overrides or {})
-    cfg.env = env or overrides.pop("env", None) or cfg.env
+    cfg.env = env or overrides.pop("env", None) or cls.default_env(overrides) or cfg.env
     overrides.pop("algo", None)
     preset = get_preset(cls.name, cfg.env)
     if preset is not None:

@@ -1,4 +1,8 @@
-"""Behaviour cloning (D1): fit a deterministic policy to expert actions, ``min_theta E_(s,a)~D ||pi_theta(s) - a||^2``.
+"""Behaviour cloning (D1): fit a policy to expert actions.
+
+``loss="mse"``: a deterministic policy, ``min_theta E_(s,a)~D ||pi_theta(s) - a||^2``; ``loss="nll"``: the
+likelihood ``max_theta E_(s,a)~D log pi_theta(a|s)`` of a tanh-Gaussian policy. Discrete actions always use the
+categorical likelihood (cross-entropy on the logits).
 
 000 (POPLIN's policy distillation) treats the planner's output a* at s as expert data and minimises exactly
 this squared error; 001's ``max_theta E log pi_theta(a|o)`` is the same objective for a Gaussian policy of fixed
@@ -15,10 +19,13 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
+from torch.nn import functional as F
 
 from dynarl.config import non_negative, one_of, param, positive, positive_sizes
 from dynarl.learners.base import Learner, adam, flat_dim
 from dynarl.nn.bc_policy import ACTIVATIONS, BCPolicy
+from dynarl.nn.mlp import mlp
+from dynarl.nn.policies import TanhGaussianActor
 
 
 @dataclass
@@ -28,10 +35,11 @@ class BCLearnerConfig:
     lr: float = param(1e-3, positive, "Adam learning rate")
     batch_size: int = param(256, positive, "minibatch size")
     weight_decay: float = param(0.0, non_negative, "L2 coefficient on the weights, added to the loss")
+    loss: str = param("mse", one_of("mse", "nll"), "Box actions: mse (deterministic policy) or nll (tanh-Gaussian likelihood); Discrete actions always use the categorical likelihood")
 
 
 class BCLearner(Learner):
-    """``update(batch)`` takes any batch with ``.obs`` [B, obs] and ``.act`` [B, A] (in [-1, 1])."""
+    """``update(batch)`` takes any batch with ``.obs`` [B, obs] and ``.act`` ([B, A] in [-1, 1], or [B] indices)."""
 
     name = "bc"
 
@@ -39,7 +47,16 @@ class BCLearner(Learner):
         super().__init__(device)
         obs_dim, act_dim = flat_dim(obs_space), flat_dim(action_space)
         self.cfg = cfg
-        self.policy = BCPolicy(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation).to(device)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if self.discrete:
+            self.kind = "categorical"
+            self.policy = mlp(obs_dim, cfg.hidden_sizes, act_dim).to(device)  # logits
+        elif cfg.loss == "nll":
+            self.kind = "gaussian"
+            self.policy = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
+        else:
+            self.kind = "deterministic"
+            self.policy = BCPolicy(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation).to(device)
         self.modules = {"policy": self.policy}
         self.optimizers = {"policy": adam(self.policy.parameters(), cfg.lr)}
 
@@ -49,11 +66,26 @@ class BCLearner(Learner):
         self.policy.obs_normalizer.fit(obs)
 
     def loss(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``E ||pi(s) - a||^2`` (sum over action dims, mean over rows) + L2."""
-        loss = (self.policy(obs) - act).square().sum(-1).mean()
+        """``E ||pi(s) - a||^2`` (sum over action dims, mean over rows), or ``-E log pi(a|s)``; + L2 on the weights."""
+        if self.kind == "categorical":
+            loss = F.cross_entropy(self.policy(obs), act.reshape(-1).long())
+        elif self.kind == "gaussian":
+            loss = -self.policy.log_prob(obs, act).mean()
+        else:
+            loss = (self.policy(obs) - act).square().sum(-1).mean()
         if self.cfg.weight_decay:
-            loss = loss + self.cfg.weight_decay * sum(layer.weight.square().sum() for layer in self.policy.layers)
+            weights = [p for n, p in self.policy.named_parameters() if n.endswith("weight")]
+            loss = loss + self.cfg.weight_decay * sum(w.square().sum() for w in weights)
         return loss
+
+    @torch.no_grad()
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) [B] of the stochastic policies (categorical, tanh-Gaussian)."""
+        if self.kind == "categorical":
+            return torch.log_softmax(self.policy(obs), -1).gather(1, act.reshape(-1, 1).long()).squeeze(1)
+        if self.kind == "gaussian":
+            return self.policy.log_prob(obs, act)
+        raise ValueError("a deterministic BC policy has no density; train with learner.loss=nll")
 
     def update(self, batch) -> dict[str, torch.Tensor]:
         loss = self.loss(batch.obs, batch.act)
@@ -64,4 +96,9 @@ class BCLearner(Learner):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        if self.kind == "categorical":
+            logits = self.policy(obs)
+            return logits.argmax(-1) if deterministic else torch.distributions.Categorical(logits=logits).sample()
+        if self.kind == "gaussian":
+            return self.policy(obs, deterministic)[0]
         return self.policy(obs)

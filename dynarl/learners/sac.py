@@ -81,3 +81,8 @@ class SACLearner(ActorCriticLearner):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         return self.actor(obs, deterministic)[0]
+
+    @torch.no_grad()
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of actions in [-1, 1] (off-policy evaluation, behaviour log-probabilities)."""
+        return self.actor.log_prob(obs, act)

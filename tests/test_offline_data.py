@@ -1,0 +1,215 @@
+"""Offline datasets: Minari round trip, foreign datasets, collection with behaviour log-probabilities, the
+recipe of levels, and the one-line errors for bad data."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from dynarl.cli import main
+from dynarl.data.datasets import Episodes, episodes_from_transitions, load_episodes, local_dataset_ids, write_dataset
+from dynarl.run.collect import random_behavior, rollout_episodes
+from dynarl.sources.dataset import DatasetSource
+
+
+@pytest.fixture(autouse=True)
+def datasets_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    return tmp_path / "datasets"
+
+
+def _cartpole_episodes(n=12, seed=0):
+    """Random CartPole episodes cut at 15 steps: some end terminated, some truncated."""
+    env = gym.make("CartPole-v1", max_episode_steps=15)
+    return rollout_episodes(env, random_behavior(env.action_space, np.random.default_rng(seed)), n, seed), env
+
+
+def test_minari_round_trip_keeps_transitions_boundaries_and_flags():
+    episodes, env = _cartpole_episodes()
+    assert any(ep["terminated"][-1] for ep in episodes) and any(ep["truncated"][-1] for ep in episodes)
+    write_dataset("local/cartpole/random-v0", episodes, env, algorithm_name="random", ref_min_score=10.0, ref_max_score=500.0)
+    data = load_episodes("local/cartpole/random-v0")
+    assert isinstance(data, Episodes) and data.env_id == "CartPole-v1" and (data.ref_min_score, data.ref_max_score) == (10.0, 500.0)
+    assert list(data.episode_lengths) == [len(ep["act"]) for ep in episodes]
+    for ours, theirs in zip(data.split(), episodes):
+        np.testing.assert_array_equal(ours["obs"], theirs["obs"])  # N+1 observations per episode
+        np.testing.assert_array_equal(ours["act"], theirs["act"])
+        np.testing.assert_allclose(ours["reward"], theirs["reward"])
+        np.testing.assert_array_equal(ours["terminated"], theirs["terminated"])
+        np.testing.assert_array_equal(ours["truncated"], theirs["truncated"])
+        np.testing.assert_allclose(ours["behavior_log_prob"], theirs["behavior_log_prob"])  # log(1/2) per step
+    # as transitions: obs[:-1] -> obs[1:] inside each episode, never across one
+    source = DatasetSource.from_episodes(data, torch.device("cpu"))
+    flat = [(ep["obs"][t], ep["obs"][t + 1], ep["terminated"][t], ep["truncated"][t]) for ep in episodes for t in range(len(ep["act"]))]
+    assert len(source) == len(flat) == sum(len(ep["act"]) for ep in episodes)
+    obs, nxt = source.observations[source.obs_row].numpy(), source.observations[source.next_row].numpy()
+    for i, (o, n, term, trunc) in enumerate(flat):
+        np.testing.assert_array_equal(obs[i], o)
+        np.testing.assert_array_equal(nxt[i], n)
+        assert source.data["terminated"][i] == term and source.data["truncated"][i] == trunc
+    # every observation is stored once: N + E rows, not 2N
+    assert source.observations.shape[0] == len(flat) + len(episodes)
+
+
+def test_a_foreign_minari_dataset_loads_and_trains(datasets_in_tmp):
+    """Written with Minari's own API (no reference scores, no log-probabilities, its own metadata)."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(1)
+    buffers = []
+    for k in range(5):
+        obs, _ = env.reset(seed=k)
+        o, a, r, te, tr = [obs], [], [], [], []
+        for _ in range(500):
+            act = int(rng.integers(2))
+            obs, rew, term, trunc, _ = env.step(act)
+            o.append(obs), a.append(act), r.append(rew), te.append(term), tr.append(trunc)
+            if term or trunc:
+                break
+        buffers.append(EpisodeBuffer(id=k, observations=np.array(o), actions=np.array(a), rewards=np.array(r), terminations=np.array(te), truncations=np.array(tr)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers("someone/cartpole/play-v1", buffers, env=env, algorithm_name="someone's random agent")
+    data = load_episodes("someone/cartpole/play-v1")
+    assert data.behavior_log_prob is None and data.ref_min_score is None and data.env_id == "CartPole-v1"
+    assert len(data) == sum(len(b.actions) for b in buffers)
+    assert "someone/cartpole/play-v1" in local_dataset_ids()
+    from dynarl.algos.offline import BC, FQI
+
+    fqi = FQI(dataset="someone/cartpole/play-v1", batch_size=32, eval_episodes=1, quiet=True).learn(20)
+    assert fqi.gradient_steps == 20 and np.isnan(fqi.summary()["normalized_score"])  # no reference scores: no normalised score
+    bc = BC(dataset="someone/cartpole/play-v1", batch_size=32, eval_episodes=1, quiet=True).learn(20)
+    assert bc.predict(env.reset(seed=0)[0])[0] in (0, 1)
+
+
+def test_episodes_from_a_replay_stream_split_at_ends_and_gaps():
+    obs = np.arange(10, dtype=np.float32)[:, None]
+    next_obs = obs + 1
+    next_obs[6] = 99  # a gap: row 7 does not continue row 6
+    terminated = np.zeros(10, bool)
+    terminated[2] = True
+    truncated = np.zeros(10, bool)
+    truncated[4] = True
+    eps = episodes_from_transitions(obs, np.zeros((10, 1)), np.ones(10), next_obs, terminated, truncated)
+    assert [len(e["act"]) for e in eps] == [3, 2, 2, 3]
+    assert [bool(e["terminated"][-1]) for e in eps] == [True, False, False, False]
+    assert [bool(e["truncated"][-1]) for e in eps] == [False, True, True, True]  # the gap and the stream's end are truncations
+    np.testing.assert_array_equal(eps[1]["obs"][:, 0], [3, 4, 5])
+
+
+def _cli(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_collect_stores_the_behaviour_log_probability(tmp_path, capsys):
+    from dynarl import SAC
+
+    sac = SAC("Pendulum-v1", learning_starts=100, batch_size=32, quiet=True, eval_episodes=1)
+    sac.learn(200)
+    ckpt = sac.save(tmp_path / "sac")
+    rc, out, err = _cli(capsys, "collect", str(ckpt), "--episodes", "2", "--out", "local/pendulum/sac-v0", "--epsilon", "0.25", "--ref-max", "-150")
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["transitions"] == 400 and result["has_log_prob"] and result["ref_max_score"] == -150
+    data = load_episodes("local/pendulum/sac-v0")
+    # the stored log-probability is the epsilon-mixture's density at the action taken, in env units
+    agent = type(sac).load(ckpt)
+    obs, act = data.observations[data.obs_row], data.actions
+    log_pi = agent.action_log_prob(obs, act)
+    expected = np.log(0.75 * np.exp(log_pi) + 0.25 / 4.0)  # uniform on [-2, 2]: density 1/4
+    np.testing.assert_allclose(data.behavior_log_prob, expected, rtol=1e-4, atol=1e-4)
+    # random with --env; then info
+    rc, out, err = _cli(capsys, "collect", "random", "--env", "Pendulum-v1", "--episodes", "1", "--out", "local/pendulum/random-v0")
+    assert rc == 0, err
+    rc, out, err = _cli(capsys, "dataset", "info", "local/pendulum/random-v0")
+    info = json.loads(out)
+    assert info["transitions"] == 200 and info["behavior_log_prob"] and info["truncations"] == 1 and info["terminations"] == 0
+    # an existing id is never overwritten
+    before = (tmp_path / "datasets" / "local/pendulum/random-v0/data/main_data.hdf5").read_bytes()
+    rc, out, err = _cli(capsys, "collect", "random", "--env", "Pendulum-v1", "--episodes", "2", "--out", "local/pendulum/random-v0")
+    assert rc == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "datasets" / "local/pendulum/random-v0/data/main_data.hdf5").read_bytes() == before
+
+
+def _pendulum_dataset(dataset_id="local/pendulum/tiny-v0", episodes=2):
+    env = gym.make("Pendulum-v1")
+    data = rollout_episodes(env, random_behavior(env.action_space, np.random.default_rng(0)), episodes, 0)
+    return write_dataset(dataset_id, data, env, algorithm_name="random", ref_min_score=-1200.0, ref_max_score=-150.0)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "cql", "--dataset", "local/pendulum/tiny-v1"], "no dataset 'local/pendulum/tiny-v1' under .*Did you mean: local/pendulum/tiny-v0"),
+        (["train", "cql", "--dataset", "local/pendulum/tiny-v0", "--env", "MountainCarContinuous-v0"], "has observation space .* but env MountainCarContinuous-v0"),
+        (["train", "fqi", "--dataset", "local/pendulum/tiny-v0"], "FQI needs discrete actions but dataset .*; use cql, iql, awac or bc"),
+        (["train", "cql"], "cql learns from a dataset: pass dataset=ID"),
+    ],
+)
+def test_bad_datasets_are_one_line_errors_and_write_nothing(tmp_path, capsys, argv, message):
+    import re
+
+    _pendulum_dataset()
+    out_dir = tmp_path / "run"
+    rc, out, err = _cli(capsys, *argv, "--out", str(out_dir), "--steps", "10")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not out_dir.exists()
+
+
+def test_truncated_corrupt_and_rewardless_files_are_refused(tmp_path, capsys):
+    import h5py
+
+    path = _pendulum_dataset()
+    main_file = path / "data" / "main_data.hdf5"
+    # no rewards
+    with h5py.File(main_file, "a") as f:
+        for k in f:
+            del f[k]["rewards"]
+    rc, out, err = _cli(capsys, "train", "iql", "--dataset", "local/pendulum/tiny-v0", "--out", str(tmp_path / "r1"))
+    assert rc == 2 and "has no rewards; reinforcement learning needs them" in err and len(err.strip().splitlines()) == 1
+    # truncated to half its bytes
+    path = _pendulum_dataset("local/pendulum/cut-v0")
+    raw = (path / "data" / "main_data.hdf5").read_bytes()
+    (path / "data" / "main_data.hdf5").write_bytes(raw[: len(raw) // 2])
+    rc, out, err = _cli(capsys, "train", "bc", "--dataset", "local/pendulum/cut-v0", "--out", str(tmp_path / "r2"))
+    assert rc == 2 and "cannot be read" in err and "truncated or corrupt" in err and len(err.strip().splitlines()) == 1
+    # garbage
+    (path / "data" / "main_data.hdf5").write_bytes(b"not an hdf5 file" * 100)
+    rc, out, err = _cli(capsys, "dataset", "info", "local/pendulum/cut-v0")
+    assert rc == 2 and "truncated or corrupt" in err
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_offline_run_folder_resume_and_normalised_score(tmp_path, capsys):
+    _pendulum_dataset()
+    run = tmp_path / "run"
+    rc, out, err = _cli(capsys, "train", "iql", "--dataset", "local/pendulum/tiny-v0", "--steps", "60", "--out", str(run), "eval_every=30", "checkpoint_every=30", "log_every=30", "eval_episodes=1", "batch_size=32", "quiet=true")
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["gradient_steps"] == 60 and summary["env_steps"] == 0 and summary["env"] == "Pendulum-v1"
+    assert summary["normalized_score"] == pytest.approx(100 * (summary["eval_return_mean"] + 1200) / 1050)
+    assert json.loads((run / "summary.json").read_text())["normalized_score"] == pytest.approx(summary["normalized_score"])
+    rc, out, err = _cli(capsys, "resume", str(run), "--steps", "90")
+    assert rc == 0, err
+    assert json.loads(out)["gradient_steps"] == 90
+    rc, out, err = _cli(capsys, "eval", str(run), "--episodes", "1")
+    assert rc == 0 and "normalized_score" in json.loads(out)
+
+
+def test_memory_is_about_the_raw_size():
+    episodes, env = _cartpole_episodes(n=30)
+    write_dataset("local/cartpole/mem-v0", episodes, env, algorithm_name="random")
+    data = load_episodes("local/cartpole/mem-v0")
+    source = DatasetSource.from_episodes(data, torch.device("cpu"))
+    raw = sum(ep["obs"].nbytes + ep["act"].nbytes + ep["reward"].nbytes + ep["terminated"].nbytes + ep["truncated"].nbytes for ep in episodes)
+    held = source.observations.nbytes + source.obs_row.nbytes + source.next_row.nbytes + sum(v.nbytes for v in source.data.values())
+    assert held < 2 * raw, (held, raw)
