@@ -1,0 +1,235 @@
+"""Imitation: the point-maze task, scripted experts, hindsight relabelling, GCBC and DAgger.
+
+The two learning tests (marked slow) check the claims the algorithms exist for: GCBC reaches goals it never saw
+demonstrated from relabelled undirected trajectories, and DAgger beats BC at the same number of expert labels.
+"""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import dynarl  # noqa: F401  (registers every algorithm and binds the runner)
+from dynarl.algos.imitation import GCBC, DAgger, load_expert
+from dynarl.data.datasets import write_dataset
+from dynarl.envs import point_maze
+from dynarl.envs.experts import pendulum_swing_up, point_maze_expert, resolve_expert
+from dynarl.errors import ConfigError, DynarlError
+from dynarl.seeding import set_torch_rng_state
+from dynarl.sources.hindsight import HindsightRelabeller
+
+# --- the point maze ---------------------------------------------------------------------------------------------
+
+
+def test_point_maze_moves_by_the_clipped_velocity_and_stays_in_the_square():
+    env = gym.make("dynarl/PointMaze-v0")
+    obs, _ = env.reset(seed=3)
+    assert env.observation_space.contains(obs) and np.linalg.norm(obs[:2] - obs[2:]) >= point_maze.MIN_START_DISTANCE
+    pos, goal = obs[:2].astype(np.float64), obs[2:].astype(np.float64)
+    obs, reward, terminated, truncated, _ = env.step(np.array([0.5, -3.0]))  # -3 is clipped to -1
+    expected = np.clip(pos + 0.05 * np.array([0.5, -1.0]), 0, 1)
+    np.testing.assert_allclose(obs[:2], expected, atol=1e-6)
+    np.testing.assert_allclose(obs[2:], goal, atol=1e-7)  # the goal does not move
+    assert reward == pytest.approx(-np.linalg.norm(expected - goal), abs=1e-6) and not truncated
+    for _ in range(40):  # pushing into a corner ends on the boundary, never outside
+        obs, *_ = env.step(np.array([1.0, 1.0]))
+    assert obs[0] == obs[1] == 1.0 or (obs[:2] <= 1.0).all()
+    # same seed, same start and goal; another seed, others
+    a, _ = env.reset(seed=11)
+    b, _ = env.reset(seed=11)
+    c, _ = env.reset(seed=12)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_point_maze_terminates_at_the_goal_and_truncates_after_100_steps():
+    env = gym.make("dynarl/PointMaze-v0")
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        steps_needed = int(np.ceil((np.linalg.norm(obs[:2] - obs[2:]) - point_maze.GOAL_RADIUS) / point_maze.MAX_STEP))  # straight line at full speed
+        for k in range(1, 101):
+            obs, reward, terminated, truncated, info = env.step(point_maze_expert(obs))
+            if terminated:
+                break
+        assert terminated and not truncated and info["is_success"] and -reward <= point_maze.GOAL_RADIUS
+        assert k <= steps_needed + 1, (seed, k, steps_needed)
+    env.reset(seed=0)
+    for k in range(1, 101):  # standing still never reaches a goal >= 0.2 away
+        _, _, terminated, truncated, _ = env.step(np.zeros(2))
+        assert not terminated and truncated == (k == 100)
+
+
+# --- experts ----------------------------------------------------------------------------------------------------
+
+
+def test_the_pendulum_expert_balances_and_pumps_energy():
+    # near upright: the PD law u = -(10 th + 2 th_dot); th = 0.1, th_dot = -0.2 gives -0.6
+    np.testing.assert_allclose(pendulum_swing_up(np.array([np.cos(0.1), np.sin(0.1), -0.2])), [-0.6], atol=1e-5)
+    # hanging, moving: E = 1/2 + 15 cos(3) < 15, push with the velocity at full torque; at rest, a kick of 1
+    assert pendulum_swing_up(np.array([np.cos(3.0), np.sin(3.0), 1.0]))[0] == 2.0
+    assert pendulum_swing_up(np.array([np.cos(3.0), np.sin(3.0), -1.0]))[0] == -2.0
+    assert pendulum_swing_up(np.array([-1.0, 0.0, 0.0]))[0] == 1.0
+    # too much energy (spinning fast, low): brake against the velocity
+    assert pendulum_swing_up(np.array([np.cos(2.0), np.sin(2.0), 8.0]))[0] == -2.0
+
+
+def test_resolve_expert_finds_functions_and_says_what_is_wrong():
+    assert resolve_expert("dynarl.envs.experts:point_maze_expert") is point_maze_expert
+    with pytest.raises(ConfigError, match="is not 'module:function'"):
+        resolve_expert("pendulum_swing_up")
+    with pytest.raises(ConfigError, match="module 'dynarl.envs.no_such' cannot be imported"):
+        resolve_expert("dynarl.envs.no_such:f")
+    with pytest.raises(DynarlError, match="has no function 'pendulum'; it has: .*pendulum_swing_up"):
+        resolve_expert("dynarl.envs.experts:pendulum")
+
+
+# --- hindsight relabelling --------------------------------------------------------------------------------------
+
+
+def _coded_episodes(lengths):
+    """Episodes whose achieved goal at step t of episode e is (100 e + t, -(100 e + t)), desired goal (-1, -1),
+    and whose action is 100 e + t: every sample says which (e, t) it came from and which t' gave its goal."""
+    eps = []
+    for e, n in enumerate(lengths):
+        code = 100.0 * e + np.arange(n + 1)
+        eps.append({"obs": np.stack([code, -code, -np.ones(n + 1), -np.ones(n + 1)], 1), "act": code[:n, None].copy()})
+    return eps
+
+
+def test_relabelled_goals_are_achieved_later_in_the_same_episode_uniformly():
+    lengths = [1, 3, 5]
+    relabeller = HindsightRelabeller(_coded_episodes(lengths), (0, 1), (2, 3))
+    assert len(relabeller) == 9
+    torch.manual_seed(0)
+    b = relabeller.sample(30_000)
+    code, goal = b.act[:, 0].numpy(), b.obs[:, 2].numpy()
+    episode, t, goal_episode, t_goal = code // 100, code % 100, goal // 100, goal % 100
+    np.testing.assert_array_equal(b.obs[:, 0].numpy(), code)  # the state is the transition's own
+    np.testing.assert_array_equal(b.obs[:, 3].numpy(), -goal)  # both goal dims come from the same achieved state
+    np.testing.assert_array_equal(goal_episode, episode)  # never another episode's state
+    assert (t_goal > t).all() and (t_goal <= np.asarray(lengths)[episode.astype(int)]).all()  # t < t' <= T: never the past or present
+    np.testing.assert_array_equal(b.next_obs[:, 0].numpy(), code + 1)
+    np.testing.assert_array_equal(b.next_obs[:, 2].numpy(), goal)  # s' keeps the relabelled goal
+    np.testing.assert_array_equal(b.reward.numpy(), (t_goal == t + 1).astype(np.float32))
+    # t' ~ U(t, T]: in episode 2 (T = 5) from t = 0 each of t' = 1..5 has probability 1/5
+    rows = (episode == 2) & (t == 0)
+    freq = np.bincount(t_goal[rows].astype(int), minlength=6)[1:] / rows.sum()
+    np.testing.assert_allclose(freq, 0.2, atol=0.04)
+    # "final" always takes s_T
+    final = HindsightRelabeller(_coded_episodes(lengths), (0, 1), (2, 3), strategy="final").sample(1_000)
+    np.testing.assert_array_equal(final.obs[:, 2].numpy() % 100, np.asarray(lengths)[(final.act[:, 0].numpy() // 100).astype(int)])
+
+
+def test_relabelling_commutes_with_the_tied_standardisation_and_checkpoints_a_fingerprint():
+    relabeller = HindsightRelabeller(_coded_episodes([4, 6]), (0, 1), (2, 3))
+    mean, std = relabeller.observation_stats()
+    torch.testing.assert_close(mean[2:], mean[:2])
+    torch.testing.assert_close(std[2:], std[:2])
+    state = relabeller.state_dict()
+    torch.manual_seed(1)
+    raw = relabeller.sample(64)
+    relabeller.normalize_observations(mean, std)
+    torch.manual_seed(1)
+    scaled = relabeller.sample(64)
+    torch.testing.assert_close(scaled.obs, (raw.obs - mean) / std)  # a standardised relabelled goal = the relabelled goal standardised
+    with pytest.raises(ValueError, match="other data"):
+        relabeller.load_state_dict(state)
+    HindsightRelabeller(_coded_episodes([4, 6]), (0, 1), (2, 3)).load_state_dict(state)
+    with pytest.raises(DynarlError, match="same length"):
+        HindsightRelabeller(_coded_episodes([2]), (0, 1), (2,))
+    with pytest.raises(DynarlError, match=r"goal dims \[7\] are outside"):
+        HindsightRelabeller(_coded_episodes([2]), (0, 1), (2, 7))
+
+
+# --- GCBC and DAgger: wiring, checkpoints -------------------------------------------------------------------------
+
+
+def _rollout(env, policy, n, seed):
+    episodes = []
+    for k in range(n):
+        obs, _ = env.reset(seed=seed + k)
+        o, a, r, te, tr = [obs], [], [], [], []
+        done = False
+        while not done:
+            act = policy(obs)
+            obs, reward, terminated, truncated, _ = env.step(act)
+            o.append(obs), a.append(act), r.append(reward), te.append(terminated), tr.append(truncated)
+            done = terminated or truncated
+        episodes.append({"obs": np.array(o), "act": np.array(a, dtype=np.float32), "reward": np.array(r), "terminated": np.array(te), "truncated": np.array(tr)})
+    return episodes
+
+
+def _random_walk_dataset(dataset_id, episodes, seed):
+    env = gym.make("dynarl/PointMaze-v0")
+    rng = np.random.default_rng(seed)
+    write_dataset(dataset_id, _rollout(env, lambda obs: rng.uniform(-1, 1, 2).astype(np.float32), episodes, seed), env, algorithm_name="random walk")
+
+
+def test_gcbc_trains_on_relabelled_batches_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    _random_walk_dataset("test/pointmaze-walk-v0", 4, seed=0)
+    agent = GCBC(dataset="test/pointmaze-walk-v0", quiet=True, eval_episodes=1, batch_size=32, **{"learner.hidden_sizes": (16, 16)})
+    assert agent.cfg.env == "dynarl/PointMaze-v0" and isinstance(agent.dataset, HindsightRelabeller) and len(agent.dataset) == 400
+    torch.testing.assert_close(agent.obs_normalizer.mean[2:], agent.obs_normalizer.mean[:2])
+    agent.learn(30)
+    state = copy.deepcopy(agent.state_dict())  # a copy, as a file would hold: the optimiser's state tensors are otherwise shared
+    resumed = GCBC.from_state(state)
+    agent.learn(60)
+    set_torch_rng_state(state["rng"]["torch"])  # the global generator is shared: give the resumed agent the saved one back
+    resumed.learn(60)
+    for p, q in zip(agent.learner.policy.parameters(), resumed.learner.policy.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert agent.policy_action(np.array([0.1, 0.2, 0.8, 0.9], dtype=np.float32)).shape == (2,)
+    with pytest.raises(ConfigError, match="same length"):
+        GCBC(dataset="test/pointmaze-walk-v0", desired_goal_dims=(2,))
+
+
+TINY_DAGGER = {"quiet": True, "eval_episodes": 1, "rollout_steps": 50, "updates_per_iteration": 20, "batch_size": 32, "learner.hidden_sizes": (16, 16)}
+
+
+def test_dagger_labels_every_visited_state_with_the_expert_and_resumes_exactly():
+    agent = DAgger("Pendulum-v1", **TINY_DAGGER)
+    agent.learn(300)  # 200 steps of the expert's own episode, then two 50-step iterations of the learner
+    assert agent.expert_labels == 300 == len(agent.dataset) and agent.iteration == 3 and agent.gradient_steps == 60
+    rows = agent.dataset.storage
+    expert = np.stack([pendulum_swing_up(o) for o in rows["obs"][:300].numpy()])
+    np.testing.assert_allclose(rows["act"][:300].numpy(), expert / 2.0, atol=1e-6)  # labels in [-1, 1] = the expert's torque / 2
+    # the first 200 steps are the expert's own trajectory: each next state follows from the label
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(rows["obs"][0].numpy(), obs, atol=1e-6)
+    next_obs, *_ = env.step(expert[0])
+    np.testing.assert_allclose(rows["next_obs"][0].numpy(), next_obs, atol=1e-6)
+    # D is a run part: in the run state, not in save()
+    assert agent.state_dict(include_buffer=False)["parts"]["dataset"] is None
+    state = copy.deepcopy(agent.state_dict(include_buffer=True))  # a copy, as a file would hold
+    assert state["parts"]["dagger"] == {"expert_labels": 300, "iteration": 3, "iteration_steps": 0}
+    resumed = DAgger.from_state(state)
+    agent.learn(420)
+    set_torch_rng_state(state["rng"]["torch"])  # the global generator is shared: give the resumed agent the saved one back
+    resumed.learn(420)
+    assert resumed.expert_labels == agent.expert_labels == 420
+    torch.testing.assert_close(resumed.dataset.storage["obs"][:420], agent.dataset.storage["obs"][:420], rtol=0, atol=0)
+    for p, q in zip(agent.learner.policy.parameters(), resumed.learner.policy.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_a_trained_agent_can_be_the_expert(tmp_path):
+    teacher = DAgger("Pendulum-v1", **TINY_DAGGER).learn(250)
+    path = teacher.save(tmp_path / "teacher")
+    label = load_expert(str(tmp_path / "teacher"))  # the save() path without its suffix
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(label(obs), teacher.policy_action(obs, deterministic=True))
+    reference = DAgger("Pendulum-v1", seed=5, **TINY_DAGGER)
+    student = DAgger("Pendulum-v1", expert=str(path), seed=5, **TINY_DAGGER)
+    for p, q in zip(reference.learner.policy.parameters(), student.learner.policy.parameters()):  # loading the teacher left the seeded RNG alone
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    student.learn(210)
+    rows = student.dataset.storage
+    np.testing.assert_allclose(rows["act"][:210].numpy(), teacher.policy_action(rows["obs"][:210].numpy(), deterministic=True) / 2.0, atol=1e-6)
+    with pytest.raises(ConfigError, match="not a dynarl run folder"):
+        DAgger("Pendulum-v1", expert=str(tmp_path), **TINY_DAGGER)
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        DAgger("Pendulum-v1", expert="no_such_module:expert", **TINY_DAGGER)
