@@ -338,16 +338,16 @@ def off_policy_evaluation(
     if not fqe.all_finite():
         raise FloatingPointError("FQE diverged: a loss or parameter is not finite (lower fqe_cfg.lr)")
 
-    # 2. q_hat, v_hat at every (s_t, a_t) and s_t
-    with torch.no_grad():
-        q_sa = fqe.value(data.obs, data.act).cpu().numpy()
-        obs_all_t = to_t(all_obs, torch.long if isinstance(observation_space, gym.spaces.Discrete) else torch.float32)
-        if discrete:
-            v_all = fqe.value(obs_all_t, pi_e).cpu().numpy()
-        else:
-            k = n_action_samples
-            rep_obs = obs_all_t.repeat_interleave(k, dim=0)
-            v_all = fqe.value(rep_obs, pi_e.reshape(len(all_obs) * k, -1)).reshape(len(all_obs), k).mean(1).cpu().numpy()
+    # 2. q_hat, v_hat at every (s_t, a_t) and s_t, in chunks (a Minari dataset has ~1M steps)
+    def values(obs_t: torch.Tensor, act_t: torch.Tensor, chunk: int = 16384) -> np.ndarray:
+        return torch.cat([fqe.value(obs_t[i : i + chunk], act_t[i : i + chunk]) for i in range(0, len(obs_t), chunk)]).cpu().numpy()
+
+    q_sa = values(data.obs, data.act)
+    obs_all_t = to_t(all_obs, torch.long if isinstance(observation_space, gym.spaces.Discrete) else torch.float32)
+    if discrete:
+        v_all = values(obs_all_t, pi_e)
+    else:  # the mean of Q^(s, a_k) over the K samples a_k ~ pi_e(.|s)
+        v_all = np.mean([values(obs_all_t, pi_e[:, j]) for j in range(n_action_samples)], axis=0)
     splits = np.cumsum(lengths)[:-1]
     state_index = [obs_offset[i] + np.arange(T) for i, T in enumerate(lengths)]
 
