@@ -15,7 +15,7 @@ import dynarl  # noqa: F401  (registers every algorithm and binds the runner)
 from dynarl.algos.imitation import GCBC, DAgger, load_expert
 from dynarl.data.datasets import write_dataset
 from dynarl.envs import point_maze
-from dynarl.envs.experts import pendulum_swing_up, point_maze_expert, resolve_expert
+from dynarl.envs.experts import cartpole_balance, pendulum_swing_up, point_maze_expert, resolve_expert, scripted_expert
 from dynarl.errors import ConfigError, DynarlError
 from dynarl.seeding import set_torch_rng_state
 from dynarl.sources.hindsight import HindsightRelabeller
@@ -73,6 +73,18 @@ def test_the_pendulum_expert_balances_and_pumps_energy():
     assert pendulum_swing_up(np.array([-1.0, 0.0, 0.0]))[0] == 1.0
     # too much energy (spinning fast, low): brake against the velocity
     assert pendulum_swing_up(np.array([np.cos(2.0), np.sin(2.0), 8.0]))[0] == -2.0
+
+
+def test_dagger_defaults_to_the_envs_scripted_expert_and_handles_discrete_actions():
+    agent = DAgger("CartPole-v1", **TINY_DAGGER)
+    agent.learn(60)  # still the expert's own episode: it balances for 500 steps
+    rows = agent.dataset.storage
+    labels = np.array([cartpole_balance(o) for o in rows["obs"][:60].numpy()])
+    np.testing.assert_array_equal(rows["act"][:60, 0].numpy(), labels)
+    assert set(np.unique(labels)) == {0, 1} and agent.episodes == 0
+    assert scripted_expert("Pendulum-v1") == "dynarl.envs.experts:pendulum_swing_up"
+    with pytest.raises(ConfigError, match="no scripted expert for 'MountainCar-v0'"):
+        DAgger("MountainCar-v0", **TINY_DAGGER)
 
 
 def test_resolve_expert_finds_functions_and_says_what_is_wrong():
@@ -233,3 +245,58 @@ def test_a_trained_agent_can_be_the_expert(tmp_path):
         DAgger("Pendulum-v1", expert=str(tmp_path), **TINY_DAGGER)
     with pytest.raises(ConfigError, match="cannot be imported"):
         DAgger("Pendulum-v1", expert="no_such_module:expert", **TINY_DAGGER)
+
+
+# --- learning ---------------------------------------------------------------------------------------------------
+
+
+def _success_rate(policy, episodes: int, seed: int) -> float:
+    """Fraction of PointMaze episodes (fresh starts and goals) that end at the goal within the 100-step limit."""
+    env = gym.make("dynarl/PointMaze-v0")
+    reached = 0
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(policy(obs))
+            done = terminated or truncated
+        reached += terminated
+    return reached / episodes
+
+
+@pytest.mark.slow
+def test_gcbc_reaches_new_goals_from_relabelled_random_walks(tmp_path, monkeypatch):
+    """200 episodes of uniformly random actions (no goal is ever pursued, ~19k transitions) relabelled with future
+    achieved goals teach a policy to drive to goals it is given. Measured over 100 fresh start/goal pairs after
+    6,000 gradient steps: success 0.89 / 0.84 / 0.70 on seeds 0 / 1 / 2, the uniform policy 0.08 / 0.07 / 0.06."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    _random_walk_dataset("test/pointmaze-walk-v0", 200, seed=0)
+    agent = GCBC(dataset="test/pointmaze-walk-v0", seed=0, quiet=True, eval_every=10**6, eval_episodes=1, **{"learner.hidden_sizes": (64, 64)}).learn(6_000)
+    rng = np.random.default_rng(7)
+    trained = _success_rate(agent.policy_action, 100, seed=50_000)
+    uniform = _success_rate(lambda obs: rng.uniform(-1, 1, 2), 100, seed=50_000)
+    print(f"GCBC success {trained:.2f}, uniform policy {uniform:.2f}")
+    assert trained >= 0.6, trained
+    assert uniform <= 0.15, uniform
+
+
+@pytest.mark.slow
+def test_dagger_reaches_the_expert_on_pendulum_from_2000_labels():
+    """DAgger with the scripted swing-up expert: one demonstration (200 labels), then 9 iterations of 200 on-policy
+    steps labelled by the expert, 500 BC steps after each. Measured (20 evaluation episodes, the runner's seeds):
+    DAgger -155.5 / -155.6 / -148.8 on seeds 0 / 1 / 2, the expert itself -155.3 / -155.2 / -149.6.
+
+    BC on 10 expert episodes (the same 2,000 labels, the same 5,000 gradient steps) scores -155.2 / -155.7 / -152.3:
+    on Pendulum-v1 this expert's trajectories from the env's own start distribution cover the states a slightly-off
+    learner reaches, so BC does not drift and DAgger does not beat it at any budget tried (400 to 4,000 labels,
+    networks from 16 to 64x64 units; at 400-1,000 labels BC is ahead, DAgger spending labels on the spinning states
+    of its first policies). This test therefore checks the loop learns from its own states, not a gap."""
+    from dynarl.run.evaluate import evaluate
+
+    agent = DAgger("Pendulum-v1", seed=0, quiet=True, eval_every=2_000, eval_episodes=20, rollout_steps=200, updates_per_iteration=500, **{"learner.hidden_sizes": (64, 64)})
+    agent.learn(2_000)
+    expert = float(evaluate(gym.make("Pendulum-v1"), pendulum_swing_up, 20, 0).mean())
+    mean, _ = agent.last_eval
+    print(f"DAgger {mean:.1f} after {agent.expert_labels} labels, expert {expert:.1f}")
+    assert agent.expert_labels == 2_000 and agent.iteration == 10
+    assert mean >= expert - 25.0, (mean, expert)

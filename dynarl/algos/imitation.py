@@ -38,7 +38,7 @@ from dynarl.algos.registry import get_algorithm, register
 from dynarl.config import RunConfig, one_of, param, positive, unit_interval
 from dynarl.data.datasets import load_episodes
 from dynarl.data.replay import ReplayBuffer
-from dynarl.envs.experts import resolve_expert
+from dynarl.envs.experts import resolve_expert, scripted_expert
 from dynarl.envs.point_maze import ACHIEVED_GOAL_DIMS, DESIRED_GOAL_DIMS
 from dynarl.envs.spaces import BOX, DISCRETE
 from dynarl.errors import ConfigError
@@ -107,7 +107,7 @@ class DAggerConfig(RunConfig):
     algo: str = "dagger"
     env: str = "Pendulum-v1"
     steps: int = param(10_000, positive, "total env steps (the initial demonstrations included)")
-    expert: str = param("dynarl.envs.experts:pendulum_swing_up", help="the oracle: 'module:function' (obs -> env action), or a dynarl run folder or checkpoint whose deterministic policy labels states")
+    expert: str = param("", help="the oracle: 'module:function' (obs -> env action), or a dynarl run folder or checkpoint whose deterministic policy labels states; empty: the env's scripted expert (Pendulum-v1: dynarl.envs.experts:pendulum_swing_up)")
     initial_episodes: int = param(1, positive, "episodes of the expert itself to start D with (beta_1 = 1)")
     rollout_steps: int = param(1_000, positive, "env steps of the current policy per DAgger iteration, each labelled by the expert")
     updates_per_iteration: int = param(1_000, positive, "BC gradient steps on D before each iteration's rollout")
@@ -158,7 +158,7 @@ class DAgger(Algorithm):
     def _setup(self) -> None:
         cfg = self.cfg
         self.collector = self.env_collector()
-        self.expert = load_expert(cfg.expert, str(self.device))
+        self.expert = load_expert(cfg.expert or scripted_expert(self.env_name), str(self.device))
         self.learner = BCLearner(cfg.learner, self.observation_space, self.action_space, self.device)
         act_dim = 1 if not self.actions.continuous else flat_dim(self.action_space)
         self.dataset = ReplayBuffer(cfg.buffer_size, flat_dim(self.observation_space), act_dim, self.device)

@@ -51,6 +51,25 @@ def point_maze_expert(obs: np.ndarray) -> np.ndarray:
     return np.clip((obs[..., 2:4] - obs[..., 0:2]) / MAX_STEP, -1.0, 1.0).astype(np.float32)
 
 
+def cartpole_balance(obs: np.ndarray) -> np.int64:
+    """Push towards the side the pole falls to, for CartPole-v1 (obs ``[x, x_dot, th, th_dot]``): action 1 (right)
+    when ``0.1 x + 0.5 x_dot + 3 th + th_dot > 0`` (a PD law on the pole, weakly centring the cart); 500 of 500
+    steps on the first 20 seeds."""
+    x, x_dot, th, th_dot = (float(v) for v in np.asarray(obs, dtype=np.float64).reshape(4))
+    return np.int64(0.1 * x + 0.5 * x_dot + 3.0 * th + th_dot > 0)
+
+
+# the expert an env gets when none is named (DAgger's default oracle)
+SCRIPTED_EXPERTS = {"Pendulum-v1": "dynarl.envs.experts:pendulum_swing_up", "CartPole-v1": "dynarl.envs.experts:cartpole_balance", "dynarl/PointMaze-v0": "dynarl.envs.experts:point_maze_expert"}
+
+
+def scripted_expert(env_id: str) -> str:
+    """The ``"module:function"`` of the scripted expert for ``env_id``; ConfigError when there is none."""
+    if env_id not in SCRIPTED_EXPERTS:
+        raise ConfigError(f"there is no scripted expert for {env_id!r} (there are for {', '.join(SCRIPTED_EXPERTS)}): pass expert='module:function' or a dynarl run folder of a trained agent")
+    return SCRIPTED_EXPERTS[env_id]
+
+
 def resolve_expert(spec: str) -> Expert:
     """The function a ``"package.module:function"`` string names, e.g. ``"dynarl.envs.experts:pendulum_swing_up"``."""
     module_name, sep, attr = str(spec).partition(":")

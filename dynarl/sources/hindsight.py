@@ -48,7 +48,7 @@ class HindsightRelabeller:
         obs_dim = np.asarray(episodes[0]["obs"]).reshape(len(episodes[0]["obs"]), -1).shape[1]
         bad = [i for i in (*self.achieved_goal_dims, *self.desired_goal_dims) if not 0 <= i < obs_dim]
         if bad:
-            raise DatasetError(f"dataset {name!r}: goal dims {bad} are outside its {obs_dim}-dim observations")
+            raise DatasetError(f"dataset {name!r}: goal dims {bad} are outside its {obs_dim}-dim observations; set achieved_goal_dims and desired_goal_dims to where its observations hold the state reached and the goal")
         lengths = np.array([len(ep["act"]) for ep in episodes])
         for ep, n in zip(episodes, lengths):
             if len(ep["obs"]) != n + 1:
