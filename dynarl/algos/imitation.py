@@ -110,7 +110,7 @@ class DAggerConfig(RunConfig):
     expert: str = param("", help="the oracle: 'module:function' (obs -> env action), or a dynarl run folder or checkpoint whose deterministic policy labels states; empty: the env's scripted expert (Pendulum-v1: dynarl.envs.experts:pendulum_swing_up)")
     initial_episodes: int = param(1, positive, "episodes of the expert itself to start D with (beta_1 = 1)")
     rollout_steps: int = param(1_000, positive, "env steps of the current policy per DAgger iteration, each labelled by the expert")
-    updates_per_iteration: int = param(1_000, positive, "BC gradient steps on D before each iteration's rollout")
+    updates_per_iteration: int = param(1_000, positive, "BC gradient steps on D each time an iteration's labels (or the demonstrations) have been added")
     beta: float = param(0.0, unit_interval, "probability that the expert, not the learner, picks each rollout action (pi_i = beta pi* + (1 - beta) pi_theta)")
     batch_size: int = param(256, positive, "minibatch size")
     buffer_size: int = param(1_000_000, positive, "rows D can hold (expert labels); the oldest go first beyond it")
