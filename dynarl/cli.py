@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--levels", default=",".join(("random", "medium", "medium-replay", "expert", "medium-expert")))
     dr.add_argument("--seed", type=int, default=0)
     dr.add_argument("--work-dir", default="runs", help="where the behaviour agent's run folder goes")
+    dr.add_argument("--ref-min", type=float, help="reference random return for the metadata (default: measured), e.g. D4RL's")
+    dr.add_argument("--ref-max", type=float, help="reference expert return for the metadata (default: the best checkpoint's), e.g. D4RL's")
     dr.add_argument("--overwrite", action="store_true")
 
     o = sub.add_parser("ope", help="off-policy evaluation of an agent on a dataset, beside its true return")
@@ -231,7 +233,7 @@ def _dataset(args):
     from dynarl.run.recipe import make_levels
 
     levels = tuple(lv.strip() for lv in args.levels.split(",") if lv.strip())
-    return make_levels(args.env, args.prefix, algo=args.algo, steps=args.steps, episodes=args.episodes, checkpoints=args.checkpoints, medium_fraction=args.medium_fraction, seed=args.seed, work_dir=args.work_dir, levels=levels, overwrite=args.overwrite)
+    return make_levels(args.env, args.prefix, algo=args.algo, steps=args.steps, episodes=args.episodes, checkpoints=args.checkpoints, medium_fraction=args.medium_fraction, seed=args.seed, work_dir=args.work_dir, levels=levels, ref_min_score=args.ref_min, ref_max_score=args.ref_max, overwrite=args.overwrite)
 
 
 def _ope(args) -> dict:

@@ -25,7 +25,7 @@ from dynarl.config import param, positive
 from dynarl.data.batch import Batch
 from dynarl.errors import EnvError
 from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, flat_dim, soft_update, target_copy
-from dynarl.nn.policies import QEnsemble, TanhGaussianActor
+from dynarl.nn.policies import GaussianActor, QEnsemble
 
 
 @dataclass
@@ -43,7 +43,7 @@ class AWACLearner(ActorCriticLearner):
         super().__init__(device)
         obs_dim, act_dim = flat_dim(obs_space), flat_dim(action_space)
         self.cfg = cfg
-        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
+        self.actor = GaussianActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, members=2).to(device)
         self.critic_target = target_copy(self.critic)
         self.modules = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}

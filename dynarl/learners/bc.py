@@ -1,7 +1,7 @@
 """Behaviour cloning (D1): fit a policy to expert actions.
 
 ``loss="mse"``: a deterministic policy, ``min_theta E_(s,a)~D ||pi_theta(s) - a||^2``; ``loss="nll"``: the
-likelihood ``max_theta E_(s,a)~D log pi_theta(a|s)`` of a tanh-Gaussian policy. Discrete actions always use the
+likelihood ``max_theta E_(s,a)~D log pi_theta(a|s)`` of a Gaussian policy (tanh mean, clipped samples). Discrete actions always use the
 categorical likelihood (cross-entropy on the logits).
 
 000 (POPLIN's policy distillation) treats the planner's output a* at s as expert data and minimises exactly
@@ -25,7 +25,7 @@ from dynarl.config import non_negative, one_of, param, positive, positive_sizes
 from dynarl.learners.base import Learner, adam, flat_dim
 from dynarl.nn.bc_policy import ACTIVATIONS, BCPolicy
 from dynarl.nn.mlp import mlp
-from dynarl.nn.policies import TanhGaussianActor
+from dynarl.nn.policies import GaussianActor
 
 
 @dataclass
@@ -35,7 +35,7 @@ class BCLearnerConfig:
     lr: float = param(1e-3, positive, "Adam learning rate")
     batch_size: int = param(256, positive, "minibatch size")
     weight_decay: float = param(0.0, non_negative, "L2 coefficient on the weights, added to the loss")
-    loss: str = param("mse", one_of("mse", "nll"), "Box actions: mse (deterministic policy) or nll (tanh-Gaussian likelihood); Discrete actions always use the categorical likelihood")
+    loss: str = param("mse", one_of("mse", "nll"), "Box actions: mse (deterministic policy) or nll (Gaussian likelihood); Discrete actions always use the categorical likelihood")
 
 
 class BCLearner(Learner):
@@ -53,7 +53,7 @@ class BCLearner(Learner):
             self.policy = mlp(obs_dim, cfg.hidden_sizes, act_dim).to(device)  # logits
         elif cfg.loss == "nll":
             self.kind = "gaussian"
-            self.policy = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
+            self.policy = GaussianActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
         else:
             self.kind = "deterministic"
             self.policy = BCPolicy(obs_dim, act_dim, cfg.hidden_sizes, cfg.activation).to(device)
@@ -80,7 +80,7 @@ class BCLearner(Learner):
 
     @torch.no_grad()
     def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s) [B] of the stochastic policies (categorical, tanh-Gaussian)."""
+        """log pi(a|s) [B] of the stochastic policies (categorical, Gaussian)."""
         if self.kind == "categorical":
             return torch.log_softmax(self.policy(obs), -1).gather(1, act.reshape(-1, 1).long()).squeeze(1)
         if self.kind == "gaussian":

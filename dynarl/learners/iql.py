@@ -30,7 +30,7 @@ from dynarl.data.batch import Batch
 from dynarl.errors import EnvError
 from dynarl.learners.base import ActorCriticConfig, Learner, adam, flat_dim, soft_update, target_copy
 from dynarl.nn.pg_policies import ValueNet
-from dynarl.nn.policies import DeterministicActor, QEnsemble, TanhGaussianActor
+from dynarl.nn.policies import DeterministicActor, GaussianActor, QEnsemble
 
 
 def expectile_loss(u: torch.Tensor, tau: float) -> torch.Tensor:
@@ -64,7 +64,7 @@ class IQLLearner(Learner):
         self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, members=2).to(device)
         self.critic_target = target_copy(self.critic)
         self.value = ValueNet(obs_dim, cfg.hidden_sizes, activation="relu", ortho_init=False).to(device)
-        actor_cls = TanhGaussianActor if cfg.actor == "gaussian" else DeterministicActor
+        actor_cls = GaussianActor if cfg.actor == "gaussian" else DeterministicActor
         self.actor = actor_cls(obs_dim, act_dim, cfg.hidden_sizes).to(device)
         self.modules = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target, "value": self.value}
         self.optimizers = {"actor": adam(self.actor.parameters(), cfg.actor_lr), "critic": adam(self.critic.parameters(), cfg.critic_lr),

@@ -72,3 +72,35 @@ class TanhGaussianActor(nn.Module):
         eps = (u - mean) / log_std.exp()
         log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         return log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+
+
+class GaussianActor(nn.Module):
+    """pi_theta(a|s) = N(tanh(mean(s)), diag(exp(log_std))) with a state-independent log std, samples clipped to [-1, 1].
+
+    The policy of IQL's and AWAC's reference implementations (Kostrikov et al.'s ``NormalTanhPolicy`` without the
+    squashing bijector; CORL): weighted likelihood on dataset actions needs a density that stays finite at the
+    bounds, where tanh-Gaussian log-likelihoods of actions at +-1 explode.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], log_std_bounds: tuple[float, float] = (LOG_STD_MIN, LOG_STD_MAX)):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.log_std_bounds = log_std_bounds
+
+    def _mean_std(self, obs):
+        return torch.tanh(self.net(obs).float()), self.log_std.clamp(*self.log_std_bounds).exp()
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sample clipped to [-1, 1] (deterministic: the mean) and the log-density of the unclipped sample."""
+        mean, std = self._mean_std(obs)
+        if deterministic:
+            return mean, torch.zeros(mean.shape[:-1], device=mean.device)
+        dist = torch.distributions.Normal(mean, std)
+        u = dist.rsample()
+        return u.clamp(-1.0, 1.0), dist.log_prob(u).sum(-1)
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log N(a; tanh(mean(s)), std^2) summed over action dims."""
+        mean, std = self._mean_std(obs)
+        return torch.distributions.Normal(mean, std).log_prob(act).sum(-1)

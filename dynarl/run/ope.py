@@ -362,3 +362,52 @@ def off_policy_evaluation(
     v0 = v_all[obs_offset]
     report["FQE"] = bootstrap_interval(lambda values: values, {"values": v0}, n_boot, confidence, rng)
     return report
+
+
+def evaluate_agent_off_policy(agent, dataset_id: str, gamma: float = 0.99, fqe_steps: int = 5_000, n_boot: int = 1000, episodes: int = 10, seed: int = 0) -> dict:
+    """``dynarl ope``: every estimate of ``agent``'s value on ``dataset_id``'s episodes, with bootstrap intervals,
+    beside the truth: the mean discounted return of the same (stochastic) policy in the env over ``episodes`` runs.
+
+    The target policy is the agent's own stochastic policy (IS needs its density: SAC, BC with ``loss=nll``,
+    IQL, AWAC, CQL ...); the dataset must store the behaviour policy's log-probabilities (``dynarl collect``
+    does where the behaviour policy has a density)."""
+    from dynarl.data.datasets import DatasetError, load_episodes
+    from dynarl.errors import DynarlError
+    from dynarl.seeding import EVAL_SEED_OFFSET
+
+    data = load_episodes(dataset_id)
+    if data.behavior_log_prob is None:
+        raise DatasetError(f"dataset {dataset_id!r} stores no behaviour log-probabilities (infos/behavior_log_prob); importance sampling needs them: collect it with `dynarl collect` from an agent with a stochastic policy")
+    if data.rewards is None:
+        raise DatasetError(f"dataset {dataset_id!r} has no rewards; off-policy evaluation needs them")
+    probe = agent.action_log_prob(data.observations[:1], data.actions[:1])
+    if probe is None:
+        raise DynarlError(f"{agent.name.upper()}'s policy has no density, so importance weights pi_e/pi_b do not exist; evaluate a stochastic policy (sac, iql, awac, cql, bc with learner.loss=nll)")
+    if not 0 < gamma <= 1:
+        raise DynarlError(f"--gamma {gamma} is invalid: must be in (0, 1]")
+    estimates = off_policy_evaluation(
+        data.split(), data.observation_space, data.action_space,
+        target_policy=lambda obs: agent.policy_action(obs, deterministic=False),
+        target_log_prob=lambda obs, act: agent.action_log_prob(obs, act),
+        gamma=gamma, fqe_steps=fqe_steps, device=agent.device, seed=seed, n_boot=n_boot,
+    )  # fmt: skip
+    env = agent.eval_env
+    true = np.zeros(episodes)
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + k)
+        done, discount = False, 1.0
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.policy_action(obs, deterministic=False))
+            true[k] += discount * float(reward)
+            discount *= gamma
+            done = terminated or truncated
+    return {
+        "algo": agent.name,
+        "dataset": dataset_id,
+        "gamma": gamma,
+        "dataset_episodes": len(data.episode_lengths),
+        "estimates": {name: {"estimate": est, "low": lo, "high": hi} for name, (est, lo, hi) in estimates.items()},
+        "true_value": float(true.mean()),
+        "true_value_stderr": float(true.std(ddof=1) / np.sqrt(episodes)) if episodes > 1 else None,
+        "true_value_episodes": episodes,
+    }

@@ -3,8 +3,9 @@
     train an online agent (SAC by default), checkpointing it ``checkpoints`` times along the way
     evaluate every checkpoint; R_random = the uniform policy's return, R_expert = the best checkpoint's
     random         the uniform policy
-    medium         the checkpoint whose normalised return is closest to ``medium_fraction`` (chosen by
-                   evaluated return band, not by step count), sampling from its own stochastic policy
+    medium         the checkpoint whose normalised return (with the reference returns) is closest to
+                   ``medium_fraction`` (chosen by evaluated return band, not by step count), sampling from its
+                   own stochastic policy
     medium-replay  that checkpoint's replay buffer: everything the agent saw until then
     expert         the best checkpoint, sampling from its stochastic policy
     medium-expert  medium and expert together
@@ -58,10 +59,16 @@ def make_levels(
     work_dir: str | Path = "runs",
     levels: tuple[str, ...] = LEVELS,
     overrides: dict | None = None,
+    ref_min_score: float | None = None,
+    ref_max_score: float | None = None,
     overwrite: bool = False,
     quiet: bool = False,
 ) -> dict:
-    """Train, choose, collect and write ``prefix/<level>-v0`` for every level; returns what was chosen."""
+    """Train, choose, collect and write ``prefix/<level>-v0`` for every level; returns what was chosen.
+
+    ``ref_min_score`` / ``ref_max_score`` replace the measured reference returns (e.g. D4RL's, to compare normalised
+    scores with published ones): in the datasets' metadata and in the band the medium checkpoint is chosen from.
+    """
     unknown = [lv for lv in levels if lv not in LEVELS]
     if unknown:
         raise ConfigError(f"unknown dataset level(s) {', '.join(unknown)}; choose from {', '.join(LEVELS)}")
@@ -83,7 +90,9 @@ def make_levels(
         ret = float(evaluate(env, lambda obs, a=candidate: a.policy_action(obs, deterministic=True), eval_episodes, seed).mean())
         scored.append((step, path, ret))
     step_e, path_e, r_expert = max(scored, key=lambda s: s[2])
-    norm = [(s, p, r, (r - r_random) / (r_expert - r_random) if r_expert != r_random else 0.0) for s, p, r in scored]
+    ref_min = r_random if ref_min_score is None else ref_min_score
+    ref_max = r_expert if ref_max_score is None else ref_max_score
+    norm = [(s, p, r, (r - ref_min) / (ref_max - ref_min) if ref_max != ref_min else 0.0) for s, p, r in scored]
     step_m, path_m, r_medium, n_medium = min(norm, key=lambda s: abs(s[3] - medium_fraction))
 
     rng = np.random.default_rng(seed)
@@ -110,14 +119,16 @@ def make_levels(
     for level in levels:
         data = level_data(level)
         dataset_id = f"{prefix}/{level}-v0"
-        write_dataset(dataset_id, data, env_id, algorithm_name=f"{cls.name} recipe: {level}", ref_min_score=r_random, ref_max_score=r_expert, description=f"{level} level of {env_id} ({cls.name}, {steps} steps, seed {seed})", overwrite=overwrite)
+        write_dataset(dataset_id, data, env_id, algorithm_name=f"{cls.name} recipe: {level}", ref_min_score=ref_min, ref_max_score=ref_max, description=f"{level} level of {env_id} ({cls.name}, {steps} steps, seed {seed})", overwrite=overwrite)
         returns = np.array([ep["reward"].sum() for ep in data])
-        written[level] = {"id": dataset_id, "episodes": len(data), "transitions": int(sum(len(ep["act"]) for ep in data)), "return_mean": float(returns.mean()), "normalized_score": float(100 * (returns.mean() - r_random) / (r_expert - r_random))}
+        written[level] = {"id": dataset_id, "episodes": len(data), "transitions": int(sum(len(ep["act"]) for ep in data)), "return_mean": float(returns.mean()), "normalized_score": float(100 * (returns.mean() - ref_min) / (ref_max - ref_min))}
     summary = {
         "env": env_id,
         "behavior_run": str(run_path),
-        "ref_min_score": r_random,
-        "ref_max_score": r_expert,
+        "random_return": r_random,
+        "best_checkpoint_return": r_expert,
+        "ref_min_score": ref_min,
+        "ref_max_score": ref_max,
         "checkpoints": [{"step": s, "eval_return": r} for s, _, r in scored],
         "medium_step": step_m,
         "medium_return": r_medium,
