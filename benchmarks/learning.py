@@ -1,6 +1,7 @@
 """Learning benchmark: train ALGO on ENV for STEPS over several seeds; print one JSON line.
 
     python benchmarks/learning.py sac Pendulum-v1 --steps 20000 --seeds 0 1 2 3 4 [key=value ...]
+    python benchmarks/learning.py iql HalfCheetah-v5 --steps 10000 dataset=local/halfcheetah/medium-v0   # gradient steps
 
 Each seed is a full `dynarl train` run (folder under --out); the line reports the final deterministic
 evaluation return per seed, their mean, min and interquartile mean, and wall-clock per run. With
@@ -52,6 +53,7 @@ def main() -> None:
         "std": round(float(finals.std()), 1), "min": round(float(finals.min()), 1), "iqm": round(iqm, 1),
         "wall_seconds_per_run": [r["wall_seconds"] for r in results], "env_steps_per_second": [r["env_steps_per_second"] for r in results],
         **({"reach": args.reach, "first_step_reaching": reached} if args.reach is not None else {}),
+        **({"normalized_scores": [round(float(r["normalized_score"]), 1) for r in results], "normalized_mean": round(float(np.mean([r["normalized_score"] for r in results])), 1)} if "normalized_score" in results[0] else {}),
         "overrides": overrides, "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
     }))
 
