@@ -213,3 +213,27 @@ def test_memory_is_about_the_raw_size():
     raw = sum(ep["obs"].nbytes + ep["act"].nbytes + ep["reward"].nbytes + ep["terminated"].nbytes + ep["truncated"].nbytes for ep in episodes)
     held = source.observations.nbytes + source.obs_row.nbytes + source.next_row.nbytes + sum(v.nbytes for v in source.data.values())
     assert held < 2 * raw, (held, raw)
+
+
+def test_ope_command_on_the_agents_own_data(tmp_path, capsys):
+    """Data collected by the evaluated policy itself: every importance weight is 1, so IS, PDIS, WIS and WPDIS all
+    equal the dataset's mean discounted return; the true value comes from the env."""
+    from dynarl import SAC
+
+    sac = SAC("Pendulum-v1", learning_starts=100, batch_size=32, quiet=True, eval_episodes=1)
+    sac.learn(150)
+    ckpt = sac.save(tmp_path / "sac")
+    rc, out, err = _cli(capsys, "collect", str(ckpt), "--episodes", "4", "--out", "local/pendulum/own-v0", "--ref-max", "-150")
+    assert rc == 0, err
+    rc, out, err = _cli(capsys, "ope", str(ckpt), "--dataset", "local/pendulum/own-v0", "--fqe-steps", "50", "--bootstrap", "50", "--episodes", "2", "--gamma", "0.9")
+    assert rc == 0, err
+    report = json.loads(out)
+    data = load_episodes("local/pendulum/own-v0")
+    discounted = np.mean([np.sum(ep["reward"] * 0.9 ** np.arange(len(ep["reward"]))) for ep in data.split()])
+    for name in ("IS", "PDIS", "WIS", "WPDIS"):
+        assert report["estimates"][name]["estimate"] == pytest.approx(discounted, rel=1e-4), name
+    assert set(report["estimates"]) >= {"IS", "PDIS", "WIS", "WPDIS", "DR", "FQE"} and np.isfinite(report["true_value"])
+    # a dataset without behaviour log-probabilities cannot be importance-weighted: one line, exit 2
+    rc, out, err = _cli(capsys, "collect", str(ckpt), "--episodes", "1", "--out", "local/pendulum/det-v0", "--deterministic")
+    rc, out, err = _cli(capsys, "ope", str(ckpt), "--dataset", "local/pendulum/det-v0")
+    assert rc == 2 and "stores no behaviour log-probabilities" in err and len(err.strip().splitlines()) == 1
