@@ -168,20 +168,18 @@ def load_episodes(dataset_id: str) -> Episodes:
             warnings.simplefilter("ignore")
             ds = minari.load_dataset(dataset_id)
             observation_space, action_space = ds.observation_space, ds.action_space
-            obs, act, rew, term, trunc, lengths, logp = [], [], [], [], [], [], []
+            cols = _Columns(int(meta.get("total_steps") or ds.total_steps), int(meta.get("total_episodes") or ds.total_episodes), dataset_id)
             for ep in ds.iterate_episodes():
-                n = len(ep.actions)
-                o = _flat_array(ep.observations, "observations", dataset_id)
-                if len(o) != n + 1:
-                    raise DatasetError(f"dataset {dataset_id!r}: episode {ep.id} has {len(o)} observations for {n} actions; Minari stores N+1 (the first and every next one)")
-                obs.append(o)
-                act.append(_flat_array(ep.actions, "actions", dataset_id))
-                rew.append(None if ep.rewards is None else np.asarray(ep.rewards, dtype=np.float32))
-                term.append(np.asarray(ep.terminations, dtype=bool))
-                trunc.append(np.asarray(ep.truncations, dtype=bool))
-                lengths.append(n)
                 infos = ep.infos or {}
-                logp.append(np.asarray(infos[BEHAVIOR_LOG_PROB], dtype=np.float32)[:n] if BEHAVIOR_LOG_PROB in infos else None)
+                cols.add(
+                    _flat_array(ep.observations, "observations", dataset_id),
+                    _flat_array(ep.actions, "actions", dataset_id),
+                    ep.rewards,
+                    ep.terminations,
+                    ep.truncations,
+                    infos.get(BEHAVIOR_LOG_PROB),
+                    ep.id,
+                )
     except DatasetError:
         raise
     except KeyError as e:
@@ -190,23 +188,16 @@ def load_episodes(dataset_id: str) -> Episodes:
         raise DatasetError(f"dataset {dataset_id!r} at {path} has {what} (every Minari episode stores observations, actions, rewards, terminations and truncations)") from None
     except Exception as e:  # h5py/pyarrow raise many types on damaged files
         raise DatasetError(f"dataset {dataset_id!r} at {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); the file is truncated or corrupt, make it again") from None
-    if not lengths:
+    if cols.episodes == 0:
         raise DatasetError(f"dataset {dataset_id!r} has no episodes")
     for space, what in ((observation_space, "observation"), (action_space, "action")):
         if not isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)):
             raise DatasetError(f"dataset {dataset_id!r} has a {type(space).__name__} {what} space; only Box and Discrete are supported")
-    has_rewards = all(r is not None for r in rew)
     return Episodes(
         dataset_id=dataset_id,
-        observations=np.concatenate(obs),
-        actions=np.concatenate(act),
-        rewards=np.concatenate(rew) if has_rewards else None,
-        terminations=np.concatenate(term),
-        truncations=np.concatenate(trunc),
-        episode_lengths=np.asarray(lengths, dtype=np.int64),
+        **cols.arrays(),
         observation_space=observation_space,
         action_space=action_space,
-        behavior_log_prob=np.concatenate(logp) if all(x is not None for x in logp) else None,
         env_id=dataset_env_id(dataset_id),
         ref_min_score=meta.get("ref_min_score"),
         ref_max_score=meta.get("ref_max_score"),
@@ -214,6 +205,44 @@ def load_episodes(dataset_id: str) -> Episodes:
     )
 
 
+class _Columns:
+    """Episodes copied straight into preallocated arrays (sized from the metadata's totals), so loading holds
+    one copy of the data; floating-point observations, actions and rewards are kept as float32, as learners use them."""
+
+    def __init__(self, total_steps: int, total_episodes: int, dataset_id: str):
+        self.n, self.e, self.dataset_id = total_steps, total_episodes, dataset_id
+        self.t = self.o = self.episodes = 0
+        self.cols: dict[str, np.ndarray | None] = {}
+        self.lengths = np.zeros(total_episodes, dtype=np.int64)
+
+    def _alloc(self, name: str, rows: int, like: np.ndarray) -> None:
+        dtype = np.float32 if np.issubdtype(like.dtype, np.floating) else like.dtype
+        self.cols[name] = np.empty((rows, *like.shape[1:]), dtype=dtype)
+
+    def add(self, obs, act, rew, term, trunc, logp, episode_id) -> None:
+        n = len(act)
+        if len(obs) != n + 1:
+            raise DatasetError(f"dataset {self.dataset_id!r}: episode {episode_id} has {len(obs)} observations for {n} actions; Minari stores N+1 (the first and every next one)")
+        if self.episodes >= self.e or self.t + n > self.n:
+            raise DatasetError(f"dataset {self.dataset_id!r} holds more steps or episodes than its metadata says ({self.n} steps, {self.e} episodes); the dataset is damaged, make it again")
+        rows = {"observations": np.asarray(obs), "actions": np.asarray(act), "rewards": None if rew is None else np.asarray(rew, dtype=np.float32),
+                "terminations": np.asarray(term, dtype=bool), "truncations": np.asarray(trunc, dtype=bool),
+                "behavior_log_prob": None if logp is None else np.asarray(logp, dtype=np.float32)[:n]}  # fmt: skip
+        for name, value in rows.items():
+            if self.episodes == 0 and value is not None:
+                self._alloc(name, self.n + self.e if name == "observations" else self.n, value)
+            if value is None or self.cols.get(name) is None:
+                self.cols[name] = None  # absent in any episode: absent for the dataset
+                continue
+            at = self.o if name == "observations" else self.t
+            self.cols[name][at : at + len(value)] = value
+        self.lengths[self.episodes] = n
+        self.t, self.o, self.episodes = self.t + n, self.o + n + 1, self.episodes + 1
+
+    def arrays(self) -> dict:
+        out = {k: (None if v is None else v[: self.o if k == "observations" else self.t]) for k, v in self.cols.items()}
+        out["episode_lengths"] = self.lengths[: self.episodes]
+        return out
 def write_dataset(
     dataset_id: str,
     episodes: list[dict],
