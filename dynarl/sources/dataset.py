@@ -31,7 +31,32 @@ def _tensor(x, name: str, what: str, rows: int | None) -> torch.Tensor:
     return v
 
 
-class DatasetSource:
+class FixedData:
+    """The checkpoint part of a source built from fixed data: its row count and a SHA-256 fingerprint of its
+    tensors (``fingerprint_tensors()``), not the data itself (it is re-read from where it came from); loading
+    against different data is refused."""
+
+    name: str
+
+    def fingerprint_tensors(self) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every stored tensor's bytes: the same data gives the same fingerprint."""
+        h = hashlib.sha256()
+        for v in self.fingerprint_tensors():
+            h.update(v.cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def state_dict(self) -> dict:
+        return {"rows": len(self), "fingerprint": self.fingerprint()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state["rows"]) != len(self) or state["fingerprint"] != self.fingerprint():
+            raise ValueError(f"the checkpoint was trained on other data than dataset {self.name!r} ({state['rows']} rows, fingerprint {state['fingerprint'][:12]})")
+
+
+class DatasetSource(FixedData):
     """Transitions from ``observations[obs_row] --act--> observations[next_row]`` with reward and flags.
 
     Build it from a transitions dict ``{obs, act, reward, next_obs, terminated, truncated}`` (``obs`` and
@@ -108,18 +133,5 @@ class DatasetSource:
     def scale_rewards(self, scale: float, shift: float = 0.0) -> None:
         self.data["reward"] = self.data["reward"] * scale + shift
 
-    def fingerprint(self) -> str:
-        """SHA-256 over every stored tensor's bytes: the same data gives the same fingerprint."""
-        h = hashlib.sha256()
-        for v in (self.observations, self.obs_row, self.next_row, *(self.data[k] for k in FIELDS)):
-            h.update(v.cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-
-    # --- checkpoint part: the count and fingerprint only --------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        return {"rows": len(self), "fingerprint": self.fingerprint()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if int(state["rows"]) != len(self) or state["fingerprint"] != self.fingerprint():
-            raise ValueError(f"the checkpoint was trained on other data than dataset {self.name!r} ({state['rows']} rows, fingerprint {state['fingerprint'][:12]})")
+    def fingerprint_tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.observations, self.obs_row, self.next_row, *(self.data[k] for k in FIELDS))

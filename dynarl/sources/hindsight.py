@@ -14,7 +14,6 @@ drawn per sample in one vectorised step from torch's global (seeded) generator.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -22,11 +21,12 @@ import torch
 
 from dynarl.data.batch import Batch
 from dynarl.data.datasets import DatasetError
+from dynarl.sources.dataset import FixedData
 
 STRATEGIES = ("future", "final")
 
 
-class HindsightRelabeller:
+class HindsightRelabeller(FixedData):
     """Goal-relabelled (s, a) samples from episodes in Minari's layout (dicts with ``obs`` [T+1, d], ``act`` [T]).
 
     ``achieved_goal_dims``: where an observation holds the state reached (e.g. the position); ``desired_goal_dims``:
@@ -105,18 +105,6 @@ class HindsightRelabeller:
             raise ValueError("goal dims must be standardised like the achieved dims (see observation_stats), or relabelled goals would be scaled wrongly")
         self.observations = (self.observations - mean) / std
 
-    def fingerprint(self) -> str:
-        """SHA-256 over the stored observations, actions and row indices."""
-        h = hashlib.sha256()
-        for v in (self.observations, self.act, self.obs_row, self.last_row):
-            h.update(v.cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-
-    # --- checkpoint part: the count and fingerprint only (the data is re-read from the dataset) --------------
-
-    def state_dict(self) -> dict:
-        return {"rows": len(self), "fingerprint": self.fingerprint()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if int(state["rows"]) != len(self) or state["fingerprint"] != self.fingerprint():
-            raise ValueError(f"the checkpoint was trained on other data than dataset {self.name!r} ({state['rows']} rows, fingerprint {state['fingerprint'][:12]})")
+    def fingerprint_tensors(self) -> tuple[torch.Tensor, ...]:
+        """The stored observations, actions and row indices."""
+        return (self.observations, self.act, self.obs_row, self.last_row)
