@@ -7,7 +7,9 @@
   expert's actions; plain SAC on the same data overestimates actions the data never took and collapses.
 
 Scores are normalised as D4RL does, with the uniform policy's and the expert's returns measured on the
-evaluation's own episode seeds: 100 (R - R_random) / (R_expert - R_random).
+evaluation's own episode seeds: 100 (R - R_random) / (R_expert - R_random). Measured with seed 0: BC on
+expert data 99.9; on medium data BC 48.4, IQL 100.1, CQL 88.9, offline SAC 3.6. On a second medium dataset
+(other behaviour seeds) BC gave 33.6, IQL 94.4 and CQL 56.4 at the same budgets.
 """
 
 from __future__ import annotations
@@ -69,21 +71,31 @@ def test_bc_on_expert_data_is_within_10_percent_of_the_expert(datasets):
 
 
 SMALL = {"learner.hidden_sizes": (64, 64)}
-
-
-@pytest.mark.slow
-def test_iql_beats_bc_on_medium_data_and_offline_sac_collapses(datasets):
-    bc = _score(BC, "medium", 2_000, **SMALL)
-    iql = _score(IQL, "medium", 10_000, **SMALL)
-    sac = _score(OfflineSAC, "medium", 2_000, **SMALL)
-    assert iql >= bc + 20.0, (iql, bc)
-    assert sac <= bc - 10.0 and sac < 20.0, (sac, bc)  # the negative control: unconstrained Q-learning on fixed data
-    # CQL is SAC's learner plus the conservative regulariser: at this budget it holds the data's level where SAC
-    # collapses (it does not yet beat BC clearly within a CI budget: see benchmarks/RESULTS.md)
-    cql = _score(CQL, "medium", 10_000, **SMALL, **CQL_SMALL)
-    assert cql >= sac + 30.0 and cql >= bc - 10.0, (cql, sac, bc)
-
-
 # four proposal actions of each kind instead of ten and a batch of 128 (4x fewer critic rows per update), a faster
 # actor and a cooler initial temperature for a 10k-step budget, and Pendulum's rewards scaled to [-1.6, 0]
 CQL_SMALL = {"batch_size": 128, "learner.cql_n_actions": 4, "learner.actor_lr": 3e-4, "learner.init_alpha": 0.1, "learner.cql_alpha": 1.0, "reward_scale": 0.1}
+
+
+@pytest.fixture(scope="module")
+def baselines(datasets):
+    """BC and plain offline SAC on the medium data (computed once per test process)."""
+    return {"bc": _score(BC, "medium", 2_000, **SMALL), "sac": _score(OfflineSAC, "medium", 2_000, **SMALL)}
+
+
+@pytest.mark.slow
+def test_offline_sac_collapses_on_medium_data(baselines):
+    """The negative control: unconstrained Q-learning on fixed data follows its errors on unseen actions."""
+    assert baselines["sac"] <= baselines["bc"] - 10.0 and baselines["sac"] < 20.0, baselines
+
+
+@pytest.mark.slow
+def test_iql_beats_bc_on_medium_data(baselines):
+    iql = _score(IQL, "medium", 10_000, **SMALL)
+    assert iql >= baselines["bc"] + 20.0, (iql, baselines)
+
+
+@pytest.mark.slow
+def test_cql_beats_bc_on_medium_data(baselines):
+    """CQL is SAC's learner plus the conservative regulariser: the same learner that collapses without it."""
+    cql = _score(CQL, "medium", 10_000, **SMALL, **CQL_SMALL)
+    assert cql >= baselines["bc"] + 15.0 and cql >= baselines["sac"] + 30.0, (cql, baselines)
