@@ -51,6 +51,18 @@ def point_maze_expert(obs: np.ndarray) -> np.ndarray:
     return np.clip((obs[..., 2:4] - obs[..., 0:2]) / MAX_STEP, -1.0, 1.0).astype(np.float32)
 
 
+def point_corridor_expert(obs: np.ndarray) -> np.ndarray:
+    """Along the centre line of ``dynarl/PointCorridor-v0`` (obs ``[x, y]``): aim at the centre-line point one step
+    of arc length ahead of the nearest one, ``a = clip((c(s(pos) + CORRIDOR_STEP) - pos) / CORRIDOR_STEP, -1, 1)``
+    (pure pursuit). From the centre line it lands on the centre line, at full speed; a lateral offset below
+    ``CORRIDOR_STEP`` is removed in one step. It reaches the end in 131 steps from every start."""
+    from dynarl.envs.point_maze import CORRIDOR, CORRIDOR_STEP
+
+    pos = np.asarray(obs, dtype=np.float64).reshape(2)
+    target = CORRIDOR.point(CORRIDOR.project(pos)[0] + CORRIDOR_STEP)
+    return np.clip((target - pos) / CORRIDOR_STEP, -1.0, 1.0).astype(np.float32)
+
+
 def cartpole_balance(obs: np.ndarray) -> np.int64:
     """Push towards the side the pole falls to, for CartPole-v1 (obs ``[x, x_dot, th, th_dot]``): action 1 (right)
     when ``0.1 x + 0.5 x_dot + 3 th + th_dot > 0`` (a PD law on the pole, weakly centring the cart); 500 of 500
@@ -60,7 +72,8 @@ def cartpole_balance(obs: np.ndarray) -> np.int64:
 
 
 # the expert an env gets when none is named (DAgger's default oracle)
-SCRIPTED_EXPERTS = {"Pendulum-v1": "dynarl.envs.experts:pendulum_swing_up", "CartPole-v1": "dynarl.envs.experts:cartpole_balance", "dynarl/PointMaze-v0": "dynarl.envs.experts:point_maze_expert"}
+SCRIPTED_EXPERTS = {"Pendulum-v1": "dynarl.envs.experts:pendulum_swing_up", "CartPole-v1": "dynarl.envs.experts:cartpole_balance", "dynarl/PointMaze-v0": "dynarl.envs.experts:point_maze_expert",
+                    "dynarl/PointCorridor-v0": "dynarl.envs.experts:point_corridor_expert"}
 
 
 def scripted_expert(env_id: str) -> str:
