@@ -72,7 +72,9 @@ class GCBCConfig(OfflineConfig):
 
 @register
 class GCBC(OfflineAlgorithm):
-    """Goal-conditioned behaviour cloning with hindsight goals (seed 001, D2): max_theta E log pi_theta(a_t | s_t, g),
+    """Goal-conditioned behaviour cloning with hindsight goals: reach the states any trajectory reached.
+
+    max_theta E log pi_theta(a_t | s_t, g) (seed 001),
     g the achieved goal of a later state of the same episode. Needs no rewards: any trajectories (noisy
     demonstrations, even a random walk) teach how to reach the states they visited."""
 
@@ -146,7 +148,9 @@ def load_expert(spec: str, device: str = "cpu") -> Labeller:
 
 @register
 class DAgger(Algorithm):
-    """Dataset aggregation (seed 001, D3; Ross et al. 2011): BC on every state the learner's own policy visits,
+    """DAgger (Ross et al. 2011): an expert labels the states the learner's own policy visits; BC on them all.
+
+    Dataset aggregation (seed 001): BC on every state the learner's own policy visits,
     labelled by the expert, so the training distribution follows p_pi_theta(s) instead of the expert's
     (BC's compounding error O(eps T^2) becomes O(eps T))."""
 

@@ -149,8 +149,9 @@ class BCConfig(OfflineConfig):
 
 @register
 class BC(OfflineAlgorithm):
-    """Behaviour cloning (seed 001, D1): max_theta E_(s,a)~D log pi_theta(a|s); ``learner.loss=mse`` fits a
-    deterministic policy by min E ||pi(s) - a||^2, ``nll`` a tanh-Gaussian; discrete actions use the
+    """Behaviour cloning: fit a policy to the dataset's actions; needs no rewards.
+
+    max_theta E_(s,a)~D log pi_theta(a|s) (seed 001); ``learner.loss=mse`` fits a deterministic policy by min E ||pi(s) - a||^2, ``nll`` a Gaussian; discrete actions use the
     categorical likelihood. Rewards are not needed."""
 
     name, config_cls, learner_cls = "bc", BCConfig, BCLearner
@@ -166,8 +167,9 @@ class CQLConfig(OfflineConfig):
 
 @register
 class CQL(OfflineAlgorithm):
-    """Conservative Q-learning (seed 001, C4; Kumar et al. 2020): SAC's learner with the CQL(H) regulariser
-    alpha (E_s log sum_a exp Q(s, a) - E_(s,a)~D Q(s, a)) in the critic loss."""
+    """Conservative Q-learning (Kumar et al. 2020): SAC plus a regulariser that pushes down Q off the data.
+
+    The CQL(H) regulariser (seed 001) added to SAC's critic loss: alpha (E_s log sum_a exp Q(s, a) - E_(s,a)~D Q(s, a))."""
 
     name, config_cls, learner_cls = "cql", CQLConfig, CQLLearner
 
@@ -180,8 +182,9 @@ class IQLConfig(OfflineConfig):
 
 @register
 class IQL(OfflineAlgorithm):
-    """Implicit Q-learning (seed 001, C3; Kostrikov et al. 2021): expectile V, Q(s, a) <- r + gamma V(s'),
-    and advantage-weighted regression for the policy; no out-of-distribution action is ever queried."""
+    """Implicit Q-learning (Kostrikov et al. 2021): expectile V and advantage-weighted policy extraction.
+
+    V is an upper expectile of Q over the data's actions, Q(s, a) <- r + gamma V(s') (seed 001), and advantage-weighted regression for the policy; no out-of-distribution action is ever queried."""
 
     name, config_cls, learner_cls = "iql", IQLConfig, IQLLearner
 
@@ -194,7 +197,9 @@ class AWACConfig(OfflineConfig):
 
 @register
 class AWAC(OfflineAlgorithm):
-    """Advantage-weighted actor-critic (seed 001, C2; Nair et al. 2020): pi <- argmax E_D[log pi(a|s) exp(A(s, a) / lambda)]."""
+    """Advantage-weighted actor-critic (Nair et al. 2020): weighted likelihood of the dataset's actions.
+
+    pi <- argmax E_D[log pi(a|s) exp(A(s, a) / lambda)] (seed 001)."""
 
     name, config_cls, learner_cls = "awac", AWACConfig, AWACLearner
 
@@ -207,7 +212,9 @@ class OfflineSACConfig(OfflineConfig):
 
 @register
 class OfflineSAC(OfflineAlgorithm):
-    """Plain SAC on a fixed dataset, the negative control of offline RL: its target queries Q at actions the
+    """Plain SAC on a fixed dataset: the negative control of offline RL, expected to collapse.
+
+    Its target queries Q at actions the
     data never took, overestimates them and the policy follows the error (seed 001's distribution shift)."""
 
     name, config_cls, learner_cls = "offline_sac", OfflineSACConfig, SACLearner
@@ -222,8 +229,9 @@ class FQIConfig(OfflineConfig):
 
 @register
 class FQI(OfflineAlgorithm):
-    """Fitted Q iteration / offline DQN (seed 001, H2; Ernst et al. 2005, Riedmiller 2005) for discrete actions:
-    each block of ``target_update_interval`` gradient steps regresses Q on the frozen target
+    """Fitted Q iteration / offline DQN (Ernst et al. 2005, Riedmiller 2005) on discrete-action datasets.
+
+    Each block of ``target_update_interval`` gradient steps regresses Q on the frozen target
     y = r + gamma (1 - terminated) max_a' Q'(s', a'); then Q' <- Q."""
 
     name, config_cls, learner_cls = "fqi", FQIConfig, DQNLearner
