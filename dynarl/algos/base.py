@@ -177,7 +177,10 @@ class Algorithm(abc.ABC):
             act = act.clamp(-1.0, 1.0)
         elif int(self.action_space.start):
             act = act - int(self.action_space.start)
-        lp = log_prob(self._policy_input(np.asarray(obs)), act).cpu().numpy().astype(np.float64)
+        try:
+            lp = log_prob(self._policy_input(np.asarray(obs)), act).cpu().numpy().astype(np.float64)
+        except ValueError:  # a deterministic variant of a learner that can have a density (BC mse, IQL deterministic)
+            return None
         if self.actions.continuous:  # a = low + (u + 1) scale: p_env(a) = p(u) / prod(scale)
             lp = lp - float(np.log(self.actions.scale.astype(np.float64)).sum())
         return lp

@@ -80,3 +80,8 @@ class AWACLearner(ActorCriticLearner):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         return self.actor(obs, deterministic)[0]
+
+    @torch.no_grad()
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of the Gaussian actor (off-policy evaluation)."""
+        return self.actor.log_prob(obs, act)

@@ -125,3 +125,10 @@ class IQLLearner(Learner):
         if self.cfg.actor == "gaussian":
             return self.actor(obs, deterministic)[0]
         return self.actor(obs)
+
+    @torch.no_grad()
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of the Gaussian actor (off-policy evaluation); the deterministic actor has no density."""
+        if self.cfg.actor != "gaussian":
+            raise ValueError("a deterministic IQL actor has no density; train with learner.actor=gaussian")
+        return self.actor.log_prob(obs, act)
