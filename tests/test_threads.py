@@ -21,7 +21,11 @@ def two_threads():
 
 
 def test_every_algorithm_defaults_to_one_torch_thread():
-    assert {algo: build_config(algo, None, {}).torch_threads for algo in ALGORITHMS} == {algo: 1 for algo in ALGORITHMS}
+    from dynarl.presets import all_presets
+
+    assert {algo: cls.config_cls().torch_threads for algo, cls in ALGORITHMS.items()} == {algo: 1 for algo in ALGORITHMS}
+    assert not [key for key, preset in all_presets().items() if "torch_threads" in preset.overrides]  # and no preset changes it
+    assert build_config("sac", None, {}).torch_threads == 1
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3", "ddpg", "mbpo"])
