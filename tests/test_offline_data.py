@@ -237,3 +237,22 @@ def test_ope_command_on_the_agents_own_data(tmp_path, capsys):
     rc, out, err = _cli(capsys, "collect", str(ckpt), "--episodes", "1", "--out", "local/pendulum/det-v0", "--deterministic")
     rc, out, err = _cli(capsys, "ope", str(ckpt), "--dataset", "local/pendulum/det-v0")
     assert rc == 2 and "stores no behaviour log-probabilities" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_recipe_writes_every_level_with_the_same_references(tmp_path):
+    from dynarl.run.recipe import LEVELS, make_levels
+
+    out = make_levels("Pendulum-v1", "local/recipe", steps=600, episodes=2, checkpoints=3, eval_episodes=2, work_dir=tmp_path, quiet=True,
+                      overrides={"learning_starts": 100, "batch_size": 32, "learner.hidden_sizes": (32, 32)})  # fmt: skip
+    assert [c["step"] for c in out["checkpoints"]] == [200, 400, 600]
+    best = max(c["eval_return"] for c in out["checkpoints"])
+    assert out["ref_max_score"] == best and out["ref_min_score"] == out["random_return"]
+    # medium is the checkpoint whose normalised return is closest to 1/3, whatever its step
+    norm = {c["step"]: (c["eval_return"] - out["ref_min_score"]) / (best - out["ref_min_score"]) for c in out["checkpoints"]}
+    assert out["medium_step"] == min(norm, key=lambda s: abs(norm[s] - 1 / 3))
+    for level in LEVELS:
+        data = load_episodes(f"local/recipe/{level}-v0")
+        assert (data.ref_min_score, data.ref_max_score) == (out["ref_min_score"], out["ref_max_score"])
+    assert len(load_episodes("local/recipe/medium-expert-v0")) == 800  # medium + expert, 2 episodes each
+    replay = load_episodes("local/recipe/medium-replay-v0")
+    assert len(replay) == out["medium_step"] and replay.episode_lengths.sum() == out["medium_step"]  # the buffer up to the medium checkpoint
