@@ -24,7 +24,7 @@ import torch
 from dynarl.config import param, positive
 from dynarl.data.batch import Batch
 from dynarl.errors import EnvError
-from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, flat_dim, soft_update, target_copy
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, StochasticActor, adam, flat_dim, soft_update, target_copy
 from dynarl.nn.policies import GaussianActor, QEnsemble
 
 
@@ -34,7 +34,7 @@ class AWACLearnerConfig(ActorCriticConfig):
     exp_adv_max: float = param(100.0, positive, "the advantage weights are clamped at this value (CORL)")
 
 
-class AWACLearner(ActorCriticLearner):
+class AWACLearner(StochasticActor, ActorCriticLearner):
     name = "awac"
 
     def __init__(self, cfg: AWACLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
@@ -76,12 +76,3 @@ class AWACLearner(ActorCriticLearner):
         self._watch(critic_loss, actor_loss)
         self.num_updates += 1
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q, "adv": adv, "adv_weight": weight}
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        return self.actor(obs, deterministic)[0]
-
-    @torch.no_grad()
-    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s) of the Gaussian actor (off-policy evaluation)."""
-        return self.actor.log_prob(obs, act)

@@ -146,6 +146,22 @@ class ActorCriticLearner(Learner):
         return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
 
 
+class StochasticActor:
+    """``act`` and ``log_prob`` of learners whose ``actor(obs, deterministic) -> (action, log_prob)`` also has
+    ``log_prob(obs, act)`` (SAC's tanh-Gaussian, AWAC's Gaussian): actions in [-1, 1]."""
+
+    actor: nn.Module
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        return self.actor(obs, deterministic)[0]
+
+    @torch.no_grad()
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) (off-policy evaluation, behaviour log-probabilities)."""
+        return self.actor.log_prob(obs, act)
+
+
 def flat_dim(space: gym.Space) -> int:
     """The length of a space's flattened (Box) or one-hot (Discrete) vector."""
     return int(gym.spaces.flatdim(space))

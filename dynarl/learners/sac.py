@@ -14,7 +14,7 @@ import torch
 
 from dynarl.config import param, positive
 from dynarl.data.batch import Batch
-from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, flat_dim, soft_update, target_copy
+from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, StochasticActor, adam, flat_dim, soft_update, target_copy
 from dynarl.nn.policies import QEnsemble, TanhGaussianActor
 
 
@@ -26,7 +26,7 @@ class SACLearnerConfig(ActorCriticConfig):
     target_entropy: float | None = param(None, help="H_0; default -|A|")
 
 
-class SACLearner(ActorCriticLearner):
+class SACLearner(StochasticActor, ActorCriticLearner):
     name = "sac"
 
     def __init__(self, cfg: SACLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
@@ -77,12 +77,3 @@ class SACLearner(ActorCriticLearner):
         self._watch(critic_loss, actor_loss)
         self.num_updates += 1
         return metrics
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        return self.actor(obs, deterministic)[0]
-
-    @torch.no_grad()
-    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s) of actions in [-1, 1] (off-policy evaluation, behaviour log-probabilities)."""
-        return self.actor.log_prob(obs, act)
