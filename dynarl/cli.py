@@ -8,6 +8,7 @@
     dynarl collect RUN_DIR|CHECKPOINT|random --episodes N --out ID [--env ENV] [--deterministic] [--epsilon E]
     dynarl dataset list | info ID | recipe --env ENV --prefix NS [--steps N] [--episodes N]
     dynarl ope RUN_DIR|CHECKPOINT --dataset ID
+    dynarl compare RUN_DIR... [--group algo,env] [--out DIR]
 
 Exit code 0 on success; on a user error a short message (no traceback) and exit code 2.
 """
@@ -92,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--bootstrap", type=int, default=1_000, help="bootstrap resamples for the intervals")
     o.add_argument("--episodes", type=int, default=10, help="episodes for the true return in the env")
     o.add_argument("--seed", type=int, default=0)
+
+    cm = sub.add_parser("compare", help="mean, median, IQM and optimality gap per group with stratified bootstrap intervals; curves and interval plots")
+    cm.add_argument("run_dirs", nargs="+")
+    cm.add_argument("--group", default="algo,env", help="config/summary keys that define a group (dotted keys work, e.g. learner.tau)")
+    cm.add_argument("--out", default="compare", help="folder for results.md, results.csv, curves.png, intervals.png")
+    cm.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples (rliable: 50,000)")
+    cm.add_argument("--seed", type=int, default=0)
 
     ls = sub.add_parser("list", help="algorithms, tasks and presets; with ALGO, its config keys and presets")
     ls.add_argument("algo", nargs="?", metavar="ALGO", help="list this algorithm's config keys (type, default, help) and presets")
@@ -326,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(result))
         elif args.command == "ope":
             print(json.dumps(_ope(args)))
+        elif args.command == "compare":
+            from dynarl.run.stats import compare
+
+            if args.reps <= 0:
+                raise DynarlError(f"--reps {args.reps} is invalid: must be > 0")
+            out = compare(args.run_dirs, group=tuple(k.strip() for k in args.group.split(",") if k.strip()), out_dir=args.out, reps=args.reps, seed=args.seed)
+            print(Path(out["files"]["results.md"]).read_text(), end="")
     except RunInterrupted as e:
         print(f"dynarl: {e}", file=sys.stderr)
         return e.exit_code

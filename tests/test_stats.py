@@ -172,3 +172,20 @@ def test_read_runs_grouping_and_errors(tmp_path):
     f = _fake_run(tmp_path, "c", {"algo": "sac", "env": "G", "seed": 0, "eval_return_mean": 3.0}, ["env_steps", "eval/mean_reward"], [[10, 3.0]])
     with pytest.raises(DynarlError, match="group by env too"):
         compare([e, f], group=("algo",), out_dir=tmp_path / "cmp", reps=10)
+
+
+def test_dynarl_compare_on_real_run_folders(tmp_path, capsys):
+    """The command on folders dynarl itself wrote: one line per group, the four files, exit 0; a bad --reps exits 2."""
+    from dynarl import SAC
+    from dynarl.cli import main
+
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"sac-{seed}"
+        SAC("Pendulum-v1", seed=seed, learning_starts=50, batch_size=16, eval_every=100, eval_episodes=1, quiet=True, **{"learner.hidden_sizes": (16, 16)}).learn(200, run_dir=run)
+        runs.append(str(run))
+    assert main(["compare", *runs, "--out", str(tmp_path / "cmp"), "--reps", "500"]) == 0
+    table = capsys.readouterr().out
+    assert "| sac Pendulum-v1 | 2 |" in table and "eval_return_mean" in table
+    assert {p.name for p in (tmp_path / "cmp").iterdir()} == {"results.md", "results.csv", "curves.png", "intervals.png"}
+    assert main(["compare", *runs, "--reps", "0"]) == 2 and "--reps 0 is invalid" in capsys.readouterr().err
