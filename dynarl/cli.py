@@ -3,7 +3,7 @@
     dynarl train [ALGO] --env ENV [--steps N] [--seed S] [--out DIR] [--device D] [key=value ...]
     dynarl resume RUN_DIR [--steps N]
     dynarl eval RUN_DIR|CHECKPOINT [--episodes N]
-    dynarl plot RUN_DIR... [--out FILE.png]
+    dynarl plot RUN_DIR... [--out FILE.png] [--group algo,env]
     dynarl list [ALGO]
     dynarl collect RUN_DIR|CHECKPOINT|random --episodes N --out ID [--env ENV] [--deterministic] [--epsilon E]
     dynarl dataset list | info ID | recipe --env ENV --prefix NS [--steps N] [--episodes N]
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plot learning curves of one or more runs")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png")
+    pl.add_argument("--group", help="draw one line per group of runs (e.g. algo,env: the mean over seeds, with a 95%% bootstrap band) instead of one per run")
 
     c = sub.add_parser("collect", help="write a Minari dataset from a trained agent (or the uniform policy: random)")
     c.add_argument("source", metavar="RUN_DIR|CHECKPOINT|random")
@@ -321,9 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "plot":
             from dynarl.run.plot import check_output, plot_model_diagnostics, plot_runs
 
-            print(plot_runs(args.run_dirs, check_output(args.out)))
-            for path in plot_model_diagnostics(args.run_dirs, args.out):
-                print(path)
+            if args.group:
+                from dynarl.run.stats import plot_grouped_curves
+
+                print(plot_grouped_curves(args.run_dirs, tuple(k.strip() for k in args.group.split(",") if k.strip()), check_output(args.out)))
+            else:
+                print(plot_runs(args.run_dirs, check_output(args.out)))
+                for path in plot_model_diagnostics(args.run_dirs, args.out):
+                    print(path)
         elif args.command == "list":
             _list(args)
         elif args.command == "collect":

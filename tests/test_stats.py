@@ -189,3 +189,6 @@ def test_dynarl_compare_on_real_run_folders(tmp_path, capsys):
     assert "| sac Pendulum-v1 | 2 |" in table and "eval_return_mean" in table
     assert {p.name for p in (tmp_path / "cmp").iterdir()} == {"results.md", "results.csv", "curves.png", "intervals.png"}
     assert main(["compare", *runs, "--reps", "0"]) == 2 and "--reps 0 is invalid" in capsys.readouterr().err
+    # dynarl plot --group: one line per group, the mean over its seeds
+    assert main(["plot", *runs, "--group", "algo,env", "--out", str(tmp_path / "grouped.png")]) == 0
+    assert (tmp_path / "grouped.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

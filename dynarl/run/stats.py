@@ -323,6 +323,14 @@ def _plot_curves(groups: dict, key: str, clock: str, out: Path, reps: int, confi
     plt.close(fig)
 
 
+def plot_grouped_curves(run_dirs: Sequence[str | Path], group: Sequence[str], out: str | Path, reps: int = 2_000, seed: int = 0, confidence: float = 0.95) -> Path:
+    """``dynarl plot --group``: one line per group of runs (the mean over its seeds) with a bootstrap band."""
+    runs = read_runs(run_dirs)
+    clocks = sorted({_metrics(r["run_dir"])[0][0] for r in runs})
+    _plot_curves(group_runs(runs, group), "eval/mean_reward", " or ".join(clocks), Path(out), reps, confidence, np.random.default_rng(seed))
+    return Path(out)
+
+
 def _plot_intervals(rows: list[dict], metrics: dict[str, str], out: Path, confidence: float) -> None:
     """rliable-style interval plot: one panel per metric, one bar per group (point estimate and CI)."""
     import matplotlib
