@@ -256,3 +256,15 @@ def test_the_recipe_writes_every_level_with_the_same_references(tmp_path):
     assert len(load_episodes("local/recipe/medium-expert-v0")) == 800  # medium + expert, 2 episodes each
     replay = load_episodes("local/recipe/medium-replay-v0")
     assert len(replay) == out["medium_step"] and replay.episode_lengths.sum() == out["medium_step"]  # the buffer up to the medium checkpoint
+
+
+def test_reward_normalisation_by_the_return_spread():
+    """CORL's locomotion setting: r * 1000 / (max - min episode return), after reward_scale."""
+    from dynarl.algos.offline import IQL
+
+    _pendulum_dataset(episodes=3)
+    data = load_episodes("local/pendulum/tiny-v0")
+    returns = data.episode_returns()
+    agent = IQL(dataset="local/pendulum/tiny-v0", normalize_reward=True, reward_scale=2.0, quiet=True)
+    expected = torch.as_tensor(data.rewards) * 2.0 * 1000.0 / float(returns.max() - returns.min())
+    torch.testing.assert_close(agent.dataset.data["reward"], expected)

@@ -48,7 +48,8 @@ class OfflineConfig(RunConfig):
     log_every: int = param(1_000, positive, "gradient steps between metric rows / console lines")
     batch_size: int = param(256, positive, "minibatch size")
     normalize_observations: bool = param(True, help="standardise observations with the dataset's mean and std (Box observations)")
-    reward_scale: float = param(1.0, help="r <- reward_scale * r + reward_shift before training (CORL's locomotion rescaling)")
+    reward_scale: float = param(1.0, help="r <- reward_scale * r + reward_shift before training")
+    normalize_reward: bool = param(False, help="also scale rewards by 1000 / (max - min episode return of the dataset), CORL's locomotion setting: IQL's beta and CQL's alpha act on return-sized values")
     reward_shift: float = param(0.0, help="see reward_scale")
 
     def check(self) -> str | None:
@@ -96,8 +97,15 @@ class OfflineAlgorithm(Algorithm):
             self.obs_normalizer.mean.copy_(mean)
             self.obs_normalizer.std.copy_(std)
             self.dataset.normalize_observations(mean, std)
-        if cfg.reward_scale != 1.0 or cfg.reward_shift != 0.0:
-            self.dataset.scale_rewards(cfg.reward_scale, cfg.reward_shift)
+        scale = cfg.reward_scale
+        if cfg.normalize_reward and episodes.rewards is not None:
+            returns = episodes.episode_returns()
+            spread = float(returns.max() - returns.min())
+            if spread <= 0:
+                raise ConfigError(f"normalize_reward=true needs episodes with different returns, but every episode of {cfg.dataset!r} returns {returns[0]:.6g}; use reward_scale instead")
+            scale *= 1000.0 / spread
+        if scale != 1.0 or cfg.reward_shift != 0.0:
+            self.dataset.scale_rewards(scale, cfg.reward_shift)
         self.learner = self.learner_cls(cfg.learner, self.observation_space, self.action_space, self.device)
 
     def _check_dataset_spaces(self, episodes, observation_space, action_space) -> None:
