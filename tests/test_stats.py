@@ -192,3 +192,17 @@ def test_dynarl_compare_on_real_run_folders(tmp_path, capsys):
     # dynarl plot --group: one line per group, the mean over its seeds
     assert main(["plot", *runs, "--group", "algo,env", "--out", str(tmp_path / "grouped.png")]) == 0
     assert (tmp_path / "grouped.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_agrees_with_rliable_where_installed():
+    """The optional cross-check the issue asks for: rliable's point estimates (its ``metrics`` module; scipy's
+    trim_mean for the IQM) on ragged-free [runs, tasks] scores. Skipped where rliable is not installed; run here
+    with rliable 1.2 it agreed to the last digit on every statistic."""
+    rl = pytest.importorskip("rliable.metrics")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 3)), rng.normal(size=(7, 3)) + 0.3
+    assert iqm(x) == pytest.approx(rl.aggregate_iqm(x), abs=1e-12)
+    assert stats.mean(x) == pytest.approx(rl.aggregate_mean(x), abs=1e-12)
+    assert stats.median(x) == pytest.approx(rl.aggregate_median(x), abs=1e-12)
+    assert optimality_gap(x, 1.0) == pytest.approx(rl.aggregate_optimality_gap(x, 1.0), abs=1e-12)
+    assert probability_of_improvement(x, y) == pytest.approx(rl.probability_of_improvement(x, y), abs=1e-12)
