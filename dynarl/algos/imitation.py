@@ -36,7 +36,6 @@ from dynarl.algos.base import Algorithm, Attributes
 from dynarl.algos.offline import OfflineAlgorithm, OfflineConfig
 from dynarl.algos.registry import get_algorithm, register
 from dynarl.config import RunConfig, one_of, param, positive, unit_interval
-from dynarl.data.datasets import load_episodes
 from dynarl.data.replay import ReplayBuffer
 from dynarl.envs.experts import resolve_expert, scripted_expert
 from dynarl.envs.point_maze import ACHIEVED_GOAL_DIMS, DESIRED_GOAL_DIMS
@@ -44,7 +43,6 @@ from dynarl.envs.spaces import BOX, DISCRETE
 from dynarl.errors import ConfigError
 from dynarl.learners.base import flat_dim
 from dynarl.learners.bc import BCLearner, BCLearnerConfig
-from dynarl.nn.normalizer import Normalizer
 from dynarl.seeding import set_torch_rng_state, torch_rng_state
 from dynarl.sources.hindsight import STRATEGIES, HindsightRelabeller
 
@@ -82,21 +80,11 @@ class GCBC(OfflineAlgorithm):
     action_spaces = (BOX, DISCRETE)
     needs_rewards = False
 
-    def _setup(self) -> None:
+    def _make_source(self, episodes) -> HindsightRelabeller:
+        """The hindsight relabeller over the dataset's episodes in place of its plain transitions."""
         cfg = self.cfg
-        episodes = load_episodes(cfg.dataset)
-        self._check_dataset_spaces(episodes, self.eval_env.observation_space, self.eval_env.action_space)
-        self.check_spaces(episodes.observation_space, episodes.action_space)
-        self.ref_scores = (episodes.ref_min_score, episodes.ref_max_score)
         demos = [{"obs": ep["obs"], "act": self.actions.from_env(ep["act"])} for ep in episodes.split()]  # the learner acts in [-1, 1]
-        self.dataset = HindsightRelabeller(demos, cfg.achieved_goal_dims, cfg.desired_goal_dims, self.device, cfg.goal_strategy, name=cfg.dataset)
-        self.obs_normalizer = Normalizer(flat_dim(self.observation_space)).to(self.device)
-        if cfg.normalize_observations:
-            mean, std = self.dataset.observation_stats()
-            self.obs_normalizer.mean.copy_(mean)
-            self.obs_normalizer.std.copy_(std)
-            self.dataset.normalize_observations(mean, std)
-        self.learner = BCLearner(cfg.learner, self.observation_space, self.action_space, self.device)
+        return HindsightRelabeller(demos, cfg.achieved_goal_dims, cfg.desired_goal_dims, self.device, cfg.goal_strategy, name=cfg.dataset)
 
 
 # --- DAgger ----------------------------------------------------------------------------------------------------

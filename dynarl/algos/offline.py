@@ -89,8 +89,7 @@ class OfflineAlgorithm(Algorithm):
             raise EnvError(f"{self.name.upper()} needs {' or '.join(self.action_spaces)} actions but dataset {cfg.dataset!r} ({self.env_name}) has {episodes.action_space}; use {instead} for this data")
         self.check_spaces(episodes.observation_space, episodes.action_space)
         self.ref_scores = (episodes.ref_min_score, episodes.ref_max_score)
-        self.dataset = DatasetSource.from_episodes(episodes, self.device, require_rewards=self.needs_rewards)
-        self.dataset.data["act"] = torch.as_tensor(self.actions.from_env(episodes.actions), device=self.device)  # the learner acts in [-1, 1]
+        self.dataset = self._make_source(episodes)
         self.obs_normalizer = Normalizer(flat_dim(self.observation_space)).to(self.device)
         if cfg.normalize_observations and isinstance(self.observation_space, spaces.Box):
             mean, std = self.dataset.observation_stats()
@@ -104,9 +103,13 @@ class OfflineAlgorithm(Algorithm):
             if spread <= 0:
                 raise ConfigError(f"normalize_reward=true needs episodes with different returns, but every episode of {cfg.dataset!r} returns {returns[0]:.6g}; use reward_scale instead")
             scale *= 1000.0 / spread
-        if scale != 1.0 or cfg.reward_shift != 0.0:
+        if self.needs_rewards and (scale != 1.0 or cfg.reward_shift != 0.0):  # imitation ignores rewards
             self.dataset.scale_rewards(scale, cfg.reward_shift)
         self.learner = self.learner_cls(cfg.learner, self.observation_space, self.action_space, self.device)
+
+    def _make_source(self, episodes):
+        """Where batches come from: the dataset's transitions, actions in the learner's [-1, 1]."""
+        return DatasetSource.from_episodes(episodes, self.device, require_rewards=self.needs_rewards, actions=self.actions.from_env(episodes.actions))
 
     def _check_dataset_spaces(self, episodes, observation_space, action_space) -> None:
         for what, ours, theirs in (("observation", episodes.observation_space, observation_space), ("action", episodes.action_space, action_space)):

@@ -9,6 +9,7 @@ different data is refused.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 
 import numpy as np
@@ -31,15 +32,16 @@ def _tensor(x, name: str, what: str, rows: int | None) -> torch.Tensor:
     return v
 
 
-class FixedData:
+class FixedData(abc.ABC):
     """The checkpoint part of a source built from fixed data: its row count and a SHA-256 fingerprint of its
     tensors (``fingerprint_tensors()``), not the data itself (it is re-read from where it came from); loading
     against different data is refused."""
 
     name: str
 
+    @abc.abstractmethod
     def fingerprint_tensors(self) -> tuple[torch.Tensor, ...]:
-        raise NotImplementedError
+        """Every tensor that identifies the data."""
 
     def fingerprint(self) -> str:
         """SHA-256 over every stored tensor's bytes: the same data gives the same fingerprint."""
@@ -82,8 +84,9 @@ class DatasetSource(FixedData):
         self._build(name, device, observations, rows, next_row, fields)
 
     @classmethod
-    def from_episodes(cls, episodes: Episodes, device: torch.device, require_rewards: bool = True) -> "DatasetSource":
-        """The transitions of a Minari dataset (``require_rewards``: refuse one without rewards, for RL methods)."""
+    def from_episodes(cls, episodes: Episodes, device: torch.device, require_rewards: bool = True, actions: np.ndarray | None = None) -> "DatasetSource":
+        """The transitions of a Minari dataset (``require_rewards``: refuse one without rewards, for RL methods);
+        ``actions`` replaces the dataset's own (e.g. rescaled to the learner's [-1, 1])."""
         name = episodes.dataset_id
         if episodes.rewards is None and require_rewards:
             raise DatasetError(f"dataset {name!r} has no rewards; reinforcement learning needs them (behaviour cloning does not)")
@@ -92,7 +95,7 @@ class DatasetSource(FixedData):
             raise DatasetError(f"dataset {name!r} is empty")
         self = cls.__new__(cls)
         fields = {
-            "act": _tensor(episodes.actions, name, "act", n),
+            "act": _tensor(episodes.actions if actions is None else actions, name, "act", n),
             "reward": torch.zeros(n) if episodes.rewards is None else _tensor(episodes.rewards, name, "reward", n),
             "terminated": torch.as_tensor(episodes.terminations, dtype=torch.float32),
             "truncated": torch.as_tensor(episodes.truncations, dtype=torch.float32),
