@@ -268,3 +268,18 @@ def test_reward_normalisation_by_the_return_spread():
     agent = IQL(dataset="local/pendulum/tiny-v0", normalize_reward=True, reward_scale=2.0, quiet=True)
     expected = torch.as_tensor(data.rewards) * 2.0 * 1000.0 / float(returns.max() - returns.min())
     torch.testing.assert_close(agent.dataset.data["reward"], expected)
+
+
+def test_collect_greedy_discrete_with_epsilon_stores_the_mixture(tmp_path, capsys):
+    """A greedy DQN with epsilon = 0.2 on CartPole: pi_b(a|s) is 0.8 + 0.1 on the greedy action and 0.1 otherwise."""
+    from dynarl import DQN
+
+    ckpt = DQN("CartPole-v1", learning_starts=50, batch_size=16, quiet=True, eval_episodes=1).learn(100).save(tmp_path / "dqn")
+    rc, out, err = _cli(capsys, "collect", str(ckpt), "--episodes", "3", "--out", "local/cartpole/dqn-v0", "--deterministic", "--epsilon", "0.2", "--ref-max", "500")
+    assert rc == 0, err
+    data = load_episodes("local/cartpole/dqn-v0")
+    agent = DQN.load(ckpt)
+    greedy = agent.policy_action(data.observations[data.obs_row], deterministic=True)
+    expected = np.where(data.actions == greedy, np.log(0.9), np.log(0.1))
+    np.testing.assert_allclose(data.behavior_log_prob, expected, rtol=1e-6)
+    assert (data.actions != greedy).any()  # some uniform draws differed from the greedy action

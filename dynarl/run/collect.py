@@ -52,14 +52,13 @@ def agent_behavior(agent, deterministic: bool, epsilon: float, rng: np.random.Ge
     log_u = uniform_log_density(space)
 
     def act(obs):
-        if epsilon > 0 and rng.random() < epsilon:
-            action, _ = uniform(obs)
-        else:
-            action = agent.policy_action(obs, deterministic=deterministic)
+        explore = epsilon > 0 and rng.random() < epsilon
         if discrete and deterministic:  # a point mass on the greedy action, mixed with the uniform
             greedy = agent.policy_action(obs, deterministic=True)
+            action = uniform(obs)[0] if explore else greedy
             p = (1 - epsilon) * float(np.asarray(action) == np.asarray(greedy)) + epsilon * np.exp(log_u)
             return action, float(np.log(p))
+        action = uniform(obs)[0] if explore else agent.policy_action(obs, deterministic=deterministic)
         if deterministic:
             return action, None
         log_pi = agent.action_log_prob(np.asarray(obs)[None], np.asarray(action)[None])
