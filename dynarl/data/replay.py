@@ -76,7 +76,7 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def state_dict(self) -> dict:
-        """The filled rows in insertion order plus the write position (no padding is saved)."""
+        """The filled rows in storage order plus the write position (no padding is saved)."""
         return {"data": {k: v[: self.size].clone() for k, v in self.storage.items()}, "pos": self.pos, "size": self.size, "capacity": self.capacity}
 
     def load_state_dict(self, state: dict) -> None:

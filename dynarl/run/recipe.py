@@ -32,17 +32,13 @@ from dynarl.seeding import EVAL_SEED_OFFSET
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
 
-def replay_episodes(agent, state: dict) -> list[dict]:
-    """The episodes in a run checkpoint's replay buffer, oldest first, actions in env units."""
-    buf = state["parts"].get("buffer")
-    if buf is None or buf.get("data") is None:
-        raise ConfigError(f"{agent.name.upper()} checkpoints hold no replay buffer; medium-replay needs an off-policy agent such as sac")
-    data = {k: v.cpu().numpy() for k, v in buf["data"].items()}
-    size, pos, capacity = int(buf["size"]), int(buf["pos"]), int(buf["capacity"])
-    if size == capacity and pos:  # wrapped: the oldest row is at the write position
-        data = {k: np.roll(v, -pos, axis=0) for k, v in data.items()}
-    act = agent.actions.to_env(data["act"])
-    return episodes_from_transitions(data["obs"], act, data["reward"], data["next_obs"], data["terminated"], data["truncated"])
+def replay_episodes(agent) -> list[dict]:
+    """The episodes in a loaded run checkpoint's replay buffer, oldest first, actions in env units."""
+    buffer = getattr(agent, "buffer", None)
+    if buffer is None or len(buffer) == 0:
+        raise ConfigError(f"this {agent.name.upper()} checkpoint holds no replay buffer; medium-replay needs a run checkpoint of an off-policy agent such as sac")
+    data = {k: v.cpu().numpy() for k, v in buffer.recent(len(buffer)).items()}
+    return episodes_from_transitions(data["obs"], agent.actions.to_env(data["act"]), data["reward"], data["next_obs"], data["terminated"], data["truncated"])
 
 
 def make_levels(
@@ -108,9 +104,7 @@ def make_levels(
             elif level == "expert":
                 made[level] = rollout_episodes(env, agent_behavior(expert, False, 0.0, rng), episodes, seed + 20_000)
             elif level == "medium-replay":
-                from dynarl.checkpoint import load_checkpoint
-
-                made[level] = replay_episodes(medium, load_checkpoint(path_m)[1])
+                made[level] = replay_episodes(medium)  # a run checkpoint restores the buffer it held
             else:
                 made[level] = level_data("medium") + level_data("expert")
         return made[level]
