@@ -20,6 +20,7 @@ def evaluate(
     seed: int,
     on_episode: Callable[[int, float, float], None] | None = None,
     max_steps: int = MAX_STEPS_WITHOUT_TIME_LIMIT,
+    gamma: float = 1.0,
 ) -> np.ndarray:
     """Returns of ``episodes`` episodes, episode k reset with seed ``seed + EVAL_SEED_OFFSET + k``.
 
@@ -35,7 +36,7 @@ def evaluate(
         done, steps = False, 0
         while not done:
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            returns[k] += float(reward)
+            returns[k] += gamma**steps * float(reward)
             steps += 1
             done = terminated or truncated or steps >= max_steps
         if on_episode is not None:

@@ -373,7 +373,7 @@ def evaluate_agent_off_policy(agent, dataset_id: str, gamma: float = 0.99, fqe_s
     does where the behaviour policy has a density)."""
     from dynarl.data.datasets import DatasetError, load_episodes
     from dynarl.errors import DynarlError
-    from dynarl.seeding import EVAL_SEED_OFFSET
+    from dynarl.run.evaluate import evaluate
 
     data = load_episodes(dataset_id)
     if data.behavior_log_prob is None:
@@ -391,16 +391,7 @@ def evaluate_agent_off_policy(agent, dataset_id: str, gamma: float = 0.99, fqe_s
         target_log_prob=lambda obs, act: agent.action_log_prob(obs, act),
         gamma=gamma, fqe_steps=fqe_steps, device=agent.device, seed=seed, n_boot=n_boot,
     )  # fmt: skip
-    env = agent.eval_env
-    true = np.zeros(episodes)
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + k)
-        done, discount = False, 1.0
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.policy_action(obs, deterministic=False))
-            true[k] += discount * float(reward)
-            discount *= gamma
-            done = terminated or truncated
+    true = evaluate(agent.eval_env, lambda obs: agent.policy_action(obs, deterministic=False), episodes, seed, gamma=gamma)
     return {
         "algo": agent.name,
         "dataset": dataset_id,
