@@ -5,7 +5,8 @@ An algorithm is data sources + a learner + a schedule (design.md section 2). A s
 ``config_cls`` and the spaces it supports, builds its sources and learner in ``_setup()``, and implements
 
 - ``train_step()``: one iteration of its schedule (collect, fit, update), advancing its clock;
-- ``policy_action(obs, deterministic)``: the env action for observations (a batch or one);
+- ``policy_action(obs, deterministic)``: the env action for observations (a batch or one); the default asks
+  the learner on ``_policy_input(obs)`` and scales to the env's bounds;
 - ``parts()``: what a checkpoint holds, as ``name -> object with state_dict()/load_state_dict()``; the
   names in ``run_parts`` (buffers, episodes in progress) are saved in run checkpoints but not by ``save()``.
 
@@ -87,9 +88,13 @@ class Algorithm(abc.ABC):
     def train_step(self) -> None:
         """One iteration of the algorithm; must advance its clock."""
 
-    @abc.abstractmethod
     def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
-        """The env action for one observation or a batch (leading dim = rows)."""
+        """The env action for one observation or a batch (leading dim = rows): by default the learner's action on
+        ``_policy_input(obs)``, scaled to the env's bounds (planners and loops with their own input override it)."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.observation_space.shape
+        act = self.actions.to_env(self.learner.act(self._policy_input(obs[None] if single else obs), deterministic).cpu().numpy())
+        return act[0] if single else act
 
     def parts(self) -> dict[str, Any]:
         """What a checkpoint holds beyond the config, counters and RNGs: name -> stateful object."""

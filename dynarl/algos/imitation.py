@@ -194,13 +194,6 @@ class DAgger(Algorithm):
         self.iteration += 1
         self.iteration_steps = 0
 
-    def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
-        obs = np.asarray(obs)
-        single = obs.shape == self.observation_space.shape
-        act = self.learner.act(self._policy_input(obs[None] if single else obs), deterministic).cpu().numpy()
-        act = self.actions.to_env(act)
-        return act[0] if single else act
-
     def metrics(self) -> dict[str, float]:
         return {**super().metrics(), "expert_labels": float(self.expert_labels), "dagger_iteration": float(self.iteration), "dataset_size": float(len(self.dataset))}
 

@@ -127,12 +127,6 @@ class OfflineAlgorithm(Algorithm):
         obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
         return self.obs_normalizer.normalize(obs_t.float()) if obs_t.is_floating_point() else obs_t
 
-    def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
-        obs = np.asarray(obs)
-        single = obs.shape == self.observation_space.shape
-        act = self.actions.to_env(self.learner.act(self._policy_input(obs[None] if single else obs), deterministic).cpu().numpy())
-        return act[0] if single else act
-
     def normalized_score(self, mean_return: float) -> float:
         low, high = self.ref_scores
         if low is None or high is None or high == low:
