@@ -1,6 +1,6 @@
 """The ``dynarl`` command. The contract (users and tooling rely on it):
 
-    dynarl train [ALGO] --env ENV [--steps N] [--seed S] [--out DIR] [--device D] [key=value ...]
+    dynarl train [ALGO] --env ENV [--steps N] [--seed S] [--out DIR] [--device D] [--preset FILE] [key=value ...]
     dynarl resume RUN_DIR [--steps N]
     dynarl eval RUN_DIR|CHECKPOINT [--episodes N]
     dynarl plot RUN_DIR... [--out FILE.png] [--group algo,env]
@@ -9,6 +9,8 @@
     dynarl dataset list | info ID | recipe --env ENV --prefix NS [--steps N] [--episodes N]
     dynarl ope RUN_DIR|CHECKPOINT --dataset ID
     dynarl compare RUN_DIR... [--group algo,env] [--out DIR]
+    dynarl sweep SWEEP.toml --out DIR [--workers N] [--backend local|ray]
+    dynarl tune ALGO [--env ENV] --trials N --steps S [--space SPACE.toml|default] --out DIR [--workers N] [--seed S]
 
 Exit code 0 on success; on a user error a short message (no traceback) and exit code 2.
 """
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder to create (default runs/ALGO-ENV-sSEED-TIME)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
     t.add_argument("--dataset", help="Minari dataset id for offline algorithms (bc, cql, iql, awac, fqi, ...)")
+    t.add_argument("--preset", metavar="FILE", help="a preset file (TOML/JSON, e.g. the best_preset.toml of `dynarl tune`), applied after the built-in preset and before key=value overrides")
 
     r = sub.add_parser("resume", help="continue a run from its last good checkpoint")
     r.add_argument("run_dir")
@@ -102,6 +105,23 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples (rliable: 50,000)")
     cm.add_argument("--seed", type=int, default=0)
 
+    sw = sub.add_parser("sweep", help="grid or random search over config keys x seeds, one run folder per trial (see examples/sweep_pendulum.toml)")
+    sw.add_argument("sweep_file", metavar="SWEEP.toml")
+    sw.add_argument("--out", required=True, help="sweep folder: a run folder per trial and sweep.json; rerun the same command to resume")
+    sw.add_argument("--workers", type=int, help="trials at once (default: the CPU count locally, the cluster's CPUs on Ray)")
+    sw.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes, or Ray Tune (pip install 'dynarl[distributed]'; RAY_ADDRESS joins a cluster)")
+
+    tu = sub.add_parser("tune", help="hyper-parameter search with Optuna (TPE, median pruning); writes a preset for `dynarl train --preset`")
+    tu.add_argument("algo", metavar="ALGO")
+    tu.add_argument("--env", help="Gymnasium environment id (default: the algorithm's default task)")
+    tu.add_argument("--trials", type=int, required=True, help="complete or pruned trials in the study")
+    tu.add_argument("--steps", type=int, required=True, help="environment steps per trial")
+    tu.add_argument("--space", default="default", metavar="SPACE.toml|default", help="search space file ([space] distributions, [config] fixed values), or the built-in default")
+    tu.add_argument("--out", required=True, help="study folder: study.journal, trials/, tune.json, best_preset.toml")
+    tu.add_argument("--workers", type=int, default=1, help="processes sharing the study through its journal file")
+    tu.add_argument("--seed", type=int, default=0, help="the trials' training seed and the sampler's seed")
+    tu.add_argument("--evaluations", type=int, default=5, help="evaluations per trial, reported to the median pruner")
+
     ls = sub.add_parser("list", help="algorithms, tasks and presets; with ALGO, its config keys and presets")
     ls.add_argument("algo", nargs="?", metavar="ALGO", help="list this algorithm's config keys (type, default, help) and presets")
     return p
@@ -118,7 +138,14 @@ def _train(args) -> dict:
         if getattr(args, key) is not None:
             overrides[key] = str(getattr(args, key))
     cls = get_algorithm(algo)
-    cfg = build_config(cls.name, args.env, overrides, raw=True)
+    env = args.env
+    if args.preset:
+        from dynarl.run.preset_file import as_cli_strings, read_preset
+
+        preset_env, preset_overrides, _ = read_preset(args.preset, cls.name)
+        env = env or overrides.pop("env", None) or preset_env
+        overrides = as_cli_strings(preset_overrides) | overrides  # built-in preset < preset file < command line
+    cfg = build_config(cls.name, env, overrides, raw=True)
     out = args.out or f"runs/{cls.name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', cfg.env)}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     from dynarl.config import to_dict
     from dynarl.run.rundir import RunDir
@@ -347,6 +374,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise DynarlError(f"--reps {args.reps} is invalid: must be > 0")
             out = compare(args.run_dirs, group=tuple(k.strip() for k in args.group.split(",") if k.strip()), out_dir=args.out, reps=args.reps, seed=args.seed)
             print(Path(out["files"]["results.md"]).read_text(), end="")
+        elif args.command == "sweep":
+            from dynarl.run.sweep import run_sweep
+
+            result = run_sweep(args.sweep_file, args.out, workers=args.workers, backend=args.backend)
+            print(json.dumps(result))
+            if result["failed"]:
+                return 1
+        elif args.command == "tune":
+            from dynarl.run.tune import tune
+
+            print(json.dumps(tune(args.algo, args.env, args.trials, args.steps, args.space, args.out, workers=args.workers, seed=args.seed, evaluations=args.evaluations)))
     except RunInterrupted as e:
         print(f"dynarl: {e}", file=sys.stderr)
         return e.exit_code

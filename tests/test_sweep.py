@@ -1,0 +1,211 @@
+"""`dynarl sweep`: grid x seeds in local processes, skipping finished trials, resuming interrupted ones from
+their checkpoint, random search, bad input refused before anything is written, and the Ray Tune backend."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from dynarl.errors import ConfigError
+from dynarl.run.space import Distribution
+from dynarl.run.sweep import Sweep, plan, run_sweep
+
+TINY_SAC = """
+algo = "sac"
+env = "Pendulum-v1"
+steps = {steps}
+seeds = {seeds}
+learning_starts = 100
+batch_size = 32
+eval_every = 150
+eval_episodes = 1
+log_every = 150
+checkpoint_every = {ckpt}
+[config.learner]
+hidden_sizes = [16, 16]
+[grid]
+learner.actor_lr = {lrs}
+"""
+NAMES = {"actor_lr=0.001-s0", "actor_lr=0.001-s1", "actor_lr=0.0003-s0", "actor_lr=0.0003-s1"}
+
+
+def _write(folder: Path, text: str, name: str = "sweep.toml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """Two actor learning rates x two seeds, 300 SAC steps each, two worker processes, through the CLI."""
+    root = tmp_path_factory.mktemp("sweep")
+    spec = _write(root, TINY_SAC.format(steps=300, seeds="[0, 1]", ckpt=150, lrs="[1e-3, 3e-4]"))
+    proc = run_cli("sweep", str(spec), "--out", str(root / "out"), "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    return spec, root / "out", json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_grid_times_seeds_writes_a_run_folder_per_trial(swept):
+    spec, out, result = swept
+    assert result["trials"] == 4 and result["finished"] == 4 and result["failed"] == 0
+    status = json.loads((out / "sweep.json").read_text())
+    assert {t["name"] for t in status["trials"]} == NAMES
+    for trial in status["trials"]:
+        run = out / trial["name"]
+        summary = json.loads((run / "summary.json").read_text())
+        config = json.loads((run / "config.json").read_text())
+        assert trial["status"] == "finished" and summary["env_steps"] == 300
+        assert trial["eval_return_mean"] == summary["eval_return_mean"]  # the final return, read from the run
+        assert config["seed"] == trial["seed"] and config["learner"]["actor_lr"] == trial["overrides"]["learner.actor_lr"]
+        assert config["learner"]["hidden_sizes"] == [16, 16] and config["quiet"] is True
+    assert status["best"] == max(status["trials"], key=lambda t: t["eval_return_mean"])["name"]
+    # the same sweep again: nothing to run, nothing rewritten
+    before = {p: v for p, v in _snapshot(out).items() if p.name != "sweep.json"}
+    proc = run_cli("sweep", str(spec), "--out", str(out))
+    assert proc.returncode == 0 and "4 finished, 0 to run" in proc.stderr, proc.stderr
+    assert {p: v for p, v in _snapshot(out).items() if p.name != "sweep.json"} == before
+
+
+def test_an_interrupted_trial_resumes_from_its_checkpoint(swept, tmp_path):
+    """A trial that lost its end (summary and last checkpoint) continues from step 150 and ends exactly where
+    the uninterrupted run did (CPU runs resume bit-identically); its step-150 checkpoint is read, not rewritten."""
+    spec, out, _ = swept
+    shutil.copytree(out, tmp_path / "out")
+    trial = tmp_path / "out" / "actor_lr=0.001-s1"
+    expected = json.loads((trial / "summary.json").read_text())["eval_return_mean"]
+    (trial / "summary.json").unlink()
+    (trial / "checkpoints" / "step_000000300.safetensors").unlink()
+    kept = trial / "checkpoints" / "step_000000150.safetensors"
+    stamp = kept.stat().st_mtime_ns
+    sweep = Sweep.load(spec)
+    assert plan(sweep, tmp_path / "out")[2]["actor_lr=0.001-s1"] == "partial"
+    result = run_sweep(sweep, tmp_path / "out", workers=1, log=lambda msg: None)
+    assert result["finished"] == 4
+    assert json.loads((trial / "summary.json").read_text())["eval_return_mean"] == expected
+    assert kept.stat().st_mtime_ns == stamp and (trial / "checkpoints" / "step_000000300.safetensors").is_file()
+
+
+def test_sigterm_checkpoints_the_running_trial_and_a_rerun_finishes_it(tmp_path):
+    spec = _write(tmp_path, TINY_SAC.format(steps=600, seeds="[0]", ckpt=100, lrs="[1e-3]"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "dynarl.cli", "sweep", str(spec), "--out", str(out), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpts = out / "actor_lr=0.001-s0" / "checkpoints"
+    deadline = time.time() + 60
+    while not list(ckpts.glob("step_*.safetensors")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    status = json.loads((out / "sweep.json").read_text())["trials"][0]
+    assert status["status"] == "interrupted" and not (out / "actor_lr=0.001-s0" / "summary.json").exists()
+    last = max(ckpts.glob("step_*.safetensors"))
+    stopped_at, stamp = int(last.stem.split("_")[1]), last.stat().st_mtime_ns
+    assert 0 < stopped_at < 600
+    done = run_cli("sweep", str(spec), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "actor_lr=0.001-s0" / "summary.json").read_text())["env_steps"] == 600
+    assert json.loads((out / "sweep.json").read_text())["trials"][0]["status"] == "finished"
+    assert not last.exists() or last.stat().st_mtime_ns == stamp  # read, never rewritten (it may be rotated out)
+
+
+def test_random_search_is_seeded_and_extends():
+    base = {"algo": "sac", "env": "Pendulum-v1", "seeds": [0, 1], "random": {"learner.actor_lr": {"loguniform": [1e-4, 1e-2]}, "batch_size": {"int": [32, 64]}, "learner.hidden_sizes": {"choice": [[16, 16], [32]]}}}
+    three, five = Sweep.from_dict({**base, "samples": 3}).trials(), Sweep.from_dict({**base, "samples": 5}).trials()
+    assert len(three) == 6 and len(five) == 10 and five[:6] == three  # the first draws do not move
+    assert Sweep.from_dict({**base, "samples": 3}).trials() == three
+    assert Sweep.from_dict({**base, "samples": 3, "sample_seed": 1}).trials() != three
+    assert len({t.name for t in five}) == 10 and [t.seed for t in three] == [0, 1] * 3
+    for t in five:
+        assert 1e-4 <= t.overrides["learner.actor_lr"] <= 1e-2 and 32 <= t.overrides["batch_size"] <= 64 and t.overrides["learner.hidden_sizes"] in ([16, 16], [32])
+    # log-uniform on [1e-4, 1e-2]: log10 x is uniform on [-4, -2], mean -3, sd 2/sqrt(12) = 0.577
+    rng = np.random.default_rng(0)
+    logs = np.log10([Distribution("loguniform", (1e-4, 1e-2)).sample(rng) for _ in range(20_000)])
+    assert abs(logs.mean() + 3) < 0.02 and abs(logs.std() - 2 / 12**0.5) < 0.02
+    ints = [Distribution("int", (1, 3)).sample(rng) for _ in range(3_000)]
+    assert set(ints) == {1, 2, 3} and abs(np.mean(ints) - 2) < 0.05
+
+
+@pytest.mark.parametrize(
+    "table, needles",
+    [
+        ({"grid": {"learner": {"actor_l": [1e-3]}}}, ("unknown config key 'learner.actor_l'", "Did you mean: learner.actor_lr")),
+        ({"sample": 3, "grid": {"batch_size": [32]}}, ("unknown key 'sample'", "Did you mean: samples")),
+        ({"grid": {"learner.actor_lr": []}}, ("search space is empty",)),
+        ({}, ("search space is empty",)),
+        ({"random": {"learner.tau": {"uniform": [0.01, 0.1]}}}, ("needs samples = N",)),
+        ({"samples": 2, "random": {"learner.tau": {"loguniform": [0, 0.1]}}}, ("needs 0 < low",)),
+        ({"samples": 2, "random": {"learner.tau": {"normal": [0, 1]}}}, ("is not a distribution", "loguniform")),
+        ({"samples": 2, "random": {"batch_size": {"uniform": [32, 64]}}}, ("integer key", "{ int = [32, 64] }")),
+        ({"grid": {"learner.actor_lr": [-1.0]}}, ("learner.actor_lr=-1.0 is invalid: must be > 0",)),
+        ({"grid": {"seed": [1, 2]}}, ("seed is set by the sweep itself",)),
+        ({"seeds": [0, 0], "grid": {"batch_size": [32]}}, ("repeats a seed",)),
+    ],
+)
+def test_bad_sweep_files_are_refused_with_the_key_named(table, needles):
+    with pytest.raises(ConfigError) as e:
+        Sweep.from_dict({"algo": "sac", "env": "Pendulum-v1", **table}, "bad.toml")
+    for n in needles:
+        assert n in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_folders_of_another_sweep_are_never_overwritten(swept, tmp_path):
+    spec, out, _ = swept
+    before = _snapshot(out)
+    other = _write(tmp_path, TINY_SAC.format(steps=300, seeds="[0, 1]", ckpt=150, lrs="[1e-3, 3e-4]").replace("batch_size = 32", "batch_size = 64"))
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        run_sweep(other, out, workers=1)
+    # without a sweep.json, each trial folder's own config is compared with the trial's
+    lone = tmp_path / "lone"
+    shutil.copytree(out / "actor_lr=0.001-s0", lone / "actor_lr=0.001-s0")
+    with pytest.raises(ConfigError, match=r"holds a run of another sweep or config \(batch_size: 32 vs 64"):
+        run_sweep(other, lone, workers=1)
+    assert not (lone / "sweep.json").exists() and _snapshot(out) == before
+    # the CLI: exit 2, one line, no traceback, nothing written
+    proc = run_cli("sweep", str(other), "--out", str(out))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert _snapshot(out) == before
+
+
+def test_ray_backend_missing_is_a_config_error(tmp_path, monkeypatch):
+    spec = _write(tmp_path, TINY_SAC.format(steps=300, seeds="[0]", ckpt=150, lrs="[1e-3]"))
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    with pytest.raises(ConfigError, match=r"needs Ray Tune.*dynarl\[distributed\]"):
+        run_sweep(spec, tmp_path / "out", backend="ray")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_backend_runs_and_restores(tmp_path):
+    """Two trials on Ray Tune with ray.init(num_cpus=2); the rerun restores the experiment (Tuner.restore)
+    and finds nothing to do."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.tune")
+    spec = _write(tmp_path, TINY_SAC.format(steps=200, seeds="[0, 1]", ckpt=200, lrs="[1e-3]"))
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_sweep(spec, tmp_path / "out", backend="ray", log=lambda msg: None)
+        assert result["finished"] == 2 and result["failed"] == 0
+        experiments = list((tmp_path / "out" / "ray").iterdir())
+        assert len(experiments) == 1
+        again = run_sweep(spec, tmp_path / "out", backend="ray", log=lambda msg: None)
+        assert again["finished"] == 2 and list((tmp_path / "out" / "ray").iterdir()) == experiments
+    finally:
+        ray.shutdown()
+    status = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert status["backend"] == "ray" and {t["name"] for t in status["trials"]} == {"actor_lr=0.001-s0", "actor_lr=0.001-s1"}
+    for t in status["trials"]:
+        summary = json.loads((tmp_path / "out" / t["name"] / "summary.json").read_text())
+        assert t["status"] == "finished" and summary["env_steps"] == 200 and t["eval_return_mean"] == summary["eval_return_mean"]
