@@ -150,7 +150,13 @@ class Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.TPESampler(seed=self.seed * 1000 + worker)  # one stream per worker, or they propose alike
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=self.evaluations // 3)
-        study = optuna.create_study(study_name=self.name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize", load_if_exists=True)
+        names = [s.study_name for s in storage.get_all_studies()]
+        if names and self.name not in names:
+            raise ConfigError(f"'{self.out}' holds another study ({names[0]}); choose a fresh --out or tune that algorithm and env")
+        if names:  # loading writes nothing to the journal (create_study(load_if_exists=True) would append to it)
+            study = optuna.load_study(study_name=self.name, storage=storage, sampler=sampler, pruner=pruner)
+        else:
+            study = optuna.create_study(study_name=self.name, storage=storage, sampler=sampler, pruner=pruner, direction="maximize")
         theirs = study.user_attrs.get("dynarl")
         if theirs is None:
             study.set_user_attr("dynarl", self.identity())
