@@ -37,7 +37,7 @@ TINY = {
     "learner.vf_batch_size": 16, "learner.n_epochs": 2, "n_envs": 2, "n_steps": 30, "updates_per_step": 1,
     "model.members": 2, "trainer.num_elites": 1, "trainer.max_epochs": 2, "trainer.batch_size": 16,
     "planner.population_size": 16, "planner.horizon": 4, "planner.num_iterations": 2, "planner.particles": 2, "retrain_every": 40,
-    "epoch_length": 40, "model_train_freq": 40, "rollout_batch_size": 32, "bc.hidden_sizes": (8,), "bc_epochs": 1,
+    "epoch_length": 40, "model_train_freq": 40, "rollout_freq": 40, "rollout_length": 2, "rollout_batch_size": 32, "bc.hidden_sizes": (8,), "bc_epochs": 1,
     "n_collect": 60, "n_inner": 1, "n_model": 2, "n_policy": 1, "model_envs": 4, "model_horizon": 5, "model_hidden_sizes": (16,), "H": 2, "model_batch_size": 8,
     "epsilon_decay_steps": 60, "planning_steps": 5, "achieved_goal_dims": (0,), "desired_goal_dims": (1,),
 }  # fmt: skip

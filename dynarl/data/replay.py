@@ -44,6 +44,10 @@ class ReplayBuffer:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
         return Batch(**{k: v[idx] for k, v in self.storage.items()})
 
+    def obs_act(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The observations and actions of rows ``idx`` (start states of model rollouts)."""
+        return self.storage["obs"][idx], self.storage["act"][idx]
+
     def recent(self, n: int) -> dict[str, torch.Tensor]:
         """The last ``min(n, size)`` rows added, oldest first."""
         n = min(int(n), self.size)

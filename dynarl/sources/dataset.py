@@ -122,6 +122,14 @@ class DatasetSource(FixedData):
         idx = torch.randint(0, len(self), (batch_size,), device=self.device)
         return Batch(obs=self.observations[self.obs_row[idx]], next_obs=self.observations[self.next_row[idx]], **{k: v[idx] for k, v in self.data.items()})
 
+    def obs_act(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The observations and actions of transitions ``idx`` (start states of model rollouts)."""
+        return self.observations[self.obs_row[idx]], self.data["act"][idx]
+
+    def transitions(self) -> dict[str, torch.Tensor]:
+        """Every transition as rows {obs, act, reward, next_obs, terminated, truncated} (gathers: for fitting a model once)."""
+        return {"obs": self.obs, "next_obs": self.observations[self.next_row], **self.data}
+
     # --- transforms applied once, before training ----------------------------------------------------------
 
     def observation_stats(self, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:

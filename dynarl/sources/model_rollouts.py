@@ -23,7 +23,8 @@ RewardTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
 
 
 class ModelRollouts:
-    """Branched rollouts from ``starts`` (a replay buffer) through ``model_env``; every random draw from its generator."""
+    """Branched rollouts from ``starts`` (real transitions with ``obs_act(idx)``: a replay buffer or a dataset
+    source) through ``model_env``; every random draw from its generator. ``reward_transform`` sees the kept rows."""
 
     def __init__(self, model_env: ModelEnv, starts: ReplayBuffer, generator: torch.Generator, action_source: str = "policy", reward_transform: RewardTransform | None = None):
         self.model_env, self.starts, self.generator = model_env, starts, generator
@@ -50,7 +51,7 @@ class ModelRollouts:
         """``n`` rollouts of ``length`` steps added to ``into``; returns the mean (learning) reward and rows added."""
         device = self.starts.device
         idx = torch.randint(0, len(self.starts), (n,), generator=self.generator, device=device)
-        start, first_act = self.starts.storage["obs"][idx], self.starts.storage["act"][idx]
+        start, first_act = self.starts.obs_act(idx)
         out = self.model_env.rollout(start, policy=self._actions(policy, first_act, first_act.shape[-1]), rollout_length=length)
         alive = out["alive"][:, 0].reshape(-1)  # [N * k]: steps that started from a live state
         n_k = alive.shape[0]
@@ -62,11 +63,12 @@ class ModelRollouts:
             "terminated": out["terminated"][:, 0].reshape(n_k).float(),
             "truncated": torch.zeros(n_k, device=device),
         }
-        if self.reward_transform is not None:
-            rows["reward"] = self.reward_transform(rows["obs"], rows["act"], rows["reward"], rows["next_obs"])
         # time-major order, so the FIFO drops the oldest steps first; steps after a termination are dropped
         order = torch.arange(n_k, device=device).view(n, length).t().reshape(-1)
         keep = order[alive[order]]
-        into.add_batch({k: v[keep] for k, v in rows.items()})
+        rows = {k: v[keep] for k, v in rows.items()}
+        if self.reward_transform is not None:
+            rows["reward"] = self.reward_transform(rows["obs"], rows["act"], rows["reward"], rows["next_obs"])
+        into.add_batch(rows)
         self.added += int(keep.numel())
-        return {"model_rollout_reward": float(rows["reward"][keep].mean()), "rollout_rows": int(keep.numel())}
+        return {"model_rollout_reward": float(rows["reward"].mean()), "rollout_rows": int(keep.numel())}
