@@ -129,6 +129,8 @@ def test_random_search_is_seeded_and_extends():
     assert len({t.name for t in five}) == 10 and [t.seed for t in three] == [0, 1] * 3
     for t in five:
         assert 1e-4 <= t.overrides["learner.actor_lr"] <= 1e-2 and 32 <= t.overrides["batch_size"] <= 64 and t.overrides["learner.hidden_sizes"] in ([16, 16], [32])
+    only_choices = Sweep.from_dict({"algo": "sac", "samples": 6, "random": {"learner.gamma": {"choice": [0.98, 0.99]}}}).trials()
+    assert sorted(t.name for t in only_choices) == ["gamma=0.98-s0", "gamma=0.99-s0"]  # repeated draws run once
     # log-uniform on [1e-4, 1e-2]: log10 x is uniform on [-4, -2], mean -3, sd 2/sqrt(12) = 0.577
     rng = np.random.default_rng(0)
     logs = np.log10([Distribution("loguniform", (1e-4, 1e-2)).sample(rng) for _ in range(20_000)])
@@ -151,6 +153,8 @@ def test_random_search_is_seeded_and_extends():
         ({"grid": {"learner.actor_lr": [-1.0]}}, ("learner.actor_lr=-1.0 is invalid: must be > 0",)),
         ({"grid": {"seed": [1, 2]}}, ("seed is set by the sweep itself",)),
         ({"seeds": [0, 0], "grid": {"batch_size": [32]}}, ("repeats a seed",)),
+        ({"grid": {"learner.tau": [0.01, 0.01]}}, ("repeats a value",)),
+        ({"batch_size": 0, "grid": {"learner.tau": [0.01]}}, ("batch_size=0 is invalid: must be > 0",)),
     ],
 )
 def test_bad_sweep_files_are_refused_with_the_key_named(table, needles):

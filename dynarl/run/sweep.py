@@ -119,6 +119,8 @@ class Sweep:
                 raise ConfigError(f"{where} [grid]: {key} = {json.dumps(values)} must be a list of values, e.g. {key} = [{json.dumps(values)}]")
             if not values:
                 raise ConfigError(f"{where} [grid]: {key} = [] has no values: the search space is empty")
+            if len({json.dumps(v) for v in values}) < len(values):
+                raise ConfigError(f"{where} [grid]: {key} = {json.dumps(values)} repeats a value")
         both = sorted(set(grid) & set(random))
         if both:
             raise ConfigError(f"{where}: {both[0]} is in both [grid] and [random]; keep it in one")
@@ -147,14 +149,18 @@ class Sweep:
     def check(self) -> None:
         """Every listed value and distribution bound makes a valid config (named errors, before any trial)."""
         base = self.base_overrides(self.seeds[0])
-        check_values(self.algo, self.env, base, {}, self.source)
+        try:
+            build_config(self.algo, self.env, base)
+        except ConfigError as e:
+            raise ConfigError(f"{self.source}: {e}") from None
         check_values(self.algo, self.env, base, {**self.grid, **{k: list(d.extremes()) for k, d in self.random.items()}}, self.source)
 
     # --- the trials ---------------------------------------------------------------------------------------
 
     def points(self) -> list[dict]:
         """The swept values of each configuration: the grid's product, crossed with ``samples`` random draws.
-        Draw i uses its own generator seeded (sample_seed, i), so adding samples keeps the earlier draws."""
+        Draw i uses its own generator seeded (sample_seed, i), so adding samples keeps the earlier draws; a draw
+        that repeats an earlier one is dropped."""
         keys = list(self.grid)
         grid_points = [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))] if keys else [{}]
         if not self.random:
@@ -163,7 +169,14 @@ class Sweep:
         for i in range(self.samples):
             rng = np.random.default_rng([self.sample_seed, i])
             draws.append({k: d.sample(rng) for k, d in sorted(self.random.items())})
-        return [{**g, **r} for r in draws for g in grid_points]
+        points, seen = [], set()
+        for r in draws:  # a draw equal to an earlier one (likely when [random] holds only choices) is run once
+            for g in grid_points:
+                key = json.dumps({**g, **r}, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    points.append({**g, **r})
+        return points
 
     def trials(self) -> list[Trial]:
         swept = list(self.grid) + sorted(self.random)
