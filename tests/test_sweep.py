@@ -49,12 +49,10 @@ def _snapshot(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """Two actor learning rates x two seeds, 300 SAC steps each, two worker processes, through the CLI."""
+    """Two actor learning rates x two seeds, 300 SAC steps each, in two worker processes."""
     root = tmp_path_factory.mktemp("sweep")
     spec = _write(root, TINY_SAC.format(steps=300, seeds="[0, 1]", ckpt=150, lrs="[1e-3, 3e-4]"))
-    proc = run_cli("sweep", str(spec), "--out", str(root / "out"), "--workers", "2")
-    assert proc.returncode == 0, proc.stderr
-    return spec, root / "out", json.loads(proc.stdout.strip().splitlines()[-1])
+    return spec, root / "out", run_sweep(spec, root / "out", workers=2, log=lambda msg: None)
 
 
 def test_grid_times_seeds_writes_a_run_folder_per_trial(swept):
@@ -73,8 +71,8 @@ def test_grid_times_seeds_writes_a_run_folder_per_trial(swept):
     assert status["best"] == max(status["trials"], key=lambda t: t["eval_return_mean"])["name"]
     # the same sweep again: nothing to run, nothing rewritten
     before = {p: v for p, v in _snapshot(out).items() if p.name != "sweep.json"}
-    proc = run_cli("sweep", str(spec), "--out", str(out))
-    assert proc.returncode == 0 and "4 finished, 0 to run" in proc.stderr, proc.stderr
+    said = []
+    assert run_sweep(spec, out, log=said.append)["finished"] == 4 and "4 finished, 0 to run" in said[0]
     assert {p: v for p, v in _snapshot(out).items() if p.name != "sweep.json"} == before
 
 
@@ -113,8 +111,7 @@ def test_sigterm_checkpoints_the_running_trial_and_a_rerun_finishes_it(tmp_path)
     last = max(ckpts.glob("step_*.safetensors"))
     stopped_at, stamp = int(last.stem.split("_")[1]), last.stat().st_mtime_ns
     assert 0 < stopped_at < 600
-    done = run_cli("sweep", str(spec), "--out", str(out))
-    assert done.returncode == 0, done.stderr
+    assert run_sweep(spec, out, workers=1, log=lambda msg: None)["finished"] == 1
     assert json.loads((out / "actor_lr=0.001-s0" / "summary.json").read_text())["env_steps"] == 600
     assert json.loads((out / "sweep.json").read_text())["trials"][0]["status"] == "finished"
     assert not last.exists() or last.stat().st_mtime_ns == stamp  # read, never rewritten (it may be rotated out)
@@ -198,7 +195,7 @@ def test_ray_backend_runs_and_restores(tmp_path):
     pytest.importorskip("ray.tune")
     spec = _write(tmp_path, TINY_SAC.format(steps=200, seeds="[0, 1]", ckpt=200, lrs="[1e-3]"))
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # a new local instance, whatever `ray start` left
     try:
         result = run_sweep(spec, tmp_path / "out", backend="ray", log=lambda msg: None)
         assert result["finished"] == 2 and result["failed"] == 0
