@@ -210,3 +210,8 @@ def test_ray_backend_runs_and_restores(tmp_path):
     for t in status["trials"]:
         summary = json.loads((tmp_path / "out" / t["name"] / "summary.json").read_text())
         assert t["status"] == "finished" and summary["env_steps"] == 200 and t["eval_return_mean"] == summary["eval_return_mean"]
+
+
+def test_the_example_sweep_file_is_valid():
+    sweep = Sweep.load(Path(__file__).resolve().parents[1] / "examples" / "sweep_pendulum.toml")
+    assert [t.name for t in sweep.trials()] == [f"actor_lr={lr}-s{s}" for lr in ("0.001", "0.0003") for s in (0, 1, 2)]

@@ -156,3 +156,8 @@ def test_preset_file_round_trip_json_and_toml(tmp_path):
         env, flat, source = read_preset(path, "sac")
         assert (env, source) == ("Pendulum-v1", "hand-made") and flat == {"learner.actor_lr": 3e-4, "learner.hidden_sizes": [64, 64], "env_kwargs": {"g": 9.81}}
     assert read_table(Path(tmp_path / "p.toml"), "preset")["overrides"]["learner.actor_lr"] == 3e-4
+
+
+def test_the_example_space_file_is_valid():
+    dists, fixed = load_space(Path(__file__).resolve().parents[1] / "examples" / "tune_space_sac.toml", "sac")
+    assert set(dists) == {"learner.actor_lr", "learner.critic_lr", "learner.tau", "learner.gamma"} and fixed == {"learner.hidden_sizes": [64, 64], "eval_episodes": 5}
