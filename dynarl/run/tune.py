@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dynarl.algos.registry import build_config, get_algorithm
 from dynarl.config import RunConfig, flat_keys, to_dict
-from dynarl.errors import ConfigError, DynarlError, TrainingDivergedError
+from dynarl.errors import ConfigError, DynarlError, RunInterrupted, TrainingDivergedError
 from dynarl.run.callbacks import Callback
 from dynarl.run.preset_file import write_preset
 from dynarl.run.rundir import RunDir
@@ -199,7 +199,10 @@ class Study:
                 log(f"  trial {frozen.number}: {frozen.state.name.lower()}, value {value}, {json.dumps(frozen.user_attrs.get('overrides', {}))}")
 
         if n_trials > 0:
-            study.optimize(self.objective, n_trials=n_trials, callbacks=[say])
+            try:
+                study.optimize(self.objective, n_trials=n_trials, callbacks=[say])
+            except RunInterrupted as e:  # the trial in progress is recorded as failed; a rerun replaces it
+                raise RunInterrupted(f"tuning stopped by a signal. Run the same `dynarl tune` command again to continue the study in {self.out}", e.exit_code) from None
 
 
 def _first_diff(a: dict, b: dict) -> str:
@@ -236,7 +239,11 @@ def tune(algo: str, env: str | None, trials: int, steps: int, space: str | Path 
         }
         env_vars = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         procs = [subprocess.Popen([sys.executable, "-m", "dynarl.run.tune", json.dumps({**spec, "n_trials": n, "worker": i})], env=env_vars) for i, n in enumerate(shares) if n > 0]
-        codes = [proc.wait() for proc in procs]
+        try:
+            codes = [proc.wait() for proc in procs]
+        except KeyboardInterrupt:  # Ctrl-C reached the workers too: each stops its trial; wait for them
+            codes = [proc.wait() for proc in procs]
+            raise RunInterrupted(f"tuning stopped by SIGINT. Run the same `dynarl tune` command again to continue the study in {job.out}", 130) from None
         if any(codes):
             raise DynarlError(f"{sum(c != 0 for c in codes)} of {len(procs)} tuning workers failed (exit codes {codes}; their messages are above); run the same command again to continue the study")
     return write_results(job, *job.open())
@@ -277,6 +284,9 @@ def _main(argv: list[str]) -> int:
     try:
         job = Study(spec["algo"], spec["env"], spec["steps"], spec["space"], spec["out"], spec["trials"], spec["seed"], spec["evaluations"])
         job.optimize(spec["n_trials"], spec["worker"], log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except RunInterrupted as e:
+        print(f"dynarl: {e}", file=sys.stderr)
+        return e.exit_code
     except DynarlError as e:
         print(f"dynarl: error: {e}", file=sys.stderr)
         return 2
