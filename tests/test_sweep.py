@@ -16,7 +16,7 @@ from conftest import run_cli
 
 from dynarl.errors import ConfigError
 from dynarl.run.space import Distribution
-from dynarl.run.sweep import Sweep, plan, run_sweep
+from dynarl.run.sweep import Sweep, job, plan, run_sweep, run_trial
 
 TINY_SAC = """
 algo = "sac"
@@ -88,9 +88,11 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint(swept, tmp_path):
     kept = trial / "checkpoints" / "step_000000150.safetensors"
     stamp = kept.stat().st_mtime_ns
     sweep = Sweep.load(spec)
-    assert plan(sweep, tmp_path / "out")[2]["actor_lr=0.001-s1"] == "partial"
-    result = run_sweep(sweep, tmp_path / "out", workers=1, log=lambda msg: None)
-    assert result["finished"] == 4
+    out2, trials, states = plan(sweep, tmp_path / "out")
+    assert states == {name: "partial" if name == "actor_lr=0.001-s1" else "finished" for name in NAMES}
+    spec_of = job(sweep, out2, next(t for t in trials if t.name == trial.name))  # what the worker process runs, run here
+    summary = run_trial(spec_of["algo"], spec_of["env"], spec_of["overrides"], spec_of["run_dir"])
+    assert summary["env_steps"] == 300 and "skipped" not in summary
     assert json.loads((trial / "summary.json").read_text())["eval_return_mean"] == expected
     assert kept.stat().st_mtime_ns == stamp and (trial / "checkpoints" / "step_000000300.safetensors").is_file()
 
