@@ -4,6 +4,7 @@ from dynarl.algos.dqn import DQN, DoubleDQN
 from dynarl.algos.dyna_q import DynaQ, QLearning
 from dynarl.algos.imitation import GCBC, DAgger
 from dynarl.algos.mbpo import MBPO, DynaDDPG, DynaTD3
+from dynarl.algos.muzero import MuZero
 from dynarl.algos.off_policy import DDPG, SAC, TD3
 from dynarl.algos.offline import AWAC, BC, CQL, FQI, IQL, OfflineSAC
 from dynarl.algos.on_policy import A2C, PPO, REINFORCE, TRPO

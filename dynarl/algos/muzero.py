@@ -1,0 +1,182 @@
+"""MuZero (Schrittwieser et al. 2020; inventory A8): search with a learned model, trained on its own games.
+
+    for each vector step (n_envs env steps):
+        s^0, p, v = f(h(o)) for every sub-env; ONE batched search (pUCT, Dirichlet noise at the roots) over
+            the learned dynamics g for all sub-envs                                   (dynarl.planning.mcts)
+        pi = visit counts / sum; a ~ pi^(1/T), T from the temperature schedule over gradient steps
+        step the envs; store (o, a, u, nu = root search value, pi, done) per sub-env   (GameSegmentBuffer)
+        while gradient steps < train_ratio x (env steps - learning_starts):
+            sample positions with their K-step targets (n-step z with the stored search values, or with
+            values recomputed by the target network: reanalysis); learner.update  (the unrolled loss)
+
+Evaluation (``predict`` with ``deterministic=True``) searches without root noise and plays the most
+visited action (temperature 0). The learned model has no terminal state, so every imagined transition is
+discounted by gamma. Only Discrete action spaces and flat Box observations are taken.
+
+Reanalysis (``reanalyse``): ``network`` bootstraps every sampled value target from the target network's
+f(h(o_{t+k+n})) (muzero-general's ``use_last_model_value``); ``search`` runs a fresh search from
+o_{t+k+n} with the target network and bootstraps from its root value (MuZero Reanalyze's value targets;
+the policy targets stay the stored ones). ``learner.target_update_interval=1`` makes it the current network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from dynarl.algos.base import Algorithm, GeneratorState
+from dynarl.algos.registry import register
+from dynarl.config import RunConfig, non_negative, one_of, param, positive, unit_interval
+from dynarl.data.game_segments import GameSegmentBuffer, SegmentBatch
+from dynarl.envs.spaces import BOX, DISCRETE
+from dynarl.errors import EnvError
+from dynarl.learners.muzero import MuZeroLearner, MuZeroLearnerConfig
+from dynarl.planning.mcts import RootOutput, SearchConfig, StepOutput, search, visit_policy
+
+
+def _non_negative_floats(x) -> str | None:
+    return None if all(v >= 0 for v in x) else "must be a list of numbers >= 0"
+
+
+def _increasing(x) -> str | None:
+    return None if all(b > a for a, b in zip(x, x[1:])) and all(v > 0 for v in x) else "must be a list of increasing positive ints"
+
+
+@dataclass
+class MuZeroConfig(RunConfig):
+    algo: str = "muzero"
+    env: str = "CartPole-v1"
+    steps: int = 30_000
+    torch_threads: int = param(1, non_negative, "CPU threads for torch (0: torch's default); one suits the small networks and the search's many small ops")
+    n_envs: int = param(8, positive, "sub-envs played at once; one search call covers all of them")
+    vec_env: str = param("sync", one_of("sync", "async"), "Gymnasium SyncVectorEnv or AsyncVectorEnv")
+    env_kwargs: dict | None = param(None, help="extra keyword arguments for gymnasium.make (JSON object)")
+    num_simulations: int = param(25, positive, "search simulations per move (muzero-general CartPole: 50; LightZero: 25)")
+    pb_c_init: float = param(1.25, positive, "pUCT c1")
+    pb_c_base: float = param(19652.0, positive, "pUCT c2")
+    dirichlet_alpha: float = param(0.25, positive, "root Dirichlet noise alpha in self-play (muzero-general CartPole: 0.25)")
+    root_exploration_fraction: float = param(0.25, unit_interval, "weight of the Dirichlet noise in the root prior in self-play (evaluation: none)")
+    buffer_size: int = param(100_000, positive, "replay capacity in env steps (all sub-envs together)")
+    batch_size: int = param(128, positive, "positions per gradient step")
+    unroll_steps: int = param(5, positive, "K: dynamics steps unrolled per position")
+    td_steps: int = param(10, positive, "n of the n-step value targets")
+    learning_starts: int = param(1_000, positive, "env steps played before the first gradient step")
+    train_ratio: float = param(0.25, positive, "gradient steps per env step once learning has started")
+    temperatures: tuple[float, ...] = param((1.0, 0.5, 0.25), _non_negative_floats, "visit-count temperatures of self-play, one per stage of temperature_milestones")
+    temperature_milestones: tuple[int, ...] = param((2_000, 4_000), _increasing, "gradient steps at which the next temperature starts (len(temperatures) - 1 of them)")
+    reanalyse: str = param("off", one_of("off", "network", "search"), "recompute the bootstrapped values of sampled targets with the target network: its value (network) or a fresh search (search)")
+    learner: MuZeroLearnerConfig = field(default_factory=MuZeroLearnerConfig)
+
+    def check(self) -> str | None:
+        if len(self.temperature_milestones) != len(self.temperatures) - 1:
+            return f"temperature_milestones={list(self.temperature_milestones)} needs len(temperatures) - 1 = {len(self.temperatures) - 1} entries for temperatures={list(self.temperatures)}"
+        if self.buffer_size // self.n_envs <= self.unroll_steps + self.td_steps:
+            return f"buffer_size={self.buffer_size} holds {self.buffer_size // self.n_envs} steps per env with n_envs={self.n_envs}; a sample needs unroll_steps + td_steps + 1 = {self.unroll_steps + self.td_steps + 1}: raise buffer_size"
+        return None
+
+
+@register
+class MuZero(Algorithm):
+    """MuZero: batched pUCT search over a learned latent model, trained on the K-step unrolled loss."""
+
+    name, config_cls = "muzero", MuZeroConfig
+    action_spaces = (DISCRETE,)
+    observation_spaces = (BOX,)
+    run_parts = ("buffer",)
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env)
+        self.learner = MuZeroLearner(cfg.learner, self.observation_space, self.action_space, self.device)
+        self.n_actions = int(self.action_space.n)
+        self._action_start = int(self.action_space.start)
+        self.buffer = GameSegmentBuffer(cfg.buffer_size, tuple(self.observation_space.shape), self.n_actions, cfg.n_envs, cfg.unroll_steps, cfg.td_steps, cfg.learner.gamma, self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed)
+        common = dict(num_simulations=cfg.num_simulations, rule="puct", pb_c_init=cfg.pb_c_init, pb_c_base=cfg.pb_c_base)
+        self.self_play_search = SearchConfig(**common, dirichlet_alpha=cfg.dirichlet_alpha, root_exploration_fraction=cfg.root_exploration_fraction)
+        self.eval_search = SearchConfig(**common, root_exploration_fraction=0.0)
+        self._last_metrics: dict[str, torch.Tensor] = {}
+
+    def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise EnvError(f"MUZERO: MuZero needs a Discrete action space, but {self.env_name} has {action_space}; use SAC, TD3 or PETS for continuous actions, or wrap the env in gymnasium.wrappers.DiscretizeAction")
+        super().check_spaces(observation_space, action_space)
+
+    def parts(self) -> dict:
+        return {"learner": self.learner, "buffer": self.buffer, "generator": GeneratorState(self.generator)}
+
+    # --- search -------------------------------------------------------------------------------------------------
+
+    def run_search(self, obs: torch.Tensor, config: SearchConfig, generator: torch.Generator | None = None, target: bool = False):
+        """One batched search from the observations [B, *obs] through the learned model (online or target network)."""
+        learner, gamma = self.learner, self.cfg.learner.gamma
+        state, logits, value = learner.initial_inference(obs, target)
+
+        def recurrent_fn(embedding: torch.Tensor, action: torch.Tensor):
+            reward, next_state, next_logits, next_value = learner.recurrent_inference(embedding, action, target)
+            return StepOutput(reward=reward, discount=torch.full_like(reward, gamma), prior_logits=next_logits, value=next_value), next_state
+
+        return search(RootOutput(prior_logits=logits, value=value, embedding=state), recurrent_fn, config, generator=generator)
+
+    def temperature(self) -> float:
+        """The self-play temperature of the current stage (stages end at ``temperature_milestones`` gradient steps)."""
+        stage = sum(self.gradient_steps >= m for m in self.cfg.temperature_milestones)
+        return float(self.cfg.temperatures[stage])
+
+    def _obs_tensor(self, obs) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+
+    def policy_action(self, obs, deterministic: bool = True) -> np.ndarray:
+        """The most visited action of a noise-free search (deterministic), else one sampled from the visit counts."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.observation_space.shape
+        result = self.run_search(self._obs_tensor(obs[None] if single else obs), self.eval_search)
+        probs = visit_policy(result.visit_counts, 0.0 if deterministic else 1.0)
+        act = (probs.argmax(-1) if deterministic else torch.multinomial(probs, 1).squeeze(1)).cpu().numpy() + self._action_start
+        return act[0] if single else act
+
+    # --- the loop -----------------------------------------------------------------------------------------------
+
+    def train_step(self) -> None:
+        self.play()
+        cfg = self.cfg
+        due = int((self.env_steps - cfg.learning_starts) * cfg.train_ratio) if self.env_steps >= cfg.learning_starts else 0
+        while self.learner.num_updates < due and self.buffer.sampleable() > 0:
+            self._last_metrics = self.learner.update(self.sample_batch())
+
+    def play(self) -> None:
+        """One vector step of self-play: one search for every sub-env, actions sampled from the visit counts."""
+        obs = self.collector.observe()
+        obs_t = self._obs_tensor(obs)
+        result = self.run_search(obs_t, self.self_play_search, self.generator)
+        counts = result.visit_counts.float()
+        pi = counts / counts.sum(-1, keepdim=True)  # the policy target: the visit distribution (temperature 1)
+        act = torch.multinomial(visit_policy(result.visit_counts, self.temperature()), 1, generator=self.generator).squeeze(1)
+        t = self.collector.step(act.cpu().numpy() + self._action_start)
+        end_value = None
+        if t.truncated.any():  # a time limit: the final observation's value is bootstrapped from (see GameSegmentBuffer)
+            end_value = self.learner.initial_inference(self._obs_tensor(t.next_obs))[2]
+        self.buffer.add(obs_t, act, t.reward, result.root_value, pi, t.terminated, t.truncated, t.next_obs, end_value)
+
+    def sample_batch(self) -> SegmentBatch:
+        batch = self.buffer.sample(self.cfg.batch_size, self.generator)
+        if self.cfg.reanalyse == "off":
+            return batch
+        obs = batch.bootstrap_obs.reshape(-1, *batch.bootstrap_obs.shape[2:])
+        if self.cfg.reanalyse == "network":
+            value = self.learner.initial_inference(obs, target=True)[2]
+        else:
+            value = self.run_search(obs, self.eval_search, target=True).root_value
+        return batch.replace(bootstrap_value=value.reshape(batch.bootstrap_value.shape))
+
+    def metrics(self) -> dict[str, float]:
+        return {**super().metrics(), "rollout/temperature": self.temperature()}
+
+    def budget_notes(self, total: int) -> list[str]:
+        if total <= self.cfg.learning_starts:
+            return [f"{total} steps end before learning_starts={self.cfg.learning_starts}: MUZERO will only play with its untrained network and make no gradient updates; pass more steps or a smaller learning_starts"]
+        return []
