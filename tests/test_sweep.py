@@ -176,6 +176,10 @@ def test_folders_of_another_sweep_are_never_overwritten(swept, tmp_path):
     with pytest.raises(ConfigError, match=r"holds a run of another sweep or config \(batch_size: 32 vs 64"):
         run_sweep(other, lone, workers=1)
     assert not (lone / "sweep.json").exists() and _snapshot(out) == before
+    # the same sweep with one more seed extends it: four trials are finished, two are new
+    more = _write(tmp_path, TINY_SAC.format(steps=300, seeds="[0, 1, 2]", ckpt=150, lrs="[1e-3, 3e-4]"), "more.toml")
+    states = plan(Sweep.load(more), out)[2]
+    assert states == {**{name: "finished" for name in NAMES}, "actor_lr=0.001-s2": "new", "actor_lr=0.0003-s2": "new"}
     # the CLI: exit 2, one line, no traceback, nothing written
     proc = run_cli("sweep", str(other), "--out", str(out))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -83,9 +83,7 @@ def run_on_ray(sweep, out: Path, todo: list, update, workers: int | None = None)
             tune_config=tune.TuneConfig(max_concurrent_trials=workers),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), failure_config=tune.FailureConfig(max_failures=3), verbose=0),
         )
-    for t in todo:
-        update(t.name, "running")
-    results = tuner.fit()
+    results = tuner.fit()  # sweep.json is brought up to date when it returns (Tune's own progress is in DIR/ray)
     for result in results:
         trial_name = (result.config or {}).get("trial")
         if trial_name not in jobs:
