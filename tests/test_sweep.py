@@ -221,3 +221,26 @@ def test_ray_backend_runs_and_restores(tmp_path):
 def test_the_example_sweep_file_is_valid():
     sweep = Sweep.load(Path(__file__).resolve().parents[1] / "examples" / "sweep_pendulum.toml")
     assert [t.name for t in sweep.trials()] == [f"actor_lr={lr}-s{s}" for lr in ("0.001", "0.0003") for s in (0, 1, 2)]
+
+
+def test_ray_trainable_reports_each_evaluation_and_errors_without_ray(swept, tmp_path, monkeypatch):
+    """The trainable's reporting, run in-process with the one Ray call replaced: a row per evaluation; a
+    finished trial reports its final return once; an error a retry would repeat is reported, not raised."""
+    from dynarl.run import sweep_ray
+
+    rows = []
+    monkeypatch.setattr(sweep_ray, "report", rows.append)
+    spec, out, _ = swept
+    sweep = Sweep.load(spec)
+    trial = next(t for t in sweep.trials() if t.name == "actor_lr=0.0003-s0")
+    fresh = job(sweep, tmp_path, trial)
+    sweep_ray._trainable({"trial": trial.name}, {trial.name: fresh})
+    final = json.loads((out / trial.name / "summary.json").read_text())["eval_return_mean"]
+    assert [r["steps"] for r in rows] == [150, 300] and rows[-1]["eval_return"] == final  # same trial, same return
+    rows.clear()
+    sweep_ray._trainable({"trial": trial.name}, {trial.name: fresh})
+    assert rows == [{"eval_return": final, "eval_return_std": 0.0, "steps": 300, "env_steps": 300}]
+    rows.clear()
+    broken = {**fresh, "env": "NoSuchEnv-v0", "run_dir": str(tmp_path / "broken")}
+    sweep_ray._trainable({"trial": trial.name}, {trial.name: broken})
+    assert len(rows) == 1 and "NoSuchEnv-v0" in rows[0]["error"]

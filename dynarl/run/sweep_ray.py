@@ -6,7 +6,8 @@ every evaluation through a dynarl callback. ``ray.init()`` joins the cluster nam
 starts a local one, so the same command runs on a laptop and on a cluster; the run folders must then be on
 a filesystem every node sees. The Tune experiment lives in ``DIR/ray/sweep-<hash of the trial list>`` and
 running the same sweep again continues it with ``Tuner.restore``. A trial whose worker dies is retried
-(``FailureConfig(max_failures=3)``) and continues from its last dynarl checkpoint.
+(``FailureConfig(max_failures=3)``) and continues from its last dynarl checkpoint; one that fails in a way a
+retry would repeat (bad config or env, divergence, a damaged checkpoint) reports the error and is not retried.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from dynarl.errors import ConfigError
+from dynarl.errors import CheckpointError, ConfigError, EnvError, TrainingDivergedError
 from dynarl.run.callbacks import Callback
 
 RAY_REQUIREMENT = "ray[tune]>=2.41,<3"  # ray.tune.report(dict) / tune.RunConfig / tune.FailureConfig: Ray >= 2.41
@@ -57,7 +58,11 @@ def _trainable(config: dict, jobs: dict) -> None:
 
     spec = jobs[config["trial"]]
     callback = RayReport()
-    summary = run_trial(spec["algo"], spec["env"], spec["overrides"], spec["run_dir"], callbacks=[callback])
+    try:
+        summary = run_trial(spec["algo"], spec["env"], spec["overrides"], spec["run_dir"], callbacks=[callback])
+    except (ConfigError, EnvError, CheckpointError, TrainingDivergedError) as e:  # would fail again: no retry, say why
+        report({"error": str(e)})
+        return
     if not callback.reported:  # finished earlier (a restored or repeated trial): one row with its final return
         report({"eval_return": summary["eval_return_mean"], "eval_return_std": summary["eval_return_std"], "steps": summary.get("env_steps"), "env_steps": summary.get("env_steps")})
 
@@ -90,6 +95,8 @@ def run_on_ray(sweep, out: Path, todo: list, update, workers: int | None = None)
             continue
         if (out / trial_name / "summary.json").is_file():
             update(trial_name, "finished")
+        elif (result.metrics or {}).get("error"):
+            update(trial_name, "failed", str(result.metrics["error"])[:300])
         elif result.error is not None:
             update(trial_name, "failed", (str(result.error).strip().splitlines() or ["error"])[-1][:300])
         else:
