@@ -92,6 +92,18 @@ def test_self_play_targets_by_hand():
     assert len({tuple(b.flatten().tolist()) for b in boards[last]}) == 8  # the position has no symmetry of its own
 
 
+def _tensors(state, prefix=""):
+    if isinstance(state, torch.Tensor):
+        yield prefix, state
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            if k not in ("counters", "config"):
+                yield from _tensors(v, f"{prefix}/{k}")
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            yield from _tensors(v, f"{prefix}/{i}")
+
+
 # --- UCT with the true model -----------------------------------------------------------------------------------------
 
 
@@ -133,6 +145,20 @@ def test_uct_on_cartpole_by_state_restore():
         assert total >= 195, (use_snapshot, total)
 
 
+def test_mcts_resume_from_a_checkpoint_is_exact(tmp_path):
+    """The games against the opponent replay from their reset records (FairVersus draws sides and the opponent's
+    seed from the env's own generator), so a resumed run plays the same moves as an uninterrupted one."""
+    cfg = dict(num_simulations=8, rollouts=2, eval_every=10**6, eval_episodes=2, log_every=7, checkpoint_every=7, quiet=True, seed=3)
+    whole = MCTS(TTT, **cfg).learn(21, run_dir=tmp_path / "whole")
+    first = sorted((tmp_path / "whole" / "checkpoints").glob("step_*.safetensors"))[0]
+    assert int(first.stem.split("_")[1]) < 21
+    resumed = MCTS.load(first).learn(21)
+    a, b = dict(_tensors(whole.state_dict())), dict(_tensors(resumed.state_dict()))
+    assert a.keys() == b.keys() and any("episodes" in k for k in a)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert whole.episodes == resumed.episodes >= 2 and whole.collector.recent_returns == resumed.collector.recent_returns
+
+
 def test_mcts_run_folder_and_summary(tmp_path):
     agent = MCTS(TTT, num_simulations=50, steps=6, eval_every=6, eval_episodes=4, log_every=3, checkpoint_every=6, quiet=True, seed=0)
     agent.learn(run_dir=tmp_path / "run")
@@ -153,7 +179,7 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(EnvError, match="state can be copied") as e:
         MCTS(gym.wrappers.NormalizeObservation(gym.make("CartPole-v1")))
     assert "\n" not in str(e.value)
-    with pytest.raises(ConfigError, match="num_simulations") as e:
+    with pytest.raises(ConfigError, match="num_simulations=1 or more") as e:
         MCTS(TTT, num_simulations=0)
     assert "\n" not in str(e.value)
     with pytest.raises(EnvError, match="ALPHAZERO needs a two-player board game") as e:
@@ -169,18 +195,6 @@ def test_bad_inputs_are_one_line_errors():
 
 TINY = {"n_games": 4, "num_simulations": 4, "buffer_size": 300, "batch_size": 8, "learning_starts": 40, "train_ratio": 0.05, "temperature_moves": 2,
         "learner.hidden_sizes": (16,), "eval_every": 10_000, "eval_episodes": 2, "log_every": 20, "checkpoint_every": 40, "quiet": True}  # fmt: skip
-
-
-def _tensors(state, prefix=""):
-    if isinstance(state, torch.Tensor):
-        yield prefix, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            if k not in ("counters", "config"):
-                yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            yield from _tensors(v, f"{prefix}/{i}")
 
 
 def test_alphazero_resume_is_bit_identical(tmp_path):

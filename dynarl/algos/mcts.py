@@ -299,7 +299,7 @@ class RestorePlanner:
 
 
 def _at_least_one(x) -> str | None:
-    return None if isinstance(x, int) and not isinstance(x, bool) and x >= 1 else "must be an int >= 1"
+    return None if isinstance(x, int) and not isinstance(x, bool) and x >= 1 else "must be an int >= 1: every move needs at least one simulation; set num_simulations=1 or more (e.g. 200 for TicTacToe)"
 
 
 @dataclass
@@ -312,7 +312,7 @@ class MCTSConfig(RunConfig):
     eval_episodes: int = param(10, positive, "evaluation episodes (board games: games against opponent, sides alternating)")
     log_every: int = param(100, positive, "moves between metric rows / console lines")
     checkpoint_every: int = param(200, positive, "moves between checkpoints (one is also written at the end)")
-    num_simulations: int = param(200, _at_least_one, "simulations per move (set num_simulations to 1 or more)")
+    num_simulations: int = param(200, _at_least_one, "simulations per move")
     c_uct: float = param(math.sqrt(2.0), positive, "UCB1 exploration constant c in Q + c sqrt(ln N(s) / N(s, a)) (Q min-max normalised per tree)")
     rollouts: int = param(1, positive, "random playouts per new leaf (their mean is the leaf value)")
     rollout_depth: int = param(50, positive, "at most this many random moves per playout")
