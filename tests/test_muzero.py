@@ -311,10 +311,10 @@ def test_resume_from_a_checkpoint_is_bit_identical(reanalyse, tmp_path):
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    args = ["--env", "CartPole-v1", "--steps", "400", "--seed", "3", *[f"{k}={list(v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}" for k, v in {**TINY, "checkpoint_every": 100}.items()]]
+    args = ["--env", "CartPole-v1", "--steps", "240", "--seed", "3", *[f"{k}={list(v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}" for k, v in {**TINY, "checkpoint_every": 80}.items()]]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen([sys.executable, "-m", "dynarl.cli", "train", "muzero", "--out", str(killed), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    target = killed / "checkpoints" / "step_000000200.safetensors"
+    target = killed / "checkpoints" / "step_000000080.safetensors"
     deadline = time.time() + 120
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -325,7 +325,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert run_cli("resume", str(killed)).returncode == 0
     straight = run_cli("train", "muzero", "--out", str(whole), *args)
     assert straight.returncode == 0, straight.stderr
-    last = "step_000000400.safetensors"
+    last = "step_000000240.safetensors"
     a, b = load_file(killed / "checkpoints" / last), load_file(whole / "checkpoints" / last)
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
