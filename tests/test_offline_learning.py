@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from dynarl.algos.mopo import COMBO, MOPO
 from dynarl.algos.offline import BC, CQL, IQL, OfflineSAC
 from dynarl.data.datasets import write_dataset
 from dynarl.envs.experts import pendulum_swing_up
@@ -99,3 +100,24 @@ def test_cql_beats_bc_on_medium_data(baselines):
     """CQL is SAC's learner plus the conservative regulariser: the same learner that collapses without it."""
     cql = _score(CQL, "medium", 10_000, **SMALL, **CQL_SMALL)
     assert cql >= baselines["bc"] + 15.0 and cql >= baselines["sac"] + 30.0, (cql, baselines)
+
+
+# MOPO and COMBO at a CPU test's size: a 3x128 ensemble fitted for at most 25 epochs, 2,000 rollouts of 5 steps every
+# 250 updates (OfflineRL-Kit: 4x200, 50k every 1,000); SAC's 64x64 networks as above; COMBO with CQL's small settings
+MODEL_SMALL = {
+    **SMALL, "model.hidden_sizes": (128, 128, 128), "model.weight_decay": (2.5e-5, 5e-5, 7.5e-5, 1e-4), "trainer.max_epochs": 25,
+    "rollout_batch_size": 2_000, "rollout_freq": 250,
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_mopo_beats_bc_on_medium_data(baselines):
+    """SAC on penalised model rollouts from the dataset's states: the same learner that collapses on the data alone."""
+    mopo = _score(MOPO, "medium", 6_000, **MODEL_SMALL)
+    assert mopo >= baselines["bc"] + 10.0 and mopo >= baselines["sac"] + 30.0, (mopo, baselines)
+
+
+@pytest.mark.slow
+def test_combo_beats_bc_on_medium_data(baselines):
+    combo = _score(COMBO, "medium", 6_000, **MODEL_SMALL, **CQL_SMALL)
+    assert combo >= baselines["bc"] + 10.0, (combo, baselines)

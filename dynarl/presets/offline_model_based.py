@@ -1,0 +1,40 @@
+"""Presets of offline model-based RL (MOPO, COMBO): OfflineRL-Kit's suggested settings for the D4RL medium datasets.
+
+Source: yihaosun1124/OfflineRL-Kit, ``run_example/run_mopo.py`` and ``run_example/run_combo.py`` ("suggested
+hypers"); their shared defaults (7-member, 5-elite 4x200 ensemble fitted once, 50k rollouts every 1,000 updates
+kept 5 epochs, SAC actor lr 1e-4 / critic 3e-4 / alpha lr 1e-4, real ratio 0.05 for MOPO and 0.5 for COMBO, COMBO's
+critic 3x256 and rho_s=mix) are the configs' defaults already. A preset is chosen by the dataset's env, so it
+holds the medium dataset's values; for the other levels pass OfflineRL-Kit's as overrides:
+
+    MOPO  medium-replay: halfcheetah h=5 lambda=0.5, hopper h=5 lambda=2.5, walker2d h=1 lambda=2.5
+          medium-expert: halfcheetah h=5 lambda=2.5, hopper h=5 lambda=5.0, walker2d h=1 lambda=2.5
+    COMBO medium-replay: halfcheetah h=5 beta=0.5, hopper h=5 beta=0.5, walker2d h=1 beta=0.5
+          medium-expert: halfcheetah h=5 beta=5.0, hopper h=5 beta=5.0, walker2d h=1 beta=5.0
+
+The penalty is MOPO's code's aleatoric one, ``max_i ||sigma_i||_2`` (``aleatoric_norm=std``): the lambdas are
+tuned for it. OfflineRL-Kit trains 3M (MOPO) / 1M (COMBO) updates; the budget here stays the user's ``steps``.
+"""
+
+from __future__ import annotations
+
+from dynarl.presets.common import Preset
+
+_SOURCE = "OfflineRL-Kit run_example/run_{}.py, suggested hypers for {}-medium-v2"
+
+
+def _mopo(task: str, h: int, penalty_coef: float) -> Preset:
+    return Preset({"rollout_length": h, "penalty": "aleatoric", "aleatoric_norm": "std", "penalty_coef": penalty_coef}, _SOURCE.format("mopo", task))
+
+
+def _combo(task: str, h: int, beta: float) -> Preset:
+    return Preset({"rollout_length": h, "learner.cql_alpha": beta}, _SOURCE.format("combo", task))
+
+
+PRESETS: dict[tuple[str, str], Preset] = {
+    ("mopo", "HalfCheetah-v5"): _mopo("halfcheetah", 5, 0.5),
+    ("mopo", "Hopper-v5"): _mopo("hopper", 5, 5.0),
+    ("mopo", "Walker2d-v5"): _mopo("walker2d", 5, 0.5),
+    ("combo", "HalfCheetah-v5"): _combo("halfcheetah", 5, 0.5),
+    ("combo", "Hopper-v5"): _combo("hopper", 5, 5.0),
+    ("combo", "Walker2d-v5"): _combo("walker2d", 1, 5.0),
+}
