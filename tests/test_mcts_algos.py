@@ -220,15 +220,20 @@ def _raw_policy(agent: AlphaZero):
 
 @pytest.mark.slow
 def test_alphazero_learns_tictactoe():
-    """A short self-play budget (1,600 moves, 16 games at once, 16 simulations) turns the network's own moves (no search)
-    from near-random play into play that beats the random player and rarely loses to the rule-based one."""
+    """A short self-play budget (1,600 moves, 16 games at once, 16 simulations; about 6 s) turns the network's own
+    moves (no search) from near-random play into play that beats the random player and never loses to the
+    rule-based one. Seeds 0-3 in calibration: raw net vs random 40-60 wins of 100 before, 82-90 after (0-4 losses);
+    vs the rule-based opponent 27-40 losses of 40 before, 0 after (40 draws: it never misses a win or a block and
+    a draw is the game's value); with search vs random 34-37 wins of 40 and no loss."""
     agent = AlphaZero(TTT, seed=0, n_games=16, num_simulations=16, learning_starts=400, train_ratio=0.1, eval_every=10**9, eval_episodes=10, quiet=True)
     before = play_match(_raw_policy(agent), agent.model, RandomOpponent(7), 100)
+    before_rule = play_match(_raw_policy(agent), agent.model, RuleBasedOpponent(7), 40)
     agent.learn(1600)
     after = play_match(_raw_policy(agent), agent.model, RandomOpponent(7), 100)
     rule = play_match(_raw_policy(agent), agent.model, RuleBasedOpponent(7), 40)
     searched = agent.match(RandomOpponent(8), 40)
-    print(f"alphazero raw net vs random before {before}, after {after}; vs rule after {rule}; with search vs random {searched}; {agent.gradient_steps} updates")
+    print(f"alphazero raw net vs random before {before}, after {after}; vs rule before {before_rule}, after {rule}; with search vs random {searched}; {agent.gradient_steps} updates")
     assert after["win"] >= before["win"] + 15 and after["win"] >= 80
-    assert searched["win"] >= 36  # >= 90% with search
+    assert before_rule["loss"] >= 20 and rule["loss"] == 0
+    assert searched["loss"] == 0 and searched["win"] >= 32  # >= 80% with search
     assert np.isfinite(agent.metrics()["loss"])
