@@ -271,7 +271,7 @@ class AlphaZero(Algorithm):
 
     def on_evaluation(self, mean_return: float, std_return: float) -> None:
         env = self.eval_env
-        rates = {f"{k}_{self.cfg.eval_opponent}": v for k, v in outcome_rates(env.outcomes[-self.cfg.eval_episodes :]).items()}
+        rates = {f"{k}_{self.cfg.eval_opponent}": v for k, v in outcome_rates(list(env.outcomes)[-self.cfg.eval_episodes :]).items()}
         env.outcomes.clear()
         counts = self.match(RandomOpponent(self.cfg.seed + EVAL_SEED_OFFSET), self.cfg.eval_episodes)
         rates.update({f"{k}_rate_random": v / self.cfg.eval_episodes for k, v in counts.items()})

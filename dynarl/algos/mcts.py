@@ -29,6 +29,7 @@ metrics show the episodes' returns; evaluation is the runner's. Against a board-
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -153,7 +154,7 @@ class FairVersus(VersusOpponent):
 
     def __init__(self, env: gym.Env, opponent: str = "rule"):
         super().__init__(env, opponent=opponent, agent_first=True)
-        self.outcomes: list[int] = []  # +1 win, 0 draw, -1 loss for the agent, one per finished game
+        self.outcomes: deque[int] = deque(maxlen=100_000)  # +1 win, 0 draw, -1 loss for the agent, one per finished game (the latest)
 
     def get_wrapper_state(self) -> dict[str, Any]:
         return {}  # the board is the whole state: nothing else changes what the env returns mid-episode
@@ -423,7 +424,7 @@ class MCTS(Algorithm):
 
     def on_evaluation(self, mean_return: float, std_return: float) -> None:
         if self.board_game and isinstance(self.eval_env, FairVersus):
-            self._eval_outcomes = self.eval_env.outcomes[-self.cfg.eval_episodes :]
+            self._eval_outcomes = list(self.eval_env.outcomes)[-self.cfg.eval_episodes :]
             self.eval_env.outcomes.clear()
 
     def summary(self) -> dict:
