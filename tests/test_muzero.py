@@ -310,6 +310,27 @@ def test_resume_from_a_checkpoint_is_bit_identical(reanalyse, tmp_path):
     assert whole.predict(obs, deterministic=True)[0] == resumed.predict(obs, deterministic=True)[0]
 
 
+def test_self_play_stores_visit_distributions_and_reanalysis_uses_the_target_network():
+    agent = MuZero("CartPole-v1", seed=2, **{**TINY, "reanalyse": "network"})
+    for _ in range(20):
+        agent.play()
+    buf = agent.buffer
+    pi = buf.policy[:, : buf.count]
+    torch.testing.assert_close(pi.sum(-1), torch.ones(pi.shape[:2]))
+    visits = pi * agent.cfg.num_simulations  # visit counts / num_simulations
+    torch.testing.assert_close(visits, visits.round())
+    assert agent.temperature() == 1.0 and agent.gradient_steps == 0
+    with torch.no_grad():  # the target network differs from the online one, so reanalysed values are the target's
+        gen = torch.Generator().manual_seed(0)
+        for p in agent.learner.target_net.parameters():
+            p.add_(torch.randn(p.shape, generator=gen))
+    batch = agent.sample_batch()
+    flat = batch.bootstrap_obs.reshape(-1, 4)
+    expected = agent.learner.initial_inference(flat, target=True)[2].reshape(batch.bootstrap_value.shape)
+    torch.testing.assert_close(batch.bootstrap_value, expected)
+    assert not torch.allclose(expected, agent.learner.initial_inference(flat)[2].reshape(expected.shape))
+
+
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     args = ["--env", "CartPole-v1", "--steps", "240", "--seed", "3", *[f"{k}={list(v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}" for k, v in {**TINY, "checkpoint_every": 80}.items()]]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
