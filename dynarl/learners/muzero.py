@@ -16,8 +16,8 @@ as in the paper's pseudocode (``update_weights``):
 
 The loss is averaged over the batch. ``value_loss_weight`` w_v is 1 in the paper's equation; the paper's
 Reanalyze runs and LightZero use 0.25 to keep stale, off-policy value targets from dominating. The default
-here is 0.25 (the CartPole preset too). The masks of the batch remove targets past a truncation and the
-policy past any episode end.
+here is 0.25; the CartPole-v1 preset uses 1 (it learnt faster there, see dynarl/presets/search.py). The masks
+of the batch remove targets past a truncation and the policy past any episode end.
 
 ``act`` is the prior policy's argmax, without search: the search lives in the algorithm (learners and
 planning are separate layers), which drives it through :meth:`initial_inference` and
