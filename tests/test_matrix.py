@@ -28,6 +28,9 @@ ENVS = {
     (DISCRETE, BOX): "CartPole-v1",
     (DISCRETE, DISCRETE): "FrozenLake-v1",
 }
+# algorithms that plan with a board game's true rules run on one (beside any ENVS case their spaces give them)
+BOARD_GAME = "dynarl/TicTacToe-v0"
+BOARD_GAME_ALGOS = ("alphazero", "mcts")
 STEPS = 120  # env steps of the short runs (gradient steps for offline algorithms)
 
 # the smallest sensible settings, applied where an algorithm's config has the key
@@ -39,7 +42,7 @@ TINY = {
     "planner.population_size": 16, "planner.horizon": 4, "planner.num_iterations": 2, "planner.particles": 2, "retrain_every": 40,
     "epoch_length": 40, "model_train_freq": 40, "rollout_freq": 40, "rollout_length": 2, "rollout_batch_size": 32, "bc.hidden_sizes": (8,), "bc_epochs": 1,
     "n_collect": 60, "n_inner": 1, "n_model": 2, "n_policy": 1, "model_envs": 4, "model_horizon": 5, "model_hidden_sizes": (16,), "H": 2, "model_batch_size": 8,
-    "epsilon_decay_steps": 60, "planning_steps": 5, "achieved_goal_dims": (0,), "desired_goal_dims": (1,),
+    "epsilon_decay_steps": 60, "planning_steps": 5, "num_simulations": 4, "rollout_depth": 5, "n_games": 4, "achieved_goal_dims": (0,), "desired_goal_dims": (1,),
 }  # fmt: skip
 
 
@@ -80,6 +83,8 @@ def _cases():
         for (act, obs), env in ENVS.items():
             if act in cls.action_spaces and obs in cls.observation_spaces:
                 yield pytest.param(name, env, id=f"{name}-{env}")
+        if name in BOARD_GAME_ALGOS:
+            yield pytest.param(name, BOARD_GAME, id=f"{name}-{BOARD_GAME}")
 
 
 CASES = list(_cases())
