@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dynarl.algos.alphazero import AlphaZero, symmetries
-from dynarl.algos.mcts import MCTS, fast_rules, play_match, random_playout_value
+from dynarl.algos.mcts import MCTS, play_match, random_playout_value
 from dynarl.envs.board_games import TicTacToeModel
 from dynarl.envs.opponents import PerfectTicTacToe, RandomOpponent, RuleBasedOpponent
 from dynarl.errors import ConfigError, EnvError
@@ -28,29 +28,8 @@ def _boards(rows):
 # --- the true model's pieces -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env", [TTT, C4])
-def test_line_index_rules_equal_the_models(env):
-    from dynarl.envs.board_games import model_for
-
-    model = model_for(env)
-    fast = fast_rules(model)
-    g = torch.Generator().manual_seed(0)
-    s = model.initial_state(64)
-    for _ in range(model.rows * model.cols):
-        legal = model.legal(s, absorbing=True)
-        a = torch.multinomial(legal.float(), 1, generator=g).squeeze(1)
-        for m in (model, fast):
-            assert torch.equal(m.to_play(s), model.to_play(s))
-        for p in (0, 1):
-            player = torch.full((64,), p)
-            assert torch.equal(fast.has_line(s, player), model.has_line(s, player))
-        expected, got = model.step(s, a), fast.step(s, a)
-        assert all(torch.equal(x, y) for x, y in zip(expected, got))
-        s = expected[0]
-
-
 def test_random_playouts_by_hand():
-    model = fast_rules(TicTacToeModel())
+    model = TicTacToeModel()
     boards = _boards([
         [1, 1, 2, 2, 2, 1, 1, 2, 1],  # full, no line: terminal draw -> 0
         [1, 1, 1, 2, 2, 0, 0, 0, 0],  # X has won (terminal): 0 for the player to move

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dynarl.algos.base import Algorithm, Attributes, GeneratorState
-from dynarl.algos.mcts import FairVersus, fast_rules, outcome_rates, play_match
+from dynarl.algos.mcts import FairVersus, outcome_rates, play_match
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive, unit_interval
 from dynarl.envs.board_games import GAMES, BoardGameEnv, BoardGameModel, model_for
@@ -165,7 +165,7 @@ class AlphaZero(Algorithm):
         probe.close()
         make = self.make_env
         self.make_env = lambda: FairVersus(make(), cfg.eval_opponent)  # the runner's evaluation games
-        self.model = fast_rules(model_for(probe))
+        self.model = model_for(probe)
         self.learner = AlphaZeroLearner(cfg.learner, self.observation_space, self.action_space, self.device)
         self.buffer = PositionReplay(cfg.buffer_size, (self.model.rows, self.model.cols), self.model.num_actions, self.device)
         self.games = SelfPlayGames(self.model, cfg.n_games, self.device)

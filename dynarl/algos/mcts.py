@@ -58,29 +58,6 @@ def legal_logits(legal: torch.Tensor) -> torch.Tensor:
     return torch.zeros(legal.shape, dtype=torch.float32, device=legal.device).masked_fill(~legal, NEG_INF)
 
 
-class _LineIndexRules:
-    """``has_line`` by gathering the cells of every winning line (``game.lines``) instead of conv2d: the same rule,
-    about ten times faster on CPU for the small boards, where random playouts call it thousands of times per move."""
-
-    game: Any
-    _lines: dict
-
-    def has_line(self, state: torch.Tensor, player: torch.Tensor) -> torch.Tensor:
-        lines = self._lines.get(state.device)
-        if lines is None:
-            lines = self._lines[state.device] = torch.as_tensor(self.game.lines, device=state.device)
-        code = (player + 1).to(state.dtype)[:, None, None]
-        return (state.flatten(1)[:, lines] == code).all(-1).any(-1)
-
-
-def fast_rules(model: BoardGameModel) -> BoardGameModel:
-    """A copy of ``model`` (same class, same rules) whose line test gathers line cells (see :class:`_LineIndexRules`)."""
-    cls = type(f"LineIndexed{type(model).__name__}", (_LineIndexRules, type(model)), {})
-    fast = cls(validate=model.validate)
-    fast._lines = {}
-    return fast
-
-
 @torch.no_grad()
 def random_playout_value(model: BoardGameModel, state: torch.Tensor, rollouts: int, depth: int, gamma: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """DefaultPolicy(s) for B boards: the mean over ``rollouts`` uniformly random playouts of
@@ -359,7 +336,7 @@ class MCTS(Algorithm):
                 make = self.make_env
                 self.make_env = lambda: FairVersus(make(), cfg.opponent)
             self.collector = self.env_collector(1)
-            self.model = fast_rules(model_for(probe))
+            self.model = model_for(probe)
             self.planner = BoardPlanner(self.model, self.search_config, cfg.rollouts, cfg.rollout_depth, cfg.discount, self.generator)
         else:
             self.check_spaces(probe.observation_space, probe.action_space)  # a continuous env stops here, before the restore check
