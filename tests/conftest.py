@@ -14,8 +14,25 @@ torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Learning tests (marked slow) first, so that with `-n` they spread over the workers from the start."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Learning tests (marked slow) dealt out to the xdist workers, each worker's share at the head of its block.
+
+    xdist's worksteal scheduler gives worker w the w-th contiguous block of this list (sizes n // W, then the
+    rest split the same way) and later steals from the end of the longest queue. Sorting the slow tests to the
+    front would put all of them in worker 0's block, to run one after another; dealing them round-robin into
+    the blocks starts every worker on its share at once, and the fast tests at the blocks' ends are what gets
+    stolen to even out the finish. Without xdist (W = 1) this is simply slow tests first.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    fast = [item for item in items if item.get_closest_marker("slow") is None]
+    ordered, left = [], len(items)
+    for w in range(workers):
+        size = left // (workers - w)  # the block xdist sends worker w
+        share = slow[w::workers]
+        take = max(size - len(share), 0)
+        ordered += share + fast[:take]
+        fast, left = fast[take:], left - size
+    items[:] = ordered + fast
 
 
 def run_cli(*args: str, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
