@@ -31,3 +31,19 @@ class RunInterrupted(DynarlError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def command_status(call) -> int:
+    """Run ``call()`` as a command's body: 0 on success; an interrupted run prints its message and gives its exit
+    code (128 + the signal), any other :class:`DynarlError` one ``dynarl: error:`` line and 2 (for worker processes)."""
+    import sys
+
+    try:
+        call()
+    except RunInterrupted as e:
+        print(f"dynarl: {e}", file=sys.stderr)
+        return e.exit_code
+    except DynarlError as e:
+        print(f"dynarl: error: {e}", file=sys.stderr)
+        return 2
+    return 0

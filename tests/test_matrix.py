@@ -14,7 +14,7 @@ import itertools
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
+from state_compare import assert_same_state
 
 import dynarl
 from dynarl.algos import ALGORITHMS
@@ -102,26 +102,6 @@ def test_every_algorithm_has_a_case():
     assert covered == set(ALGORITHMS), f"no task in ENVS has the spaces of {sorted(set(ALGORITHMS) - covered)}: add one"
 
 
-def _tensors(state, prefix=""):
-    """Every tensor in a nested state, by path (counters and wall-clock excluded)."""
-    if isinstance(state, torch.Tensor):
-        yield prefix, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            if k not in ("counters", "config"):
-                yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            yield from _tensors(v, f"{prefix}/{i}")
-
-
-def _same_state(a, b) -> None:
-    sa, sb = dict(_tensors(a.state_dict())), dict(_tensors(b.state_dict()))
-    assert sa.keys() == sb.keys()
-    differ = [k for k in sa if not torch.equal(sa[k], sb[k])]
-    assert not differ, f"differ after the same steps: {differ[:5]}"
-
-
 def _check_action(env: gym.Env, act) -> None:
     space = env.action_space
     if isinstance(space, gym.spaces.Box):
@@ -159,7 +139,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(name, env, tmp_pat
     first = checkpoints[0]  # a checkpoint before the end, written by the run itself
     assert int(first.stem.split("_")[1]) < whole.steps()
     resumed = cls.load(first).learn(STEPS)
-    _same_state(whole, resumed)
+    assert_same_state(whole, resumed)
 
 
 @pytest.mark.parametrize("name,env", CASES)
@@ -167,7 +147,7 @@ def test_same_seed_same_run(name, env):
     cls = ALGORITHMS[name]
     a = cls(env, **_tiny(cls, env, seed=3)).learn(STEPS // 2)
     b = cls(env, **_tiny(cls, env, seed=3)).learn(STEPS // 2)
-    _same_state(a, b)
+    assert_same_state(a, b)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, c in ALGORITHMS.items() if _unsupported(c)))

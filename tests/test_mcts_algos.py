@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from state_compare import assert_same_state
 
 from dynarl.algos.alphazero import AlphaZero, symmetries
 from dynarl.algos.mcts import MCTS, play_match, random_playout_value
@@ -71,18 +72,6 @@ def test_self_play_targets_by_hand():
     assert len({tuple(b.flatten().tolist()) for b in boards[last]}) == 8  # the position has no symmetry of its own
 
 
-def _tensors(state, prefix=""):
-    if isinstance(state, torch.Tensor):
-        yield prefix, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            if k not in ("counters", "config"):
-                yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            yield from _tensors(v, f"{prefix}/{i}")
-
-
 # --- UCT with the true model -----------------------------------------------------------------------------------------
 
 
@@ -134,9 +123,8 @@ def test_mcts_resume_from_a_checkpoint_is_exact(tmp_path):
     first = sorted((tmp_path / "whole" / "checkpoints").glob("step_*.safetensors"))[0]
     assert int(first.stem.split("_")[1]) < 21
     resumed = MCTS.load(first).learn(21)
-    a, b = dict(_tensors(whole.state_dict())), dict(_tensors(resumed.state_dict()))
-    assert a.keys() == b.keys() and any("episodes" in k for k in a)
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    a = assert_same_state(whole, resumed)
+    assert any("episodes" in k for k in a)
     assert whole.episodes == resumed.episodes >= 2 and whole.collector.recent_returns == resumed.collector.recent_returns
 
 
@@ -184,9 +172,8 @@ def test_alphazero_resume_is_bit_identical(tmp_path):
     first = sorted((tmp_path / "whole" / "checkpoints").glob("step_*.safetensors"))[0]
     assert int(first.stem.split("_")[1]) < 120
     resumed = AlphaZero.load(first).learn(120)
-    a, b = dict(_tensors(whole.state_dict())), dict(_tensors(resumed.state_dict()))
-    assert a.keys() == b.keys() and "/parts/games/boards" in a
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    a = assert_same_state(whole, resumed)
+    assert "/parts/games/boards" in a
     assert whole.results.tolist() == resumed.results.tolist() and whole.episodes == resumed.episodes
     summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert {"eval_win_rate_rule", "eval_draw_rate_random", "eval_loss_rate_random"} <= summary.keys()

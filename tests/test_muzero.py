@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import run_cli
 from safetensors.torch import load_file
+from state_compare import assert_same_state
 
 import dynarl  # noqa: F401  (registers the algorithms)
 from dynarl.algos.muzero import MuZero
@@ -284,18 +285,6 @@ TINY = {"n_envs": 2, "num_simulations": 4, "batch_size": 8, "learning_starts": 3
         "eval_episodes": 1, "eval_every": 10_000, "log_every": 20, "checkpoint_every": 40, "quiet": True}  # fmt: skip
 
 
-def _tensors(state, prefix=""):
-    if isinstance(state, torch.Tensor):
-        yield prefix, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            if k not in ("counters", "config"):
-                yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            yield from _tensors(v, f"{prefix}/{i}")
-
-
 @pytest.mark.parametrize("reanalyse", ["off", "network", "search"])
 def test_resume_from_a_checkpoint_is_bit_identical(reanalyse, tmp_path):
     whole = MuZero("CartPole-v1", seed=5, reanalyse=reanalyse, **TINY).learn(100, run_dir=tmp_path / "whole")
@@ -303,9 +292,7 @@ def test_resume_from_a_checkpoint_is_bit_identical(reanalyse, tmp_path):
     first = sorted((tmp_path / "whole" / "checkpoints").glob("step_*.safetensors"))[0]
     assert int(first.stem.split("_")[1]) < 100
     resumed = MuZero.load(first).learn(100)
-    a, b = dict(_tensors(whole.state_dict())), dict(_tensors(resumed.state_dict()))
-    assert a.keys() == b.keys()
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert_same_state(whole, resumed)
     obs, _ = whole.eval_env.reset(seed=0)
     assert whole.predict(obs, deterministic=True)[0] == resumed.predict(obs, deterministic=True)[0]
 

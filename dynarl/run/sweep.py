@@ -43,7 +43,7 @@ import numpy as np
 from dynarl import checkpoint as ckpt
 from dynarl.algos.registry import build_config, config_from_dict, get_algorithm
 from dynarl.config import flat_keys, to_dict
-from dynarl.errors import ConfigError, DynarlError, RunInterrupted
+from dynarl.errors import ConfigError, RunInterrupted, command_status
 from dynarl.run.interrupt import StopRequest
 from dynarl.run.rundir import RunDir
 from dynarl.run.space import check_values, flatten, parse_distributions, read_table
@@ -419,16 +419,7 @@ def _last_line(path: Path) -> str:
 def _main(argv: list[str]) -> int:
     """``python -m dynarl.run.sweep JOB_JSON``: one trial, in its own process (the local backend's worker)."""
     spec = json.loads(argv[0])
-    try:
-        summary = run_trial(spec["algo"], spec["env"], spec["overrides"], spec["run_dir"])
-    except RunInterrupted as e:
-        print(f"dynarl: {e}", file=sys.stderr)
-        return e.exit_code
-    except DynarlError as e:
-        print(f"dynarl: error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+    return command_status(lambda: print(json.dumps(run_trial(spec["algo"], spec["env"], spec["overrides"], spec["run_dir"]))))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dynarl.algos.registry import build_config, get_algorithm
 from dynarl.config import RunConfig, flat_keys, to_dict
-from dynarl.errors import ConfigError, DynarlError, RunInterrupted, TrainingDivergedError
+from dynarl.errors import ConfigError, DynarlError, RunInterrupted, TrainingDivergedError, command_status
 from dynarl.run.callbacks import Callback
 from dynarl.run.preset_file import write_preset
 from dynarl.run.rundir import RunDir
@@ -281,16 +281,12 @@ def write_results(job: Study, study, optuna) -> dict:
 def _main(argv: list[str]) -> int:
     """``python -m dynarl.run.tune JOB_JSON``: one worker process of ``tune(..., workers=W)``."""
     spec = json.loads(argv[0])
-    try:
+
+    def work() -> None:
         job = Study(spec["algo"], spec["env"], spec["steps"], spec["space"], spec["out"], spec["trials"], spec["seed"], spec["evaluations"])
         job.optimize(spec["n_trials"], spec["worker"], log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except RunInterrupted as e:
-        print(f"dynarl: {e}", file=sys.stderr)
-        return e.exit_code
-    except DynarlError as e:
-        print(f"dynarl: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return command_status(work)
 
 
 if __name__ == "__main__":
