@@ -75,7 +75,7 @@ class DynaConfig(OffPolicyConfig, ModelDataConfig):
     model_train_freq: int = param(250, positive, "env steps between model fits, each followed by a round of rollouts (MBPO: 250)")
     rollout_schedule: tuple[int, ...] = param((1, 1, 1, 1), _schedule_check, "rollout length k on a linear schedule [min_epoch, max_epoch, min_k, max_k]")
     mve_horizon: int = param(0, non_negative, "H > 1: critic targets by model-based value expansion over H steps (MVE, Feinberg et al. 2018; 0 or 1: the one-step target)")
-    mve_target: str = param("td_k", one_of(*MVE_TARGETS), "with mve_horizon > 1: td_k trains the critic on all H states of the imagined path (MVE's TD-k trick); real_state only at the sampled state (003)")
+    mve_target: str = param("td_k", one_of(*MVE_TARGETS), "with mve_horizon > 1: td_k trains the critic on all H states of the imagined path (MVE's TD-k trick); real_state only at the sampled state (one H-step target per batch row)")
 
     def check(self) -> str | None:
         return super().check() or self.model_data_check()

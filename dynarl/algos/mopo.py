@@ -110,10 +110,10 @@ class OfflineModelLoop(ModelData):
 @dataclass
 class MOPOConfig(OfflineModelConfig):
     algo: str = "mopo"
-    penalty: str = param("aleatoric", one_of(*PENALTIES), "u(s, a): aleatoric (the paper's max_i ||Sigma_i||_F), disagreement (max_i ||mu_i - mu_bar||) or tv_bound (004's max_i (mu_i - mu_bar)^2 / sigma_i^2)")
+    penalty: str = param("aleatoric", one_of(*PENALTIES), "u(s, a): aleatoric (the paper's max_i ||Sigma_i||_F), disagreement (max_i ||mu_i - mu_bar||) or tv_bound (the total-variation estimate max_i (mu_i - mu_bar)^2 / sigma_i^2)")
     penalty_coef: float = param(1.0, non_negative, "lambda in r~ = r^ - lambda u (OfflineRL-Kit: 0.5-5 by task; 0: MBPO on the dataset)")
     aleatoric_norm: str = param("std", one_of("std", "covariance"), "aleatoric only: ||sigma_i||_2 (MOPO's code and OfflineRL-Kit, whose lambdas assume it) or ||Sigma_i||_F (the paper's formula)")
-    tv_reduce: str = param("max", one_of("max", "mean"), "tv_bound only: reduce over members by max (004's conservative bound) or mean")
+    tv_reduce: str = param("max", one_of("max", "mean"), "tv_bound only: reduce over members by max (the conservative bound) or mean")
     learner: SACLearnerConfig = field(default_factory=lambda: SACLearnerConfig(actor_lr=1e-4, critic_lr=3e-4, alpha_lr=1e-4))
 
 

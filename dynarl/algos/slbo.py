@@ -102,7 +102,7 @@ class SLBOConfig(RunConfig):
 
 @register
 class SLBO(Algorithm):
-    """SLBO (000 Algorithm 2): TRPO inside a learned model trained with the H-step delta loss."""
+    """SLBO (Luo et al. 2019, Algorithm 2): TRPO inside a learned model trained with the H-step delta loss."""
 
     name = "slbo"
     config_cls = SLBOConfig

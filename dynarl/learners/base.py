@@ -19,7 +19,7 @@ class ActorCriticConfig:
     """Hyper-parameters shared by the off-policy actor-critics (SAC, TD3, DDPG)."""
 
     gamma: float = param(0.99, unit_interval_open_closed, "discount")
-    tau: float = param(0.005, unit_interval, "Polyak rate: target <- (1 - tau) target + tau online (002's convention)")
+    tau: float = param(0.005, unit_interval, "Polyak rate: target <- (1 - tau) target + tau online (DDPG's convention, Lillicrap et al. 2016)")
     actor_lr: float = param(3e-4, positive, "actor Adam learning rate")
     critic_lr: float = param(3e-4, positive, "critic Adam learning rate")
     hidden_sizes: tuple[int, ...] = param((256, 256), positive_sizes, "hidden layer widths of actor and critics")

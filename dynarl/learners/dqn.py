@@ -48,7 +48,7 @@ class DQNLearnerConfig:
     dueling: bool = param(False, help="dueling head Q = V + A - mean_a A (Wang et al. 2016)")
     target_update: str = param("hard", one_of("hard", "polyak"), "hard: copy phi -> phi' every target_update_interval updates; polyak: lerp every update")
     target_update_interval: int = param(2500, positive, "learner updates between hard target copies (SB3's 10_000 env steps / train_freq 4)")
-    tau: float = param(0.005, unit_interval, "Polyak rate: phi' <- (1 - tau) phi' + tau phi after every update (002's convention)")
+    tau: float = param(0.005, unit_interval, "Polyak rate: phi' <- (1 - tau) phi' + tau phi after every update (DDPG's convention, Lillicrap et al. 2016)")
     max_grad_norm: float = param(10.0, non_negative, "clip the gradient's global norm to this (0: no clipping)")
 
 

@@ -24,7 +24,7 @@ class PGLearnerConfig:
     """Hyper-parameters every policy-gradient learner has (defaults: Stable-Baselines3's PPO)."""
 
     gamma: float = param(0.99, unit_interval_open_closed, "discount")
-    advantage: str = param("gae", one_of("gae", "n_step"), "advantage estimator: GAE(lambda) or the n-step advantage (001 V3/V4)")
+    advantage: str = param("gae", one_of("gae", "n_step"), "advantage estimator: GAE(lambda) (Schulman et al. 2016) or the n-step advantage")
     gae_lambda: float = param(0.95, unit_interval, "GAE lambda (0: one-step TD advantage, 1: Monte-Carlo minus V)")
     n_step: int = param(5, positive, "n of the n-step advantage (advantage=n_step)")
     normalize_advantage: bool = param(True, help="standardise advantages (per minibatch where there are minibatches)")

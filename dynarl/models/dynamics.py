@@ -33,11 +33,11 @@ def _non_negative_all(x) -> str | None:
 @dataclass
 class DynamicsModelConfig:
     kind: str = param("gaussian", one_of("gaussian", "deterministic"), "gaussian: NLL with learned variance (PETS/MBPO); deterministic: MSE")
-    members: int = param(7, positive, "ensemble size M (001: 5-10; MBPO 7, PETS 5)")
+    members: int = param(7, positive, "ensemble size M (MBPO 7, PETS 5)")
     hidden_sizes: tuple[int, ...] = param((200, 200, 200, 200), positive_sizes, "hidden widths (PETS/MBPO: 4x200)")
     activation: str = param("silu", one_of("silu", "swish", "relu", "tanh", "elu"), "hidden activation (PETS/MBPO: swish)")
     weight_decay: tuple[float, ...] = param(MBPO_WEIGHT_DECAYS, _non_negative_all, "L2 decay per layer, input to output, added to the loss")
-    predict_delta: bool = param(True, help="predict s' - s (003) rather than s'")
+    predict_delta: bool = param(True, help="predict s' - s (Nagabandi et al. 2018) rather than s'")
     learn_reward: bool = param(False, help="predict the reward jointly with the next state (MBPO)")
     learn_termination: bool = param(False, help="add a termination logit trained with cross-entropy")
     max_logvar_init: float = param(0.5, help="initial learned upper log-variance bound (normalised units)")

@@ -93,7 +93,7 @@ def tv_bound(mean: torch.Tensor, var: torch.Tensor, reduce: str = "max", min_var
     """
     _check(mean, var)
     if reduce not in ("max", "mean"):
-        raise ConfigError(f"reduce={reduce!r} is invalid: must be 'max' (004's conservative bound) or 'mean'")
+        raise ConfigError(f"reduce={reduce!r} is invalid: must be 'max' (the conservative bound) or 'mean'")
     dev = mean - mean.mean(dim=0, keepdim=True)
     per_member = (dev.square() / var.clamp_min(min_var)).sum(-1)
     return per_member.amax(dim=0) if reduce == "max" else per_member.mean(dim=0)

@@ -37,7 +37,7 @@ OPTIMIZERS = ("cem", "random_shooting", "mppi", "icem")
 class OptimizerConfig:
     """Settings of every trajectory optimiser; each reads the ones it uses (names from the seeds and papers)."""
 
-    optimizer: str = param("cem", one_of(*OPTIMIZERS), "cem (PETS), random_shooting (001/003), mppi, icem")
+    optimizer: str = param("cem", one_of(*OPTIMIZERS), "cem (PETS), random_shooting (Nagabandi et al. 2018), mppi, icem")
     population_size: int = param(500, positive, "candidate solutions per iteration (PETS: 400-500, mbrl-lib cart-pole: 350)")
     elite_fraction: float = param(0.1, unit_interval_open_closed, "share of the population refitted by CEM/iCEM (PETS: 0.1)")
     num_iterations: int = param(5, positive, "optimiser iterations per planning step (PETS: 5)")
