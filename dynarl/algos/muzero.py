@@ -17,6 +17,15 @@ Reanalysis (``reanalyse``): ``network`` bootstraps every sampled value target fr
 f(h(o_{t+k+n})) (muzero-general's ``use_last_model_value``); ``search`` runs a fresh search from
 o_{t+k+n} with the target network and bootstraps from its root value (MuZero Reanalyze's value targets;
 the policy targets stay the stored ones). ``learner.target_update_interval=1`` makes it the current network.
+
+Two-player board games (``dynarl/TicTacToe-v0``, ``dynarl/ConnectFour-v0``; observations from the perspective
+of the player to move): one search plays both sides (``SearchConfig.two_player``: G = r - gamma G_child, values
+for the player to move, rewards for the player who acted). The root's illegal actions are masked with the
+env's action mask (read off the observation planes, which determine the board); inside the tree the learned
+model's actions are unrestricted, as in MuZero. Value targets alternate their sign per ply (GameSegmentBuffer,
+``two_player``). Evaluation is AlphaZero's: the runner's games against ``eval_opponent`` (sides alternate) and
+as many against the random opponent (``dynarl.algos.mcts.play_match``), win/draw/loss rates of both in the
+metrics and the summary.
 """
 
 from __future__ import annotations
@@ -28,13 +37,17 @@ import numpy as np
 import torch
 
 from dynarl.algos.base import Algorithm, GeneratorState
+from dynarl.algos.mcts import FairVersus, outcome_rates, play_match
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive, unit_interval
 from dynarl.data.game_segments import GameSegmentBuffer, SegmentBatch
-from dynarl.envs.spaces import BOX, DISCRETE
-from dynarl.errors import EnvError
+from dynarl.envs.board_games import BoardGameEnv, model_for
+from dynarl.envs.opponents import RandomOpponent
+from dynarl.envs.spaces import BOX, DISCRETE, IMAGE
+from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.muzero import MuZeroLearner, MuZeroLearnerConfig
 from dynarl.planning.mcts import RootOutput, SearchConfig, StepOutput, search, visit_policy
+from dynarl.seeding import EVAL_SEED_OFFSET
 
 
 def _non_negative_floats(x) -> str | None:
@@ -67,6 +80,7 @@ class MuZeroConfig(RunConfig):
     train_ratio: float = param(0.25, positive, "gradient steps per env step once learning has started")
     temperatures: tuple[float, ...] = param((1.0, 0.5, 0.25), _non_negative_floats, "visit-count temperatures of self-play, one per stage of temperature_milestones")
     temperature_milestones: tuple[int, ...] = param((2_000, 4_000), _increasing, "gradient steps at which the next temperature starts (len(temperatures) - 1 of them)")
+    eval_opponent: str = param("rule", one_of("random", "rule", "perfect"), "two-player board games: the runner's evaluation opponent (perfect: TicTacToe only); the random one is always played too")
     reanalyse: str = param("off", one_of("off", "network", "search"), "recompute the bootstrapped values of sampled targets with the target network: its value (network) or a fresh search (search)")
     learner: MuZeroLearnerConfig = field(default_factory=MuZeroLearnerConfig)
 
@@ -89,17 +103,32 @@ class MuZero(Algorithm):
 
     def _setup(self) -> None:
         cfg = self.cfg
-        self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env)
+        probe = self.make_env()
+        self.two_player = isinstance(probe.unwrapped, BoardGameEnv)
+        probe.close()
+        self.board_model = None
+        if self.two_player:
+            self.observation_spaces = (BOX, IMAGE)  # the board planes, flattened by the network
+            if cfg.eval_opponent == "perfect" and probe.unwrapped.game.name != "TicTacToe":
+                raise ConfigError(f"eval_opponent='perfect' exists for TicTacToe only; use eval_opponent=rule or eval_opponent=random for {self.env_name}")
+            self.board_model = model_for(probe)
+        self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env)  # self-play: both sides by the search
+        if self.two_player:
+            make = self.make_env
+            self.make_env = lambda: FairVersus(make(), cfg.eval_opponent)  # the runner's evaluation games
         self.learner = MuZeroLearner(cfg.learner, self.observation_space, self.action_space, self.device)
         self.n_actions = int(self.action_space.n)
         self._action_start = int(self.action_space.start)
-        self.buffer = GameSegmentBuffer(cfg.buffer_size, tuple(self.observation_space.shape), self.n_actions, cfg.n_envs, cfg.unroll_steps, cfg.td_steps, cfg.learner.gamma, self.device)
+        self.buffer = GameSegmentBuffer(cfg.buffer_size, tuple(self.observation_space.shape), self.n_actions, cfg.n_envs, cfg.unroll_steps, cfg.td_steps, cfg.learner.gamma, self.device, two_player=self.two_player)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         common = dict(num_simulations=cfg.num_simulations, rule="puct", pb_c_init=cfg.pb_c_init, pb_c_base=cfg.pb_c_base)
+        if self.two_player:
+            common["two_player"] = True
         self.self_play_search = SearchConfig(**common, dirichlet_alpha=cfg.dirichlet_alpha, root_exploration_fraction=cfg.root_exploration_fraction)
         self.eval_search = SearchConfig(**common, root_exploration_fraction=0.0)
         self._last_metrics: dict[str, torch.Tensor] = {}
+        self._eval: dict[str, float] = {}
 
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         if not isinstance(action_space, gym.spaces.Discrete):
@@ -112,7 +141,8 @@ class MuZero(Algorithm):
     # --- search -------------------------------------------------------------------------------------------------
 
     def run_search(self, obs: torch.Tensor, config: SearchConfig, generator: torch.Generator | None = None, target: bool = False):
-        """One batched search from the observations [B, *obs] through the learned model (online or target network)."""
+        """One batched search from the observations [B, *obs] through the learned model (online or target network);
+        on a board game the root's illegal actions are masked (``invalid_actions``), the interior ones are not."""
         learner, gamma = self.learner, self.cfg.learner.gamma
         state, logits, value = learner.initial_inference(obs, target)
 
@@ -120,7 +150,13 @@ class MuZero(Algorithm):
             reward, next_state, next_logits, next_value = learner.recurrent_inference(embedding, action, target)
             return StepOutput(reward=reward, discount=torch.full_like(reward, gamma), prior_logits=next_logits, value=next_value), next_state
 
-        return search(RootOutput(prior_logits=logits, value=value, embedding=state), recurrent_fn, config, generator=generator)
+        invalid = ~self.legal_mask(obs) if self.two_player else None
+        return search(RootOutput(prior_logits=logits, value=value, embedding=state), recurrent_fn, config, invalid_actions=invalid, generator=generator)
+
+    def legal_mask(self, obs: torch.Tensor) -> torch.Tensor:
+        """The legal actions [B, A] of board-game observations: the env's ``info["action_mask"]``, read off the planes
+        (they determine the board). A finished game's (all False) rows get every action, as the model's absorbing state."""
+        return self.board_model.legal(self.board_model.initial(obs, self.device), absorbing=True)
 
     def temperature(self) -> float:
         """The self-play temperature of the current stage (stages end at ``temperature_milestones`` gradient steps)."""
@@ -162,6 +198,31 @@ class MuZero(Algorithm):
             end_value = self.learner.initial_inference(self._obs_tensor(t.next_obs))[2]
         self.buffer.add(obs_t, act, t.reward, result.root_value, pi, t.terminated, t.truncated, t.next_obs, end_value)
 
+    # --- evaluation on board games ----------------------------------------------------------------------------
+
+    def plan_boards(self, boards: torch.Tensor) -> torch.Tensor:
+        """The evaluation move for boards (B, rows, cols): the most visited action of a noise-free search."""
+        boards = boards.to(self.device)
+        return self.run_search(self.board_model.observe(boards), self.eval_search).visit_counts.argmax(1)
+
+    def match(self, opponent, games: int) -> dict[str, int]:
+        """``games`` games against ``opponent`` (board -> action) side by side, sides alternating, with the evaluation
+        search (``dynarl.algos.mcts.play_match``); the win/draw/loss counts."""
+        return play_match(self.plan_boards, self.board_model, opponent, games, device=self.device)
+
+    def on_evaluation(self, mean_return: float, std_return: float) -> None:
+        if not self.two_player:
+            return
+        env, n = self.eval_env, self.cfg.eval_episodes
+        rates = {f"{k}_{self.cfg.eval_opponent}": v for k, v in outcome_rates(list(env.outcomes)[-n:]).items()}
+        env.outcomes.clear()
+        counts = self.match(RandomOpponent(self.cfg.seed + EVAL_SEED_OFFSET), n)
+        rates.update({f"{k}_rate_random": v / n for k, v in counts.items()})
+        self._eval = rates
+
+    def summary(self) -> dict:
+        return {**super().summary(), **{f"eval_{k}": v for k, v in self._eval.items()}}
+
     def sample_batch(self) -> SegmentBatch:
         batch = self.buffer.sample(self.cfg.batch_size, self.generator)
         if self.cfg.reanalyse == "off":
@@ -174,7 +235,7 @@ class MuZero(Algorithm):
         return batch.replace(bootstrap_value=value.reshape(batch.bootstrap_value.shape))
 
     def metrics(self) -> dict[str, float]:
-        return {**super().metrics(), "rollout/temperature": self.temperature()}
+        return {**super().metrics(), "rollout/temperature": self.temperature(), **{f"eval/{k}": v for k, v in self._eval.items()}}
 
     def budget_notes(self, total: int) -> list[str]:
         if total <= self.cfg.learning_starts:

@@ -18,6 +18,16 @@ gamma^m. Past a termination the targets are the paper's absorbing state: value 0
 and the unroll continues with uniformly random actions. Past a truncation the game's continuation is
 unknown, so those value and reward targets are masked out instead of being set to 0.
 
+Two-player games (``two_player=True``, zero-sum, alternating moves): u_{t+1} is the reward of the player who
+played a_t and nu_t the value for the player to move at t, so the targets are for the player to move at t+k
+(the MuZero pseudocode's ``to_play`` sign): a reward earned j plies later counts (-1)^j, as does the bootstrap
+n (or m) plies later,
+
+    z_{t+k} = sum_{j<m} (-gamma)^j u_{t+k+j+1} + (-gamma)^n nu_{t+k+n}
+
+(the sign is folded into ``bootstrap_discount``, so reanalysed values are signed the same way). Reward targets
+stay the mover's rewards, as the search's two-player backup reads them.
+
 A position is sampled only once the rows its targets need (K + n after it) have been played or its episode
 has ended, so a target never reads a step that has not happened yet. ``value_prefix``, ``bootstrap_discount``
 and ``bootstrap_obs`` are returned apart so that an algorithm can recompute the bootstrap values with a
@@ -67,7 +77,8 @@ class SegmentBatch:
 class GameSegmentBuffer:
     """Rings of ``capacity // n_envs`` rows per sub-env; ``sample`` returns :class:`SegmentBatch`."""
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], n_actions: int, n_envs: int, unroll_steps: int, td_steps: int, gamma: float, device: torch.device | str = "cpu"):
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], n_actions: int, n_envs: int, unroll_steps: int, td_steps: int, gamma: float, device: torch.device | str = "cpu", two_player: bool = False):
+        self.two_player = bool(two_player)
         self.rows = int(capacity) // int(n_envs)
         self.n_envs, self.n_actions = int(n_envs), int(n_actions)
         self.K, self.n, self.gamma = int(unroll_steps), int(td_steps), float(gamma)
@@ -150,13 +161,16 @@ class GameSegmentBuffer:
         rewards = self.reward[envs, rows] * in_episode  # [B, W]
         # value prefix: sum_{j<n} gamma^j u_{t+k+j+1} over the episode's rows (n small: a loop over j, batched over rows)
         prefix = torch.zeros(batch_size, K + 1, device=dev)
+        sg = -g if self.two_player else g  # two players: a reward j plies later belongs to the other side when j is odd
         for j in range(n):
-            prefix += g**j * rewards[:, j : j + K + 1]
+            prefix += sg**j * rewards[:, j : j + K + 1]
         inside = in_episode[:, : K + 1]  # position t+k is in the episode
         boot_inside = (k[None] + n) <= first_end[:, None]  # t+k+n is still in the episode: bootstrap from its search value
         boot_trunc = inside & ~boot_inside & (kind == TRUNCATED)[:, None]  # the episode was cut by a time limit: bootstrap from its final observation
         m = (first_end[:, None] - k[None] + 1).clamp(min=0)  # rewards before the end
         discount = torch.where(boot_inside, g**n, torch.where(boot_trunc, torch.tensor(g, device=dev) ** m.float(), 0.0))
+        if self.two_player:  # the bootstrapped value is for the player to move n (or m) plies later: (-1)^n
+            discount = discount * torch.where(boot_inside, (-1.0) ** n, 1.0 - 2.0 * (m % 2).float())
         boot_rows = torch.where(boot_inside, rows[:, n : n + K + 1], rows.gather(1, first_end.clamp(max=W - 1)[:, None]).expand(-1, K + 1))
         benv = env[:, None].expand(-1, K + 1)
         boot_value = torch.where(boot_inside, self.root_value[benv, boot_rows], torch.where(boot_trunc, self.end_value[benv, boot_rows], 0.0))
