@@ -116,7 +116,7 @@ def test_uct_on_cartpole_by_state_restore():
 
 
 def test_mcts_resume_from_a_checkpoint_is_exact(tmp_path):
-    """The games against the opponent replay from their reset records (FairVersus draws sides and the opponent's
+    """The games against the opponent replay from their reset records (VersusOpponent draws sides and the opponent's
     seed from the env's own generator), so a resumed run plays the same moves as an uninterrupted one."""
     cfg = dict(num_simulations=8, rollouts=2, eval_every=10**6, eval_episodes=2, log_every=7, checkpoint_every=7, quiet=True, seed=3)
     whole = MCTS(TTT, **cfg).learn(21, run_dir=tmp_path / "whole")

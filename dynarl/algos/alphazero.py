@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from dynarl.algos.base import Algorithm, Attributes, GeneratorState
-from dynarl.algos.mcts import FairVersus, outcome_rates, play_match
+from dynarl.algos.mcts import outcome_rates, play_match
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive, unit_interval
 from dynarl.envs.board_games import GAMES, BoardGameEnv, BoardGameModel, model_for
-from dynarl.envs.opponents import RandomOpponent
+from dynarl.envs.opponents import RandomOpponent, VersusOpponent
 from dynarl.envs.spaces import DISCRETE, IMAGE
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.alphazero import AlphaZeroLearner, AlphaZeroLearnerConfig, PositionBatch
@@ -164,7 +164,7 @@ class AlphaZero(Algorithm):
         self.check_spaces(probe.observation_space, probe.action_space)
         probe.close()
         make = self.make_env
-        self.make_env = lambda: FairVersus(make(), cfg.eval_opponent)  # the runner's evaluation games
+        self.make_env = lambda: VersusOpponent(make(), cfg.eval_opponent, agent_first="alternate")  # the runner's evaluation games
         self.model = model_for(probe)
         self.learner = AlphaZeroLearner(cfg.learner, self.observation_space, self.action_space, self.device)
         self.buffer = PositionReplay(cfg.buffer_size, (self.model.rows, self.model.cols), self.model.num_actions, self.device)

@@ -94,7 +94,7 @@ class DynaLoop(ModelData):
         super()._setup()
         cfg, dev = self.cfg, self.device
         self.rollout_length = rollout_length(0, cfg.rollout_schedule)
-        self._setup_model_data(self.buffer)
+        self._setup_model_data(self.buffer, cfg.epoch_length / cfg.model_train_freq)
         self.mve_generator = None
         if cfg.mve_horizon > 1:
             # a separate env (its own generator) so targets never move the rollouts' random stream
@@ -113,9 +113,6 @@ class DynaLoop(ModelData):
             **({"mve_generator": GeneratorState(self.mve_generator)} if self.mve_generator is not None else {}),
             "dyna": Attributes(self, "rollout_length", "model_fits", "_fit_end", "_diagnostics", "phase_seconds"),
         }
-
-    def rollouts_per_epoch(self) -> float:
-        return self.cfg.epoch_length / self.cfg.model_train_freq
 
     # --- the loop -----------------------------------------------------------------------------------------
 

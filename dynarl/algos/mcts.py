@@ -29,9 +29,8 @@ metrics show the episodes' returns; evaluation is the runner's. Against a board-
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -118,44 +117,6 @@ class BoardPlanner:
             raise EnvError("MCTS: a board to plan from is terminal (the game is over); reset the env first")
         root = RootOutput(prior_logits=legal_logits(legal), value=self.value(boards), embedding=boards)
         return search(root, self.recurrent_fn, self.config, generator=self.generator)
-
-
-class FairVersus(VersusOpponent):
-    """:class:`VersusOpponent` whose sides and opponent stream follow from the reset alone, so that an episode
-    replays exactly from its reset record (the env collector's resume) and every evaluation plays the same games.
-
-    A seeded reset plays first for an even seed (evaluation episode k has seed ``base + k``: sides alternate)
-    and reseeds the opponent with the seed; an unseeded reset draws one number r from the env's ``np_random``
-    (which the collector's record restores) for both: the agent plays first for even r.
-    """
-
-    def __init__(self, env: gym.Env, opponent: str = "rule"):
-        super().__init__(env, opponent=opponent, agent_first=True)
-        self.outcomes: deque[int] = deque(maxlen=100_000)  # +1 win, 0 draw, -1 loss for the agent, one per finished game (the latest)
-
-    def get_wrapper_state(self) -> dict[str, Any]:
-        return {}  # the board is the whole state: nothing else changes what the env returns mid-episode
-
-    def set_wrapper_state(self, state: dict[str, Any]) -> None:
-        pass
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        draw = int(seed) if seed is not None else int(self.env.unwrapped.np_random.integers(2**31))
-        if hasattr(self.opponent, "reseed"):
-            self.opponent.reseed(draw)
-        self.agent_player = draw % 2
-        self.episodes += 1
-        if info["to_play"] != self.agent_player and info["action_mask"].any():
-            obs, _, _, _, info = self.env.step(self.opponent(self._board()))
-        return self._agent_view(obs, info)
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = super().step(action)
-        if terminated:
-            winner = info.get("winner", DRAW)
-            self.outcomes.append(0 if winner == DRAW else (1 if winner == self.agent_player else -1))
-        return obs, reward, terminated, truncated, info
 
 
 def outcome_rates(outcomes: list[int]) -> dict[str, float]:
@@ -334,7 +295,7 @@ class MCTS(Algorithm):
             probe.close()
             if not _has_versus(probe):  # the two-player env: play and evaluate against the opponent
                 make = self.make_env
-                self.make_env = lambda: FairVersus(make(), cfg.opponent)
+                self.make_env = lambda: VersusOpponent(make(), cfg.opponent, agent_first="alternate")
             self.collector = self.env_collector(1)
             self.model = model_for(probe)
             self.planner = BoardPlanner(self.model, self.search_config, cfg.rollouts, cfg.rollout_depth, cfg.discount, self.generator)
@@ -400,7 +361,7 @@ class MCTS(Algorithm):
         return out
 
     def on_evaluation(self, mean_return: float, std_return: float) -> None:
-        if self.board_game and isinstance(self.eval_env, FairVersus):
+        if self.board_game and isinstance(self.eval_env, VersusOpponent):
             self._eval_outcomes = list(self.eval_env.outcomes)[-self.cfg.eval_episodes :]
             self.eval_env.outcomes.clear()
 

@@ -68,15 +68,16 @@ class ModelDataConfig:
 
 
 class ModelData:
-    """The mix-in: call :meth:`_setup_model_data` from ``_setup`` once the learner exists; a loop provides
-    ``rollouts_per_epoch()`` (rollout rounds per retain epoch), ``self.rollout_length`` and the schedule."""
+    """The mix-in: call :meth:`_setup_model_data` from ``_setup`` once the learner exists and ``self.rollout_length``
+    is set; the loop provides the schedule."""
 
     cfg: ModelDataConfig
 
-    def _setup_model_data(self, real, reward_transform: RewardTransform | None = None) -> None:
-        """``real``: the real transitions (a replay buffer, or a dataset source) that rollouts start from."""
+    def _setup_model_data(self, real, rollouts_per_epoch: float, reward_transform: RewardTransform | None = None) -> None:
+        """``real``: the real transitions (a replay buffer, or a dataset source) that rollouts start from;
+        ``rollouts_per_epoch``: rounds of rollouts per retain epoch (sizes the model buffer)."""
         cfg, dev = self.cfg, self.device
-        self.real = real
+        self.real, self.rollouts_per_epoch = real, rollouts_per_epoch
         task = get_task(self.env_name)
         self.termination_fn = task.standard_termination() if task is not None else None
         if self.termination_fn is None and not cfg.learned_termination:
@@ -103,13 +104,10 @@ class ModelData:
             "rollouts": Attributes(self.rollouts, "added"),
         }
 
-    def rollouts_per_epoch(self) -> float:
-        raise NotImplementedError
-
     def _model_capacity(self) -> int:
         """retain_epochs x (rollouts per epoch x rollout length), as MBPO and MOPO size their model pools."""
         cfg = self.cfg
-        return max(int(cfg.retain_epochs * cfg.rollout_batch_size * self.rollouts_per_epoch() * self.rollout_length), 1)
+        return max(int(cfg.retain_epochs * cfg.rollout_batch_size * self.rollouts_per_epoch * self.rollout_length), 1)
 
     # --- the steps a loop schedules ---------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class OfflineModelLoop(ModelData):
         super()._setup()  # the dataset source and the learner
         self.rollout_length = self.cfg.rollout_length
         self._check_holdout()
-        self._setup_model_data(self.dataset, self._reward_transform())
+        self._setup_model_data(self.dataset, self.cfg.epoch_length / self.cfg.rollout_freq, self._reward_transform())
 
     def _check_holdout(self) -> None:
         t, n = self.cfg.trainer, len(self.dataset)
@@ -80,9 +80,6 @@ class OfflineModelLoop(ModelData):
 
     def parts(self) -> dict:
         return {**super().parts(), **self.model_data_parts(), "model_loop": Attributes(self, "model_fits", "_diagnostics", "phase_seconds")}
-
-    def rollouts_per_epoch(self) -> float:
-        return self.cfg.epoch_length / self.cfg.rollout_freq
 
     def train_step(self) -> None:
         if self.model_fits == 0:

@@ -37,12 +37,12 @@ import numpy as np
 import torch
 
 from dynarl.algos.base import Algorithm, GeneratorState
-from dynarl.algos.mcts import FairVersus, outcome_rates, play_match
+from dynarl.algos.mcts import outcome_rates, play_match
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive, unit_interval
 from dynarl.data.game_segments import GameSegmentBuffer, SegmentBatch
 from dynarl.envs.board_games import BoardGameEnv, model_for
-from dynarl.envs.opponents import RandomOpponent
+from dynarl.envs.opponents import RandomOpponent, VersusOpponent
 from dynarl.envs.spaces import BOX, DISCRETE, IMAGE
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.muzero import MuZeroLearner, MuZeroLearnerConfig
@@ -115,7 +115,7 @@ class MuZero(Algorithm):
         self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env)  # self-play: both sides by the search
         if self.two_player:
             make = self.make_env
-            self.make_env = lambda: FairVersus(make(), cfg.eval_opponent)  # the runner's evaluation games
+            self.make_env = lambda: VersusOpponent(make(), cfg.eval_opponent, agent_first="alternate")  # the runner's evaluation games
         self.learner = MuZeroLearner(cfg.learner, self.observation_space, self.action_space, self.device)
         self.n_actions = int(self.action_space.n)
         self._action_start = int(self.action_space.start)

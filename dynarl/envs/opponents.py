@@ -5,12 +5,12 @@ An opponent is a callable ``opponent(board) -> action`` on the absolute board of
 whoever is to move and reads the game from the board's shape. :class:`Opponent` subclasses draw every random
 choice from their own seeded ``numpy`` generator and can be re-seeded with ``reseed(seed)``.
 
-* :class:`RandomOpponent` (``random_opponent``): uniform among the legal actions.
-* :class:`RuleBasedOpponent` (``rule_based_opponent``): wins now if it can, else blocks the opponent's
+* :class:`RandomOpponent`: uniform among the legal actions.
+* :class:`RuleBasedOpponent`: wins now if it can, else blocks the opponent's
   immediate win, else avoids moves that hand the opponent an immediate win (a Connect Four stone under the
   opponent's winning cell), and among what is left prefers the centre: TicTacToe centre > corners > edges
   (uniform within a class), Connect Four columns with weights 1, 2, 3, 4, 3, 2, 1 from the left.
-* :class:`PerfectTicTacToe` (``perfect_opponent``): negamax over every reachable TicTacToe position, memoised
+* :class:`PerfectTicTacToe`: negamax over every reachable TicTacToe position, memoised
   (5,478 positions). It plays a move of the best game-theoretic value; among those it prefers the quickest
   win and the slowest loss, then the lowest action index, so it is deterministic. :func:`minimax_value` gives
   the value of a position for the player to move (+1 win, 0 draw, -1 loss under perfect play): 0 for the
@@ -19,21 +19,24 @@ choice from their own seeded ``numpy`` generator and can be re-seeded with ``res
 
 from __future__ import annotations
 
+import abc
+from collections import deque
 from functools import lru_cache
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
-from dynarl.envs.board_games import CONNECT_FOUR_ID, GAMES, TICTACTOE, TICTACTOE_ID, BoardGameEnv, ConnectFourEnv, TicTacToeEnv, game_of
+from dynarl.envs.board_games import CONNECT_FOUR_ID, DRAW, GAMES, TICTACTOE, TICTACTOE_ID, BoardGameEnv, ConnectFourEnv, TicTacToeEnv, game_of
 from dynarl.errors import ConfigError, EnvError
 
 
-class Opponent:
+class Opponent(abc.ABC):
     """A fixed player: ``opponent(board) -> action`` for the player to move on ``board``."""
 
+    @abc.abstractmethod
     def __call__(self, board: np.ndarray) -> int:
-        raise NotImplementedError
+        """The action this opponent plays on ``board``."""
 
     def reseed(self, seed: int | None) -> None:
         """Restart the opponent's random stream (no-op for deterministic opponents)."""
@@ -168,18 +171,6 @@ class PerfectTicTacToe(Opponent):
         return action
 
 
-def random_opponent(seed: int | None = None) -> RandomOpponent:
-    return RandomOpponent(seed)
-
-
-def rule_based_opponent(seed: int | None = None) -> RuleBasedOpponent:
-    return RuleBasedOpponent(seed)
-
-
-def perfect_opponent() -> PerfectTicTacToe:
-    return PerfectTicTacToe()
-
-
 OPPONENTS: dict[str, Callable[[int | None], Opponent]] = {
     "random": RandomOpponent,
     "rule": RuleBasedOpponent,
@@ -204,8 +195,12 @@ def make_opponent(opponent: str | Callable[[np.ndarray], int], game_name: str = 
 class VersusOpponent(gym.Wrapper):
     """A board game as a single-agent env: the agent plays one side, ``opponent`` the other.
 
-    ``agent_first``: True (the agent plays first), False (second), or ``"alternate"`` (first in the 1st, 3rd, ...
-    episode since construction). When the opponent starts, ``reset`` plays its first move. ``step(action)``
+    ``agent_first``: True (the agent plays first), False (second), or ``"alternate"``. The sides and the
+    opponent's random stream follow from the reset alone, so an episode replays exactly from its reset record
+    (the env collector's resume) and every evaluation plays the same games: a seeded reset reseeds the opponent
+    with the seed and, alternating, the agent plays first for an even seed (evaluation episode k has seed
+    ``base + k``); an unseeded reset draws one number from the env's ``np_random`` for both. The constructor's
+    ``seed`` seeds the first reset that has none. When the opponent starts, ``reset`` plays its first move. ``step(action)``
     plays the agent's move and, unless the game ended, the opponent's reply. The episode's return is +1 when
     the agent wins, 0 for a draw, -1 when it loses (the reward arrives on the last step). Observations are
     always from the agent's perspective (plane 0 its stones), including the terminal one; ``info`` holds
@@ -225,15 +220,17 @@ class VersusOpponent(gym.Wrapper):
         self.agent_first = agent_first
         self.agent_player = 0
         self.episodes = 0
+        self._first_seed = seed
+        self.outcomes: deque[int] = deque(maxlen=100_000)  # +1 win, 0 draw, -1 loss for the agent, one per finished game
 
     def get_wrapper_state(self) -> dict[str, Any]:
         """The wrapper's own state for :func:`dynarl.envs.restore.snapshot`: the sides, the episode count and the
         opponent's random stream (the env's board is snapshotted separately)."""
         rng = getattr(self.opponent, "rng", None)
-        return {"agent_player": self.agent_player, "episodes": self.episodes, "rng": rng.bit_generator.state if isinstance(rng, np.random.Generator) else None}
+        return {"agent_player": self.agent_player, "episodes": self.episodes, "first_seed": self._first_seed, "rng": rng.bit_generator.state if isinstance(rng, np.random.Generator) else None}
 
     def set_wrapper_state(self, state: dict[str, Any]) -> None:
-        self.agent_player, self.episodes = int(state["agent_player"]), int(state["episodes"])
+        self.agent_player, self.episodes, self._first_seed = int(state["agent_player"]), int(state["episodes"]), state["first_seed"]
         if state["rng"] is not None:
             self.opponent.rng.bit_generator.state = state["rng"]
 
@@ -247,10 +244,13 @@ class VersusOpponent(gym.Wrapper):
         return obs, info
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is None:
+            seed, self._first_seed = self._first_seed, None
         obs, info = self.env.reset(seed=seed, options=options)
-        if seed is not None and hasattr(self.opponent, "reseed"):
-            self.opponent.reseed(seed)
-        first = self.agent_first if self.agent_first != "alternate" else self.episodes % 2 == 0
+        draw = int(seed) if seed is not None else int(self.env.unwrapped.np_random.integers(2**31))
+        if hasattr(self.opponent, "reseed"):
+            self.opponent.reseed(draw)
+        first = self.agent_first if self.agent_first != "alternate" else draw % 2 == 0
         self.agent_player = 0 if first else 1
         self.episodes += 1
         if info["to_play"] != self.agent_player and info["action_mask"].any():
@@ -262,6 +262,9 @@ class VersusOpponent(gym.Wrapper):
         if not (terminated or truncated):
             obs, opp_reward, terminated, truncated, info = self.env.step(self.opponent(self._board()))
             reward = -opp_reward  # zero-sum: the opponent's win is the agent's loss
+        if terminated:
+            winner = info.get("winner", DRAW)
+            self.outcomes.append(0 if winner == DRAW else (1 if winner == self.agent_player else -1))
         obs, info = self._agent_view(obs, info)
         return obs, float(reward), terminated, truncated, info
 
@@ -280,9 +283,6 @@ __all__ = [
     "RandomOpponent",
     "RuleBasedOpponent",
     "PerfectTicTacToe",
-    "random_opponent",
-    "rule_based_opponent",
-    "perfect_opponent",
     "minimax_value",
     "optimal_actions",
     "make_opponent",
