@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--env", help="Gymnasium environment id (default: the algorithm's default task)")
     t.add_argument("--steps", type=int, help="total environment steps")
     t.add_argument("--seed", type=int)
+    t.add_argument("--seeds", metavar="LIST", help="train several seeds as one vectorised agent in this process (e.g. 0-7 or 0,3,5): one run folder per seed under --out; SAC, TD3, DDPG, DQN, Double DQN")
     t.add_argument("--out", help="run folder to create (default runs/ALGO-ENV-sSEED-TIME)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
     t.add_argument("--dataset", help="Minari dataset id for offline algorithms (bc, cql, iql, awac, fqi, ...)")
@@ -146,6 +147,8 @@ def _train(args) -> dict:
         env = env or overrides.pop("env", None) or preset_env
         overrides = as_cli_strings(preset_overrides) | overrides  # built-in preset < preset file < command line
     cfg = build_config(cls.name, env, overrides, raw=True)
+    if args.seeds is not None:
+        return _train_seeds(args, cls, cfg)
     out = args.out or f"runs/{cls.name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', cfg.env)}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     from dynarl.config import to_dict
     from dynarl.run.rundir import RunDir
@@ -159,6 +162,66 @@ def _train(args) -> dict:
     return agent.summary() | {"run_dir": str(run.path)}
 
 
+def _train_seeds(args, cls, cfg) -> dict:
+    """``train --seeds``: the seeds as one vectorised agent, a run folder per seed under one seeds folder."""
+    from dataclasses import replace
+
+    from dynarl.algos.seeds import SeedVector
+    from dynarl.run.seeds import create_seed_runs, learn_seeds, parse_seeds
+
+    if args.seed is not None:
+        raise DynarlError("give either --seed N (one run) or --seeds LIST (vectorised seeds), not both")
+    seeds = parse_seeds(args.seeds)
+    out = Path(args.out or f"runs/{cls.name}-{re.sub(r'[^A-Za-z0-9.-]+', '_', cfg.env)}-seeds{args.seeds.replace(',', '_')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    vector = SeedVector.from_configs(cls, [replace(cfg, seed=s) for s in seeds])  # checks the env, spaces and support first
+    runs = create_seed_runs(out, vector)
+    if not cfg.quiet:
+        print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps, seeds {seeds} vectorised in one process; seeds folder {out}", flush=True)
+    learn_seeds(vector, runs, resume_hint=str(out))
+    return _seeds_summary(vector, out)
+
+
+def _seeds_summary(vector, out: Path) -> dict:
+    import numpy as np
+
+    per_seed = [a.summary() | {"run_dir": str(out / f"s{a.cfg.seed}")} for a in vector.agents]
+    returns = [s["eval_return_mean"] for s in per_seed]
+    return {"algo": vector.agents[0].name, "env": vector.agents[0].cfg.env, "seeds": [a.cfg.seed for a in vector.agents], "run_dir": str(out),
+            "eval_return_mean": float(np.mean(returns)), "eval_return_per_seed": returns, "runs": per_seed}
+
+
+def _resume_seeds(args) -> dict:
+    """``resume SEEDS_DIR``: every seed from its newest good checkpoint, together (they must be at one step)."""
+    from dynarl import checkpoint as ckpt
+    from dynarl.algos import get_algorithm
+    from dynarl.algos.registry import config_from_dict
+    from dynarl.algos.seeds import SeedVector
+    from dynarl.config import to_dict
+    from dynarl.run.seeds import learn_seeds, open_seed_runs
+
+    info, runs = open_seed_runs(args.run_dir)
+    cls = get_algorithm(str(info.get("algo")))
+    overrides = {} if args.steps is None else {"steps": args.steps}
+    have = [bool(run.checkpoints()) for run in runs]
+    if all(have):
+        vector = SeedVector.from_states(cls, [run.load_latest(expect_algo=cls.name)[2] for run in runs], **overrides)
+    elif not any(have):  # stopped before the first checkpoint: seeded runs started again repeat themselves exactly
+        vector = SeedVector.from_configs(cls, [config_from_dict(cls.name, run.config(), overrides) for run in runs])
+    else:
+        missing = ", ".join(str(run.path) for run, h in zip(runs, have, strict=True) if not h)
+        raise DynarlError(f"some seeds have no checkpoint yet ({missing}); resume each seed's folder alone with `dynarl resume FOLDER`")
+    first = vector.agents[0]
+    if first.steps() >= first.cfg.steps:
+        raise DynarlError(f"'{args.run_dir}' already finished {first.steps()} of {first.cfg.steps} steps; pass --steps N with a larger total to continue")
+    if args.steps is not None:
+        for run, agent in zip(runs, vector.agents, strict=True):
+            ckpt.atomic_write_bytes(run.path / "config.json", (json.dumps(to_dict(agent.cfg), indent=2) + "\n").encode())
+    if not first.cfg.quiet:
+        print(f"dynarl: resuming {cls.name.upper()} seeds {[a.cfg.seed for a in vector.agents]} on {first.cfg.env} from step {first.steps()} to {first.cfg.steps}", flush=True)
+    learn_seeds(vector, runs, resume_hint=str(args.run_dir))
+    return _seeds_summary(vector, Path(args.run_dir))
+
+
 def _resume(args) -> dict:
     from dynarl import checkpoint as ckpt
     from dynarl.algos import get_algorithm
@@ -166,7 +229,10 @@ def _resume(args) -> dict:
     from dynarl.config import to_dict
     from dynarl.run.logger import read_metrics
     from dynarl.run.rundir import RunDir
+    from dynarl.run.seeds import is_seeds_folder
 
+    if is_seeds_folder(args.run_dir):
+        return _resume_seeds(args)
     run = RunDir.open(args.run_dir)
     run.lock()  # before anything is read or written: a second `dynarl resume` of the same run stops here
     _current_run[0] = run

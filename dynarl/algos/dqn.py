@@ -91,13 +91,13 @@ class DQNLoop:
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(obs), device=self.device)
 
-    def explore(self, obs: np.ndarray) -> np.ndarray:
+    def explore(self, obs: np.ndarray, policy_act: torch.Tensor | None = None) -> np.ndarray:
         """Epsilon-greedy: each sub-env's action is uniform with probability epsilon, else greedy."""
         cfg = self.cfg
         self.exploration_rate = epsilon_schedule(self.env_steps, cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_decay_steps)
-        if self.env_steps < cfg.learning_starts:
+        if not self.acting():
             return self.actions.sample_uniform(self.np_rng, cfg.n_envs)
-        greedy = self.learner.act(self._obs_tensor(obs)).cpu().numpy()
+        greedy = self.policy_act(obs, policy_act)
         random = self.actions.sample_uniform(self.np_rng, cfg.n_envs)
         return np.where(self.np_rng.random(cfg.n_envs) < self.exploration_rate, random, greedy)
 

@@ -134,10 +134,10 @@ class DynaLoop(ModelData):
         epochs_before = (before - cfg.learning_starts) // cfg.epoch_length if before >= cfg.learning_starts else -1
         if self.epoch() > epochs_before:  # learning started, or an epoch ended
             self._epoch_policy_change()
-        rounds = self.env_steps // cfg.train_freq - before // cfg.train_freq
-        if rounds > 0:
+        updates = self.updates_due(before)
+        if updates:
             with self._timed("policy_update"):
-                self.policy_updates(rounds * cfg.updates_per_step)
+                self.policy_updates(updates)
 
     def _train_model(self) -> None:
         fresh = len(self.buffer) - self._fit_end

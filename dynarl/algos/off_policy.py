@@ -78,25 +78,39 @@ class OffPolicyAlgorithm(Algorithm):
     def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
 
-    def explore(self, obs: np.ndarray) -> np.ndarray:
-        """Policy actions for the training envs: uniform random before ``learning_starts``, then the learner's."""
-        if self.env_steps < self.cfg.learning_starts:
+    def explore(self, obs: np.ndarray, policy_act: torch.Tensor | None = None) -> np.ndarray:
+        """Policy actions for the training envs: uniform random before ``learning_starts``, then the learner's
+        (``policy_act``: the learner's actions for ``obs`` when already computed, as a vectorised run does for
+        every seed at once)."""
+        if not self.acting():
             return self.actions.sample_uniform(self.np_rng, self.cfg.n_envs)
-        return self.learner.act(self._obs_tensor(obs), deterministic=False).cpu().numpy()
+        return self.policy_act(obs, policy_act)
+
+    def policy_act(self, obs: np.ndarray, given: torch.Tensor | None = None) -> np.ndarray:
+        """The learner's (sampled) actions for the training envs' observations, unless ``given``."""
+        act = self.learner.act(self._obs_tensor(obs), deterministic=False) if given is None else given
+        return act.cpu().numpy()
+
+    def acting(self) -> bool:
+        """Whether exploration asks the learner this step (not while the buffer is filled with random steps)."""
+        return self.env_steps >= self.cfg.learning_starts
 
     def train_step(self) -> None:
         before = self.env_steps
         self.collect()
+        self.policy_updates(self.updates_due(before))
+
+    def updates_due(self, before: int) -> int:
+        """Learner updates owed after the env clock moved from ``before``: updates_per_step per train_freq crossed."""
         rounds = self.env_steps // self.cfg.train_freq - before // self.cfg.train_freq
-        if self.learning() and rounds > 0:
-            self.policy_updates(rounds * self.cfg.updates_per_step)
+        return rounds * self.cfg.updates_per_step if self.learning() else 0
 
     def learning(self) -> bool:
         return self.env_steps >= self.cfg.learning_starts
 
-    def collect(self) -> None:
+    def collect(self, policy_act: torch.Tensor | None = None) -> None:
         """One vector step with the exploration policy; every sub-env's transition goes to the buffer."""
-        act = self.explore(self.collector.observe())
+        act = self.explore(self.collector.observe(), policy_act)
         t = self.collector.step(self.actions.to_env(act))
         self.buffer.add(t.obs, act, t.reward, t.next_obs, t.terminated, t.truncated)
 

@@ -38,6 +38,9 @@ class Learner(abc.ABC):
     """
 
     name = "learner"
+    # the pure methods (losses, ``act``) that a vectorised learner maps over seeds with torch.vmap; the rest of
+    # ``update`` (optimiser steps, target updates) runs once on the seed-stacked parameters
+    per_seed: tuple[str, ...] = ()
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -68,12 +71,19 @@ class Learner(abc.ABC):
                 fn = torch.compile(fn)
             setattr(self, name, fn)
 
-    def _step(self, name: str, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None) -> None:
-        """One gradient step of optimiser ``name`` on ``loss`` (only ``inputs`` receive gradients)."""
+    def _step(self, name: str, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None, max_grad_norm: float = 0.0) -> None:
+        """One gradient step of optimiser ``name`` on ``loss`` (only ``inputs`` receive gradients), with the
+        gradient's global norm clipped to ``max_grad_norm`` when it is positive."""
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=inputs)
+        loss.sum().backward(inputs=inputs)  # a vectorised learner's loss holds one value per seed
+        if max_grad_norm > 0:
+            self._clip_grad_norm(inputs or [p for group in opt.param_groups for p in group["params"]], max_grad_norm)
         opt.step()
+
+    def _clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> None:
+        """Scale the gradients of ``params`` so their global norm is at most ``max_norm`` (no host sync)."""
+        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
     def _watch(self, *losses: torch.Tensor) -> None:
         for loss in losses:

@@ -14,6 +14,7 @@ import torch
 from dynarl.config import non_negative, param
 from dynarl.data.batch import Batch
 from dynarl.learners.base import ActorCriticConfig, ActorCriticLearner, adam, flat_dim, soft_update, target_copy
+from dynarl.nn.noise import normal_like
 from dynarl.nn.policies import DeterministicActor, QEnsemble
 
 
@@ -24,6 +25,7 @@ class DDPGLearnerConfig(ActorCriticConfig):
 
 class DDPGLearner(ActorCriticLearner):
     name = "ddpg"
+    per_seed = ("critic_loss", "actor_loss", "act")
     n_critics = 1
 
     def __init__(self, cfg: DDPGLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
@@ -75,4 +77,4 @@ class DDPGLearner(ActorCriticLearner):
         act = self.actor(obs)
         if deterministic or self.cfg.exploration_noise == 0:
             return act
-        return (act + self.cfg.exploration_noise * torch.randn_like(act)).clamp(-1.0, 1.0)
+        return (act + self.cfg.exploration_noise * normal_like(act)).clamp(-1.0, 1.0)

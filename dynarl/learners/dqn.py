@@ -71,6 +71,7 @@ class DQNLearner(Learner):
     """
 
     name = "dqn"
+    per_seed = ("q_loss", "act")
 
     def __init__(self, cfg: DQNLearnerConfig, obs_space, action_space, device: torch.device):
         super().__init__(device)
@@ -89,7 +90,6 @@ class DQNLearner(Learner):
         self.q_target = target_copy(self.q)
         self.modules = {"q": self.q, "q_target": self.q_target}
         self.optimizers = {"q": adam(self.q.parameters(), cfg.lr)}
-        self._params = list(self.q.parameters())
         self.last_td_error: torch.Tensor | None = None
 
     def _obs(self, obs: torch.Tensor) -> torch.Tensor:
@@ -134,17 +134,12 @@ class DQNLearner(Learner):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss, q_sa, td = self.q_loss(batch)
-        opt = self.optimizers["q"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm, foreach=True)  # no host sync
-        opt.step()
+        self._step("q", loss, max_grad_norm=self.cfg.max_grad_norm)
         self._watch(loss)
         self.num_updates += 1
         self.update_target()
         self.last_td_error = td
-        return {"q_loss": loss.detach(), "q": q_sa.mean(), "td_abs": td.abs().mean()}
+        return {"q_loss": loss.detach(), "q": q_sa.mean(-1), "td_abs": td.abs().mean(-1)}
 
     @torch.no_grad()
     def update_target(self) -> None:

@@ -135,7 +135,7 @@ class MuZeroLearner(Learner):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self._params, self.cfg.max_grad_norm, foreach=True)
+            self._clip_grad_norm(self._params, self.cfg.max_grad_norm)
         opt.step()
         self._watch(loss)
         self.num_updates += 1

@@ -95,5 +95,5 @@ class PolicyGradientLearner(Learner):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params or self._params, self.cfg.max_grad_norm, foreach=True)
+            self._clip_grad_norm(params or self._params, self.cfg.max_grad_norm)
         opt.step()

@@ -28,6 +28,7 @@ class SACLearnerConfig(ActorCriticConfig):
 
 class SACLearner(StochasticActor, ActorCriticLearner):
     name = "sac"
+    per_seed = ("critic_loss", "actor_loss", "alpha_loss", "act")
 
     def __init__(self, cfg: SACLearnerConfig, obs_space: gym.Space, action_space: gym.Space, device: torch.device):
         super().__init__(device)
@@ -36,15 +37,19 @@ class SACLearner(StochasticActor, ActorCriticLearner):
         self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_sizes).to(device)
         self.critic = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, members=2).to(device)
         self.critic_target = target_copy(self.critic)
-        self.log_alpha = torch.nn.Parameter(torch.tensor(float(cfg.init_alpha), device=device).log())
+        self.temperature = torch.nn.ParameterDict({"log_alpha": torch.tensor(float(cfg.init_alpha), device=device).log()})
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
-        temperature = torch.nn.ParameterDict({"log_alpha": self.log_alpha})
-        self.modules = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target, "temperature": temperature}
+        self.modules = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target, "temperature": self.temperature}
         self.optimizers = {"actor": adam(self.actor.parameters(), cfg.actor_lr), "critic": adam(self.critic.parameters(), cfg.critic_lr)}
         if cfg.autotune_alpha:
             self.optimizers["alpha"] = adam([self.log_alpha], cfg.alpha_lr)
         self._actor_params = list(self.actor.parameters())
         self._wrap_losses("critic_loss", "actor_loss")
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        """log alpha, read through its module so that a vectorised learner's per-seed parameters take its place."""
+        return self.temperature["log_alpha"]
 
     @torch.no_grad()
     def target_policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +73,7 @@ class SACLearner(StochasticActor, ActorCriticLearner):
         self._step("critic", critic_loss)
         actor_loss, log_prob = self.actor_loss(batch.obs)
         self._step("actor", actor_loss, inputs=self._actor_params)  # critic weights need no gradient here
-        metrics = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q, "alpha": self.log_alpha.exp().detach(), "entropy": -log_prob.mean()}
+        metrics = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q, "alpha": self.log_alpha.exp().detach(), "entropy": -log_prob.mean(-1)}
         if self.cfg.autotune_alpha:
             alpha_loss = self.alpha_loss(log_prob)
             self._step("alpha", alpha_loss)

@@ -12,6 +12,7 @@ import torch
 
 from dynarl.config import non_negative, param, positive
 from dynarl.learners.ddpg import DDPGLearner, DDPGLearnerConfig
+from dynarl.nn.noise import normal_like
 
 
 @dataclass
@@ -28,7 +29,7 @@ class TD3Learner(DDPGLearner):
     def target_action(self, next_obs: torch.Tensor) -> torch.Tensor:
         """a' = clip(mu_theta'(s') + clip(N(0, sigma), -c, c), -1, 1)."""
         act = self.actor_target(next_obs)
-        noise = (self.cfg.target_noise * torch.randn_like(act)).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
+        noise = (self.cfg.target_noise * normal_like(act)).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
         return (act + noise).clamp(-1.0, 1.0)
 
     def actor_due(self) -> bool:

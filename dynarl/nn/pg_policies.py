@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from dynarl.nn.mlp import mlp
+from dynarl.nn.noise import normal_like, uniform_like
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU}
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -61,7 +62,7 @@ class CategoricalPolicy(nn.Module):
     @staticmethod
     def sample(params: torch.Tensor) -> torch.Tensor:
         # Gumbel-max: argmax(log p + G) ~ Categorical(p), one fused pass without a CDF search
-        u = torch.rand_like(params)
+        u = uniform_like(params)
         return (params - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
 
     @staticmethod
@@ -104,7 +105,7 @@ class GaussianPolicy(nn.Module):
     @staticmethod
     def sample(params: torch.Tensor) -> torch.Tensor:
         mean, log_std = params.chunk(2, dim=-1)
-        return mean + log_std.exp() * torch.randn_like(mean)
+        return mean + log_std.exp() * normal_like(mean)
 
     @staticmethod
     def mode(params: torch.Tensor) -> torch.Tensor:

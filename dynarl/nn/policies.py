@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynarl.nn.mlp import EnsembleMLP, mlp
+from dynarl.nn.noise import normal_like
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -54,7 +55,7 @@ class TanhGaussianActor(nn.Module):
         mean, log_std = self._mean_log_std(obs)
         if deterministic:
             return torch.tanh(mean), torch.zeros(mean.shape[:-1], device=mean.device)
-        eps = torch.randn_like(mean)
+        eps = normal_like(mean)
         u = mean + log_std.exp() * eps
         # log N(u; mean, std) summed over dims, minus log|d tanh(u)/du| = 2(log 2 - u - softplus(-2u))
         log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

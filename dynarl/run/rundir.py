@@ -54,6 +54,8 @@ class RunDir:
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
         path = Path(path)
+        if not (path / "config.json").is_file() and (path / "seeds.json").is_file():
+            raise DynarlError(f"'{path}' is a folder of vectorised seeds, one run folder per seed: give one of them (e.g. {path / 's0'}), or `dynarl resume {path}` to continue them all")
         if not (path / "config.json").is_file():
             raise DynarlError(f"'{path}' is not a dynarl run folder (no config.json); give the folder that `dynarl train` wrote")
         run = cls(path)

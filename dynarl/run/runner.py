@@ -41,7 +41,7 @@ def latest_state(path: str | Path, algo_name: str) -> dict:
 
 
 class Runner:
-    def __init__(self, algo: Algorithm, total_steps: int | None, run_dir, callbacks, progress_bar: bool | None):
+    def __init__(self, algo: Algorithm, total_steps: int | None, run_dir, callbacks, progress_bar: bool | None, show_progress: bool = True):
         cfg = algo.cfg
         self.algo = algo
         self.total = int(cfg.steps if total_steps is None else total_steps)
@@ -49,62 +49,80 @@ class Runner:
             raise ConfigError(f"total_steps={self.total} is invalid: must be > 0")
         self.callbacks = CallbackList(callbacks)
         self.progress_bar = progress_bar
+        self.show_progress = show_progress  # False: no console lines (the other seeds of a vectorised run)
         self.run_dir = run_dir
 
     # --- the loop -------------------------------------------------------------------------------------------
 
     def run(self) -> Algorithm:
-        algo, cfg, total = self.algo, self.algo.cfg, self.total
-        run = self._open_run(self.run_dir)
-        if not cfg.quiet:
+        algo = self.algo
+        self.start()
+        try:
+            with StopRequest(enabled=self.folder is not None) as stop:
+                while algo.steps() < self.total:
+                    before = algo.steps()
+                    algo.train_step()
+                    keep_going = self.after_step(before, stop.signum)
+                    if stop.signum:
+                        raise self.interrupted(stop.name, stop.signum)
+                    if not keep_going:
+                        break
+            self.finish()
+        finally:
+            self.close()
+        return algo
+
+    def start(self, notes: bool = True) -> None:
+        """Open the run folder, the logs and the progress display; ``notes``: print the budget notes."""
+        algo, cfg = self.algo, self.algo.cfg
+        self.folder = run = self._open_run(self.run_dir)
+        if notes and not cfg.quiet:
             for note in self._notes():
                 print(f"dynarl: note: {note}", file=sys.stderr, flush=True)
         resume_step = algo.steps() if run and (run.path / "metrics.csv").exists() else None
-        logger = MetricsLogger(run.path if run else None, resume_step=resume_step, step_name=algo.clock)
+        self.logger = MetricsLogger(run.path if run else None, resume_step=resume_step, step_name=algo.clock)
         algo._model_log = MetricsLogger(run.path, resume_step, filename=MODEL_DIAGNOSTICS, tensorboard=False, step_name=algo.clock) if run else None
-        progress = Progress(total, quiet=cfg.quiet, bar=self.progress_bar)
-        progress.start(algo.steps())
+        self.progress = Progress(self.total, quiet=cfg.quiet or not self.show_progress, bar=self.progress_bar)
+        self.progress.start(algo.steps())
         self.callbacks.on_start(algo)
-        start_wall, wall_before = time.perf_counter(), algo.wall_seconds
-        try:
-            with StopRequest(enabled=run is not None) as stop:
-                while algo.steps() < total:
-                    before = algo.steps()
-                    algo.train_step()
-                    step, done = algo.steps(), algo.steps() >= total
+        self.start_wall, self.wall_before = time.perf_counter(), algo.wall_seconds
 
-                    def crossed(every: int) -> bool:
-                        return step // every > before // every or done
+    def after_step(self, before: int, stop_signum: int = 0) -> bool:
+        """Evaluate, log, call back and checkpoint as the clock moved from ``before``; False: a callback asked to stop."""
+        algo, cfg = self.algo, self.algo.cfg
+        step, done = algo.steps(), algo.steps() >= self.total
 
-                    evaluated = crossed(cfg.eval_every)
-                    if evaluated:
-                        algo.last_eval = self._evaluate()
-                    algo.wall_seconds = wall_before + time.perf_counter() - start_wall
-                    if crossed(cfg.log_every) or evaluated:  # an evaluation always gets its row
-                        self._log(logger, progress, evaluated)
-                    else:
-                        progress.heartbeat(step, algo.recent_return())
-                    keep_going = self.callbacks.on_step(algo)
-                    if evaluated:
-                        keep_going = self.callbacks.on_evaluation(algo, *algo.last_eval) and keep_going
-                    if run and (crossed(cfg.checkpoint_every) or stop.signum or not keep_going):
-                        self.callbacks.on_checkpoint(algo, self._save_checkpoint(run))
-                    if stop.signum:
-                        raise RunInterrupted(
-                            f"stopped by {stop.name} at step {algo.steps()} of {total}; checkpoint saved. Continue with `dynarl resume {run.path}`",
-                            128 + stop.signum,
-                        )
-                    if not keep_going:
-                        break
-            if run:
-                run.finish(algo.summary())
-        finally:
-            progress.close()
-            logger.close()
-            algo._model_log = None
-            if run:
-                run.unlock()
-        return algo
+        def crossed(every: int) -> bool:
+            return step // every > before // every or done
+
+        evaluated = crossed(cfg.eval_every)
+        if evaluated:
+            algo.last_eval = self._evaluate()
+        algo.wall_seconds = self.wall_before + time.perf_counter() - self.start_wall
+        if crossed(cfg.log_every) or evaluated:  # an evaluation always gets its row
+            self._log(self.logger, self.progress, evaluated)
+        else:
+            self.progress.heartbeat(step, algo.recent_return())
+        keep_going = self.callbacks.on_step(algo)
+        if evaluated:
+            keep_going = self.callbacks.on_evaluation(algo, *algo.last_eval) and keep_going
+        if self.folder and (crossed(cfg.checkpoint_every) or stop_signum or not keep_going):
+            self.callbacks.on_checkpoint(algo, self._save_checkpoint(self.folder))
+        return keep_going
+
+    def interrupted(self, name: str, signum: int) -> RunInterrupted:
+        return RunInterrupted(f"stopped by {name} at step {self.algo.steps()} of {self.total}; checkpoint saved. Continue with `dynarl resume {self.folder.path}`", 128 + signum)
+
+    def finish(self) -> None:
+        if self.folder:
+            self.folder.finish(self.algo.summary())
+
+    def close(self) -> None:
+        self.progress.close()
+        self.logger.close()
+        self.algo._model_log = None
+        if self.folder:
+            self.folder.unlock()
 
     def _notes(self) -> list[str]:
         algo, cfg, total = self.algo, self.algo.cfg, self.total

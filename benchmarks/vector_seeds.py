@@ -1,0 +1,133 @@
+"""Vectorised seeds: total env-steps/s of S seeds trained as one batched agent in one process, against the
+same S seeds run one after another in one process, and against 2 processes of S/2 sequential seeds side by
+side on the same cores, in the same session. Prints one JSON line per algorithm with
+``speedup_vs_sequential`` (goal >= 3) and ``speedup_vs_parallel``.
+
+    python benchmarks/vector_seeds.py [--algos sac,dqn,ppo] [--seeds 8] [--steps 1500] [--learning-starts 500]
+
+Every measurement is a fresh process: the agents are built, then ``train_step`` runs until every seed has
+``--steps`` env steps (the first ``--learning-starts`` of them uniformly random, then one update per step
+for SAC; DQN at its CartPole preset: 128 updates every 256 steps); the clock covers the training loop only
+(no evaluation, logging or checkpoints on any side). Torch threads: 1 per process for the sequential and
+parallel sides; the vectorised side is measured with 1 thread (the cores one sequential process uses) and
+with 2 threads (the cores the two parallel processes use). SAC uses Pendulum-v1 with the standard
+256x256 networks and batch 256; DQN uses CartPole-v1's preset (256x256, batch 64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+TASKS = {
+    "sac": ("Pendulum-v1", {"learner.hidden_sizes": "[256,256]", "batch_size": "256"}),
+    "td3": ("Pendulum-v1", {"learner.hidden_sizes": "[256,256]", "batch_size": "256"}),
+    "dqn": ("CartPole-v1", {}),
+}
+
+
+def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int) -> dict:
+    import torch
+
+    from dynarl.algos import build_config, get_algorithm
+    from dynarl.algos.seeds import SeedVector
+
+    env, overrides = TASKS[algo]
+    cls = get_algorithm(algo)
+    configs = [build_config(algo, env, dict(overrides, seed=str(s), learning_starts=str(learning_starts), torch_threads=str(threads), quiet="true")) for s in seeds]
+    if mode == "vector":
+        vector = SeedVector.from_configs(cls, configs)
+        t = time.perf_counter()
+        while vector.steps() < steps:
+            vector.train_step()
+        seconds = time.perf_counter() - t
+        updates = vector.agents[0].learner.num_updates
+    else:
+        seconds = 0.0
+        for cfg in configs:
+            agent = cls(config=cfg)
+            t = time.perf_counter()
+            while agent.steps() < steps:
+                agent.train_step()
+            seconds += time.perf_counter() - t
+            updates = agent.learner.num_updates
+            agent.close()
+    return {"seconds": seconds, "env_steps": steps * len(seeds), "updates_per_seed": updates, "threads": torch.get_num_threads()}
+
+
+def _run(mode: str, algo: str, seeds: list[int], args, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, __file__, "--worker", mode, "--algos", algo, "--seed-list", ",".join(map(str, seeds)), "--steps", str(args.steps),
+           "--learning-starts", str(args.learning_starts), "--threads", str(threads)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(algo: str, args) -> dict:
+    from dynarl.algos import get_algorithm
+    from dynarl.algos.seeds import supported_names, supports
+
+    seeds = list(range(args.seeds))
+    row = {"benchmark": "vector_seeds", "algo": algo, "env": TASKS.get(algo, ("?",))[0], "seeds": args.seeds, "steps_per_seed": args.steps, "learning_starts": args.learning_starts}
+    if algo not in TASKS or not supports(get_algorithm(algo)):
+        return row | {"result": f"not measured: {algo.upper()} does not train with vectorised seeds yet (supported: {', '.join(supported_names())})"}
+    vector_1 = _result(_run("vector", algo, seeds, args, 1))
+    vector_2 = _result(_run("vector", algo, seeds, args, 2))
+    sequential = _result(_run("sequential", algo, seeds, args, 1))
+    half = len(seeds) // 2
+    procs = [_run("sequential", algo, seeds[:half], args, 1), _run("sequential", algo, seeds[half:], args, 1)]
+    t = time.perf_counter()
+    parallel = [_result(p) for p in procs]
+    parallel_wall = time.perf_counter() - t  # both processes side by side: the slower one sets the time
+    parallel_sps = sum(p["env_steps"] for p in parallel) / max(max(p["seconds"] for p in parallel), 1e-9)
+
+    def sps(r: dict) -> float:
+        return r["env_steps"] / r["seconds"]
+
+    best = max(sps(vector_1), sps(vector_2))
+    return row | {
+        "updates_per_seed": vector_1["updates_per_seed"],
+        "vector_1_thread_steps_per_s": round(sps(vector_1), 1),
+        "vector_2_threads_steps_per_s": round(sps(vector_2), 1),
+        "sequential_1_thread_steps_per_s": round(sps(sequential), 1),
+        "parallel_2x_sequential_steps_per_s": round(parallel_sps, 1),
+        "parallel_wall_seconds": round(parallel_wall, 1),
+        "speedup_vs_sequential_same_core": round(sps(vector_1) / sps(sequential), 2),
+        "speedup_vs_sequential": round(best / sps(sequential), 2),
+        "speedup_vs_parallel": round(best / parallel_sps, 2),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--algos", default="sac,dqn,ppo")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--steps", type=int, default=1500, help="env steps per seed")
+    p.add_argument("--learning-starts", type=int, default=500)
+    p.add_argument("--worker", choices=("vector", "sequential"), help=argparse.SUPPRESS)
+    p.add_argument("--seed-list", help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(args.worker, args.algos, [int(s) for s in args.seed_list.split(",")], args.steps, args.learning_starts, args.threads)))
+        return
+    if args.seeds < 2 or args.seeds % 2:
+        p.error("--seeds must be an even number >= 2 (the parallel side splits them over 2 processes)")
+    for algo in args.algos.split(","):
+        print(json.dumps(measure(algo.strip(), args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Vectorised seeds: S independent agents of one off-policy algorithm, trained in lock-step in one process.
+
+Each seed is an ordinary agent: its own env collector, replay buffer, numpy and torch generators, run
+folder and checkpoints, so ``dynarl resume``, ``eval`` and ``Algorithm.load`` work on it alone, and a
+separate run's checkpoint can join a vectorised one. What the seeds share is one learner whose weights
+carry a leading seed dimension (:func:`dynarl.learners.vectorized.vectorize`), so acting and each gradient
+update is one batched call for all seeds:
+
+    for each vector step (every seed: n_envs env steps):
+        the learner's actions for every seed's observations, in one call (once learning_starts is reached)
+        each seed explores with its own rule and generator, steps its own envs, stores its own transitions
+        for each update due: a minibatch from every seed's buffer, one update of the stacked learner
+
+The process has one torch generator; :class:`SeedGenerators` keeps one state per seed and makes seed i's
+the process's own while seed i draws (minibatch indices, policy noise) or is checkpointed, so seed i draws
+exactly what a separate run with seed i draws. Supported: the off-policy algorithms that use
+:class:`OffPolicyAlgorithm`'s loop unchanged (SAC, TD3, DDPG, DQN, Double DQN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import fields
+
+import torch
+
+from dynarl.algos.base import Algorithm
+from dynarl.algos.off_policy import OffPolicyAlgorithm
+from dynarl.algos.registry import ALGORITHMS
+from dynarl.config import to_dict
+from dynarl.data.batch import Batch
+from dynarl.errors import ConfigError
+from dynarl.learners.vectorized import after_update, vectorize
+from dynarl.seeding import set_torch_rng_state, torch_rng_state
+
+
+class SeedGenerators:
+    """One torch generator state per seed; inside ``use(i)`` seed i's state is the process's generator."""
+
+    def __init__(self, states: list[dict]):
+        self.states = states
+
+    @contextlib.contextmanager
+    def use(self, i: int):
+        outer = torch_rng_state()
+        set_torch_rng_state(self.states[i])
+        try:
+            yield
+        finally:
+            self.states[i] = torch_rng_state()
+            set_torch_rng_state(outer)
+
+
+def supports(cls: type[Algorithm]) -> bool:
+    """Whether ``cls`` trains with vectorised seeds: the plain off-policy loop and a learner that declares its per-seed methods."""
+    return issubclass(cls, OffPolicyAlgorithm) and cls.train_step is OffPolicyAlgorithm.train_step and bool(getattr(cls.learner_cls, "per_seed", ()))
+
+
+def supported_names() -> list[str]:
+    import dynarl.algos  # noqa: F401  (importing the package registers every algorithm)
+
+    return sorted(name for name, cls in ALGORITHMS.items() if supports(cls))
+
+
+class SeedVector:
+    """S agents of one algorithm and config (seeds apart) trained as one; see the module docstring."""
+
+    def __init__(self, agents: list[Algorithm], generator_states: list[dict]):
+        first = agents[0]
+        if not supports(type(first)):
+            raise ConfigError(f"{first.name.upper()} does not train with vectorised seeds; these do: {', '.join(supported_names())}. Run its seeds one by one (or as a sweep)")
+        same = {k: v for k, v in to_dict(first.cfg).items() if k != "seed"}
+        for agent in agents[1:]:
+            if type(agent) is not type(first) or {k: v for k, v in to_dict(agent.cfg).items() if k != "seed"} != same:
+                raise ConfigError("vectorised seeds must share the algorithm and every config value but the seed")
+        if len({a.cfg.seed for a in agents}) != len(agents):
+            raise ConfigError(f"the seeds {[a.cfg.seed for a in agents]} repeat one; give distinct seeds")
+        if len({a.steps() for a in agents}) != 1:
+            raise ConfigError(f"the seeds are at different steps ({[a.steps() for a in agents]}); vectorised seeds move in lock-step, so resume them one by one")
+        self.agents = agents
+        self.generators = SeedGenerators(generator_states)
+        self.learner = vectorize([a.learner for a in agents], first.observation_space, first.action_space, self.generators.use)
+
+    @classmethod
+    def from_configs(cls, algo_cls: type[Algorithm], configs: list) -> SeedVector:
+        """Fresh agents, each built (and its networks initialised) exactly as a separate run with its seed."""
+        agents, states = [], []
+        for cfg in configs:
+            agents.append(algo_cls(config=cfg))
+            states.append(torch_rng_state())  # each agent reseeds the process: its stream continues from here
+        return cls(agents, states)
+
+    @classmethod
+    def from_states(cls, algo_cls: type[Algorithm], states: list[dict], **run_overrides) -> SeedVector:
+        """Agents restored from checkpoints (of a vectorised run or of separate runs), each with its torch stream."""
+        agents, generators = [], []
+        for state in states:
+            agents.append(algo_cls.from_state(state, **run_overrides))
+            generators.append(torch_rng_state())  # load_state_dict restored this agent's stream
+        return cls(agents, generators)
+
+    def steps(self) -> int:
+        return self.agents[0].steps()
+
+    def train_step(self) -> None:
+        agents = self.agents
+        before = agents[0].env_steps
+        given: torch.Tensor | list[None] = [None] * len(agents)
+        if agents[0].acting():
+            given = self.learner.act(torch.stack([a._obs_tensor(a.collector.observe()) for a in agents]), deterministic=False)
+        for agent, act in zip(agents, given, strict=True):
+            agent.collect(act)
+        metrics = None
+        for _ in range(agents[0].updates_due(before)):
+            batches = []
+            for i, agent in enumerate(agents):
+                with self.generators.use(i):
+                    batches.append(agent.sample_batch())
+            metrics = self.learner.update(stack_batches(batches))
+            after_update(self.learner)
+        if metrics is not None:
+            for i, agent in enumerate(agents):
+                agent._last_metrics = {k: v[i] for k, v in metrics.items()}
+
+    def close(self) -> None:
+        for agent in self.agents:
+            agent.close()
+
+
+def stack_batches(batches: list[Batch]) -> Batch:
+    """One Batch whose fields are the seeds' fields stacked on a leading dimension (None stays None)."""
+    out = {}
+    for f in fields(Batch):
+        values = [getattr(b, f.name) for b in batches]
+        out[f.name] = None if values[0] is None else torch.stack(values)
+    return Batch(**out)

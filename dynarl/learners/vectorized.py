@@ -1,0 +1,211 @@
+"""Several seeds' learners trained as one: every weight gains a leading seed dimension.
+
+``vectorize(learners, ...)`` builds a learner of the same class whose parameters are the seeds' parameters
+stacked, ``[S, *shape]``, and makes each seed's own learner a view of its slice, so evaluating, saving or
+loading seed i through its own learner reads and writes the stacked weights. The class's ``per_seed``
+methods (the pure losses and ``act``) run once for all seeds through ``torch.vmap`` over
+``torch.func.functional_call``; the rest of ``update`` (optimiser steps, target updates) is the class's own
+code acting on the stacked tensors. That is exact per seed because nothing there mixes rows of the seed
+dimension:
+
+- the per-seed losses are summed before ``backward``, and seeds share no parameter, so each seed's
+  gradient is its own loss's gradient;
+- Adam is elementwise, so one Adam over stacked tensors is S independent Adams (the step count is shared,
+  as the seeds update in lock-step); Polyak averaging and target copies are elementwise too;
+- gradient clipping by global norm, the one reduction across parameters, is done per seed.
+
+Random draws inside the mapped methods (policy samples, target smoothing) cannot come from each seed's
+generator under vmap: the first call of each method with given shapes records its draws on seed 0 without
+the map, and every call then draws them beforehand from each seed's generator (``seed_scope(i)``), in the
+order and shapes a separate run draws them, and plays them back inside the map (:mod:`dynarl.nn.noise`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from dynarl.data.batch import Batch
+from dynarl.learners.base import Learner
+from dynarl.nn import noise
+
+
+class _Call(nn.Module):
+    """The learner's modules as one module, so ``functional_call`` can put per-seed tensors in their place."""
+
+    def __init__(self, modules: dict[str, nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleDict(modules)
+
+    def forward(self, fn, args, kwargs):
+        return fn(*args, **kwargs)
+
+
+class _SeedStacked:
+    """What a vectorised learner changes in its learner class (a mix-in placed first)."""
+
+    seeds: int
+
+    def _clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> None:
+        """torch's ``clip_grad_norm_`` formula per seed: g_i <- g_i min(1, max_norm / (||g_i|| + 1e-6))."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        norms = torch.stack([g.reshape(self.seeds, -1).norm(dim=1) for g in grads]).norm(dim=0)
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.reshape(-1, *([1] * (g.dim() - 1))))
+
+
+def vectorize(learners: list[Learner], observation_space: gym.Space, action_space: gym.Space,
+              seed_scope: Callable[[int], AbstractContextManager]) -> Learner:
+    """One learner training ``learners`` (one per seed, same class and config) as a batch; see the module doc.
+
+    ``seed_scope(i)`` is a context in which the process's generator is seed i's (the caller keeps one
+    generator state per seed). The returned learner's ``update`` takes a batch stacked over seeds
+    (``[S, B, ...]`` per field) and returns metrics with a leading seed dimension.
+    """
+    first = learners[0]
+    cls = type(first)
+    if not cls.per_seed:
+        raise ValueError(f"{cls.__name__} does not declare its per-seed methods; it cannot be vectorised over seeds")
+    if getattr(first.cfg, "compile", False):
+        raise ValueError("torch.compile and vectorised seeds do not combine yet; set learner.compile=false")
+    devices = [first.device] if first.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # its own initial weights are overwritten: keep the seeds' streams
+        vec = type(f"SeedStacked{cls.__name__}", (_SeedStacked, cls), {})(first.cfg, observation_space, action_space, first.device)
+    vec.seeds = len(learners)
+    _stack_parameters(vec, learners)
+    vec._finite = torch.ones(vec.seeds, dtype=torch.bool, device=vec.device)
+    for i, learner in enumerate(learners):
+        learner._finite = vec._finite[i]  # a view: the stacked learner's checks are each seed's own
+    vec._optimizer_links = {name: False for name in vec.optimizers}
+    vec._seed_learners = learners
+    _stack_optimizer_state(vec, learners)
+    container = _Call(vec.modules)
+    params = dict(container.named_parameters())  # the stacked tensors: their identity never changes, only values
+    recorded: dict = {}
+    for name in cls.per_seed:
+        setattr(vec, name, _map_over_seeds(getattr(vec, name), name, container, params, recorded, vec.seeds, vec.device, seed_scope))
+    return vec
+
+
+def after_update(vec: Learner) -> None:
+    """Give each seed's learner the update count and (once Adam has made it) a view of its optimiser state."""
+    for learner in vec._seed_learners:
+        learner.num_updates = vec.num_updates
+    for name, linked in vec._optimizer_links.items():
+        if not linked and vec.optimizers[name].state:
+            _link_optimizer_state(vec, name)
+
+
+# --- stacking ------------------------------------------------------------------------------------------------
+
+
+def _stack_parameters(vec: Learner, learners: list[Learner]) -> None:
+    for name, module in vec.modules.items():
+        if any(True for _ in module.buffers()):
+            raise ValueError(f"the learner's module '{name}' has buffers (running statistics); vectorised seeds support parameters only")
+        seeds = [dict(learner.modules[name].named_parameters()) for learner in learners]
+        for pname, p in module.named_parameters():
+            p.data = torch.stack([s[pname].data for s in seeds])
+            for i, s in enumerate(seeds):
+                s[pname].data = p.data[i]
+
+
+def _paired_params(vec: Learner, learner: Learner, name: str):
+    for group_v, group_s in zip(vec.optimizers[name].param_groups, learner.optimizers[name].param_groups, strict=True):
+        yield from zip(group_v["params"], group_s["params"], strict=True)
+
+
+def _stack_optimizer_state(vec: Learner, learners: list[Learner]) -> None:
+    """Resumed seeds bring optimiser state: stack it into the stacked learner's optimisers, then link views."""
+    for name, opt in vec.optimizers.items():
+        if not learners[0].optimizers[name].state:
+            continue
+        pairs = [list(_paired_params(vec, learner, name)) for learner in learners]
+        for k, (p_vec, _) in enumerate(pairs[0]):
+            states = [learner.optimizers[name].state[pairs[i][k][1]] for i, learner in enumerate(learners)]
+            if len({float(s["step"]) for s in states}) != 1:
+                raise ValueError(f"the seeds' '{name}' optimisers have taken different numbers of steps; vectorised seeds move in lock-step")
+            opt.state[p_vec] = {key: (states[0][key].clone() if key == "step" else torch.stack([s[key] for s in states])) for key in states[0]}
+        _link_optimizer_state(vec, name)
+
+
+def _link_optimizer_state(vec: Learner, name: str) -> None:
+    """Seed i's optimiser state becomes views of slice i (Adam's moments); the step count, the same for all
+    seeds, is one shared tensor."""
+    opt = vec.optimizers[name]
+    for i, learner in enumerate(vec._seed_learners):
+        for p_vec, p_seed in _paired_params(vec, learner, name):
+            learner.optimizers[name].state[p_seed] = {key: (value if key == "step" else value[i]) for key, value in opt.state[p_vec].items()}
+    vec._optimizer_links[name] = True
+
+
+# --- the map over seeds --------------------------------------------------------------------------------------
+
+
+def _as_tree(arg):
+    """A Batch as a dict of its tensors (vmap maps dicts, not dataclasses); anything else as it is."""
+    if isinstance(arg, Batch):
+        return {k: v for k, v in vars(arg).items() if v is not None}
+    return arg
+
+
+def _from_tree(arg, was_batch: bool):
+    return Batch(**arg) if was_batch else arg
+
+
+def _map_over_seeds(fn, name: str, container: _Call, params: dict, recorded: dict, seeds: int, device: torch.device, seed_scope):
+    def per_seed(params, played, args, batches, kwargs):
+        with noise.tape(noise.NoiseTape(played)):
+            return functional_call(container, params, (fn, tuple(_from_tree(a, b) for a, b in zip(args, batches, strict=True)), kwargs))
+
+    def mapped(*args, **kwargs):
+        batches = tuple(isinstance(a, Batch) for a in args)
+        trees = tuple(_as_tree(a) for a in args)
+        key = (name, tuple(_shapes(t) for t in trees), tuple(sorted(kwargs.items())))
+        if key not in recorded:  # the draws of one call, from seed 0 without the map
+            with torch.no_grad(), noise.tape(noise.NoiseTape()) as tape:
+                first = {k: v[0] for k, v in params.items()}
+                functional_call(container, first, (fn, tuple(_from_tree(_index(t, 0), b) for t, b in zip(trees, batches, strict=True)), kwargs))
+            recorded[key] = tape.recorded
+        played = []
+        if recorded[key]:
+            per_seed_draws = []
+            for i in range(seeds):
+                with seed_scope(i):
+                    per_seed_draws.append(noise.draw(recorded[key], device))
+            played = [torch.stack(draws) for draws in zip(*per_seed_draws, strict=True)]
+        in_dims = (0, 0, tuple(0 if _mapped(t) else None for t in trees), None, None)
+        return vmap(per_seed, in_dims=in_dims)(params, played, trees, batches, kwargs)
+
+    return mapped
+
+
+def _mapped(tree) -> bool:
+    return isinstance(tree, (torch.Tensor, dict))
+
+
+def _shapes(tree):
+    if isinstance(tree, torch.Tensor):
+        return tuple(tree.shape)
+    if isinstance(tree, dict):
+        return tuple((k, tuple(v.shape)) for k, v in tree.items())
+    return tree
+
+
+def _index(tree, i: int):
+    if isinstance(tree, torch.Tensor):
+        return tree[i]
+    if isinstance(tree, dict):
+        return {k: v[i] for k, v in tree.items()}
+    return tree
+
+
+__all__ = ["after_update", "vectorize"]
