@@ -10,9 +10,11 @@ from pathlib import Path
 
 from dynarl import algos
 from dynarl.algos import *  # noqa: F403  (the algorithm classes, listed in dynarl.algos.__all__)
+from dynarl.algos.seeds import SeedVector
 from dynarl.envs import make_env
 from dynarl.errors import CheckpointError, ConfigError, DynarlError, EnvError, TrainingDivergedError
 from dynarl.run import runner as _runner  # noqa: F401  (binds Algorithm.learn and run-folder loading to the runner)
+from dynarl.run import seeds as _seeds  # noqa: F401  (binds SeedVector.learn to the seeds runner)
 from dynarl.run.callbacks import Callback, StopOnRewardThreshold
 
 __version__ = "0.1.0"
@@ -28,4 +30,4 @@ def load(path: str | Path, **run_overrides):
     return algos.get_algorithm(algo).load(path, **run_overrides)
 
 
-__all__ = [*algos.__all__, "load", "make_env", "Callback", "StopOnRewardThreshold", "DynarlError", "ConfigError", "EnvError", "CheckpointError", "TrainingDivergedError"]
+__all__ = [*algos.__all__, "load", "make_env", "SeedVector", "Callback", "StopOnRewardThreshold", "DynarlError", "ConfigError", "EnvError", "CheckpointError", "TrainingDivergedError"]

@@ -159,6 +159,8 @@ def test_bad_seed_requests_are_refused_in_one_line_and_nothing_is_overwritten(tm
     assert "overlap existing runs" in err and "nothing was changed" in err
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*") if p.is_file()} == before
     assert not (tmp_path / "runs" / "s2").exists()
+    assert main(["eval", str(tmp_path / "runs")]) == 2  # the seeds folder itself is not one run: say which to give
+    assert "folder of vectorised seeds" in capsys.readouterr().err
     assert main(["train", "ppo", "--env", "Pendulum-v1", "--seeds", "0-1", "--out", str(tmp_path / "ppo")]) == 2
     err = capsys.readouterr().err
     assert "does not train with vectorised seeds" in err and "sac" in err and not (tmp_path / "ppo").exists()
@@ -168,3 +170,18 @@ def test_bad_seed_requests_are_refused_in_one_line_and_nothing_is_overwritten(tm
         with pytest.raises(ConfigError):
             parse_seeds(bad)
     assert parse_seeds("0-2,7") == [0, 1, 2, 7]
+
+
+def test_python_api_trains_seeds_with_and_without_run_folders(tmp_path):
+    import dynarl
+
+    vector = dynarl.SeedVector.make("td3", "Pendulum-v1", seeds=[3, 5], learning_starts=50, quiet=True, eval_every=60, eval_episodes=1,
+                                    **{"learner.hidden_sizes": (32,)})
+    vector.learn(60)  # no folders
+    assert [a.cfg.seed for a in vector.agents] == [3, 5] and vector.steps() == 60
+    vector.learn(80, out=tmp_path / "seeds")
+    vector.learn(100, out=tmp_path / "seeds")  # its own folder: continued, not refused
+    assert json.loads((tmp_path / "seeds" / "seeds.json").read_text())["seeds"] == [3, 5]
+    for seed in (3, 5):
+        alone = dynarl.load(tmp_path / "seeds" / f"s{seed}")
+        assert alone.cfg.seed == seed and alone.steps() == 100

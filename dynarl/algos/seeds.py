@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import fields
+from typing import Any, ClassVar
 
 import torch
 
@@ -81,6 +82,18 @@ class SeedVector:
         self.generators = SeedGenerators(generator_states)
         self.learner = vectorize([a.learner for a in agents], first.observation_space, first.action_space, self.generators.use)
 
+    runner: ClassVar[Any] = None  # dynarl.run.seeds, bound when dynarl is imported: learn() goes through it
+
+    @classmethod
+    def make(cls, algo: str, env: str | None = None, seeds=range(8), **overrides) -> SeedVector:
+        """``SeedVector.make("sac", "Pendulum-v1", seeds=range(8), **{"learner.actor_lr": 1e-3})``: the
+        algorithm's preset and these overrides, one agent per seed."""
+        from dynarl.algos.registry import build_config, get_algorithm
+
+        algo_cls = get_algorithm(algo)
+        configs = [build_config(algo_cls.name, env, {**overrides, "seed": int(seed)}) for seed in seeds]
+        return cls.from_configs(algo_cls, configs)
+
     @classmethod
     def from_configs(cls, algo_cls: type[Algorithm], configs: list) -> SeedVector:
         """Fresh agents, each built (and its networks initialised) exactly as a separate run with its seed."""
@@ -101,6 +114,11 @@ class SeedVector:
 
     def steps(self) -> int:
         return self.agents[0].steps()
+
+    def learn(self, total_steps: int | None = None, out=None) -> SeedVector:
+        """Train every seed to ``total_steps`` (default: the config's); with ``out``, a seeds folder with a run
+        folder per seed (``out/s0`` ...: logs, evaluations, checkpoints; ``dynarl resume out`` continues them)."""
+        return self.runner.learn(self, total_steps, out)
 
     def train_step(self) -> None:
         agents = self.agents

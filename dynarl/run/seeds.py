@@ -10,6 +10,7 @@ continues them together; ``dynarl resume SEEDS_DIR/s3`` continues one of them al
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from dynarl import checkpoint as ckpt
@@ -76,6 +77,18 @@ def open_seed_runs(root) -> tuple[dict, list[RunDir]]:
     return info, runs
 
 
+def learn(vector: SeedVector, total_steps: int | None = None, out=None) -> SeedVector:
+    """:meth:`SeedVector.learn`: run folders under ``out`` (new, or the seeds folder this vector's earlier
+    ``learn`` wrote), or none."""
+    if out is None:
+        return learn_seeds(vector, [None] * len(vector.agents), total_steps)
+    if is_seeds_folder(out) and vector.steps() > 0:  # this vector's own folder: continue it
+        _, runs = open_seed_runs(out)
+    else:
+        runs = create_seed_runs(out, vector, flag="out")
+    return learn_seeds(vector, runs, total_steps, resume_hint=str(out))
+
+
 def learn_seeds(vector: SeedVector, run_dirs: list[RunDir], total_steps: int | None = None, resume_hint: str | None = None) -> SeedVector:
     """Train every seed of ``vector`` to ``total_steps`` (default: the config's), one runner per seed."""
     agents = vector.agents
@@ -87,7 +100,7 @@ def learn_seeds(vector: SeedVector, run_dirs: list[RunDir], total_steps: int | N
                 runner.start(notes=i == 0)
             started.append(runner)
         total = runners[0].total
-        with StopRequest(enabled=True) as stop:
+        with StopRequest(enabled=all(r.folder is not None for r in runners)) as stop:
             while vector.steps() < total:
                 before = [a.steps() for a in agents]
                 vector.train_step()
@@ -107,3 +120,6 @@ def learn_seeds(vector: SeedVector, run_dirs: list[RunDir], total_steps: int | N
         for runner in started:
             runner.close()
     return vector
+
+
+SeedVector.runner = sys.modules[__name__]  # SeedVector.learn goes through this module
