@@ -7,11 +7,12 @@ side on the same cores, in the same session. Prints one JSON line per algorithm 
 
 Every measurement is a fresh process: the agents are built, then ``train_step`` runs until every seed has
 ``--steps`` env steps (the first ``--learning-starts`` of them uniformly random, then one update per step
-for SAC; DQN at its CartPole preset: 128 updates every 256 steps); the clock covers the training loop only
+for SAC; DQN at its CartPole preset: 128 updates every 256 steps; PPO at its CartPole preset, which has no
+random phase); the clock covers the training loop only
 (no evaluation, logging or checkpoints on any side). Torch threads: 1 per process for the sequential and
 parallel sides; the vectorised side is measured with 1 thread (the cores one sequential process uses) and
 with 2 threads (the cores the two parallel processes use). SAC uses Pendulum-v1 with the standard
-256x256 networks and batch 256; DQN uses CartPole-v1's preset (256x256, batch 64).
+256x256 networks and batch 256; DQN and PPO use their CartPole-v1 presets.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ TASKS = {
     "sac": ("Pendulum-v1", {"learner.hidden_sizes": "[256,256]", "batch_size": "256"}),
     "td3": ("Pendulum-v1", {"learner.hidden_sizes": "[256,256]", "batch_size": "256"}),
     "dqn": ("CartPole-v1", {}),
+    "ppo": ("CartPole-v1", {}),
 }
+ON_POLICY = {"ppo"}  # no learning_starts: every step's action comes from the policy
 
 
 def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int) -> dict:
@@ -39,7 +42,9 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
 
     env, overrides = TASKS[algo]
     cls = get_algorithm(algo)
-    configs = [build_config(algo, env, dict(overrides, seed=str(s), learning_starts=str(learning_starts), torch_threads=str(threads), quiet="true")) for s in seeds]
+    if algo not in ON_POLICY:
+        overrides = dict(overrides, learning_starts=str(learning_starts))
+    configs = [build_config(algo, env, dict(overrides, seed=str(s), torch_threads=str(threads), quiet="true")) for s in seeds]
     if mode == "vector":
         vector = SeedVector.from_configs(cls, configs)
         t = time.perf_counter()

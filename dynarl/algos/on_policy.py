@@ -136,35 +136,49 @@ class OnPolicyAlgorithm(Algorithm):
 
     def collect(self) -> None:
         """Fill the rollout buffer with n_steps vector steps (the first half of an iteration)."""
-        cfg, learner, buf, envs = self.cfg, self.learner, self.rollout, self.collector
-        if envs.obs is None:  # the first episodes (seeds seed, seed + 1, ...)
+        self.start_collection()
+        for _ in range(self.cfg.n_steps):
+            self.collect_step()
+
+    def start_collection(self) -> None:
+        """The first episodes' observations (seeds seed, seed + 1, ...), once."""
+        envs = self.collector
+        if envs.obs is None:
             envs.reset()
-            if cfg.normalize_obs:
+            if self.cfg.normalize_obs:
                 self.obs_rms.update(envs.obs)
-        for _ in range(cfg.n_steps):
-            obs_t = self._obs_tensor(envs.obs)
-            act, log_prob, value = learner.step(obs_t)
-            t = envs.step(self.actions.to_env(act.cpu().numpy()))
-            final_value = torch.zeros(cfg.n_envs, device=self.device)
-            if t.final_obs is not None and t.truncated.any() and learner.value is not None:
-                # a time limit is not a terminal state: bootstrap from V(s') of the true last observation
-                final_value = learner.value_of(self._obs_tensor(t.final_obs))
-            buf.add(
-                obs_t,
-                act,
-                log_prob,
-                value,
-                torch.as_tensor(self._scale_reward(t.reward, t.ended), dtype=torch.float32, device=self.device),
-                torch.as_tensor(t.terminated, dtype=torch.float32, device=self.device),
-                torch.as_tensor(t.ended, dtype=torch.float32, device=self.device),
-                final_value,
-            )
-            if cfg.normalize_obs:
-                self.obs_rms.update(envs.obs)  # what the policy sees next (new episodes' first observations included)
+
+    def observation(self) -> torch.Tensor:
+        """The (normalised) observations the policy acts on next."""
+        return self._obs_tensor(self.collector.obs)
+
+    def collect_step(self, given: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+        """One vector step into the rollout buffer; ``given``: the learner's ``step`` on ``observation()``
+        when already computed (a vectorised run computes every seed's at once)."""
+        cfg, learner, envs = self.cfg, self.learner, self.collector
+        obs_t = self.observation()
+        act, log_prob, value = learner.step(obs_t) if given is None else given
+        t = envs.step(self.actions.to_env(act.cpu().numpy()))
+        final_value = torch.zeros(cfg.n_envs, device=self.device)
+        if t.final_obs is not None and t.truncated.any() and learner.value is not None:
+            # a time limit is not a terminal state: bootstrap from V(s') of the true last observation
+            final_value = learner.value_of(self._obs_tensor(t.final_obs))
+        self.rollout.add(
+            obs_t,
+            act,
+            log_prob,
+            value,
+            torch.as_tensor(self._scale_reward(t.reward, t.ended), dtype=torch.float32, device=self.device),
+            torch.as_tensor(t.terminated, dtype=torch.float32, device=self.device),
+            torch.as_tensor(t.ended, dtype=torch.float32, device=self.device),
+            final_value,
+        )
+        if cfg.normalize_obs:
+            self.obs_rms.update(envs.obs)  # what the policy sees next (new episodes' first observations included)
 
     def train_step(self) -> None:
         self.collect()
-        rollout = self.rollout.finish(self.learner.value_of(self._obs_tensor(self.collector.obs)))
+        rollout = self.rollout.finish(self.learner.value_of(self.observation()))
         self._last_metrics = self.learner.update(rollout)
 
 

@@ -6,15 +6,20 @@ separate run's checkpoint can join a vectorised one. What the seeds share is one
 carry a leading seed dimension (:func:`dynarl.learners.vectorized.vectorize`), so acting and each gradient
 update is one batched call for all seeds:
 
-    for each vector step (every seed: n_envs env steps):
+    off-policy, for each vector step (every seed: n_envs env steps):
         the learner's actions for every seed's observations, in one call (once learning_starts is reached)
         each seed explores with its own rule and generator, steps its own envs, stores its own transitions
         for each update due: a minibatch from every seed's buffer, one update of the stacked learner
+    on-policy, for each iteration:
+        n_steps times: the learner's step (a, log pi(a|s), V(s)) for every seed at once; each seed steps its
+        own envs into its own rollout
+        one update of the stacked learner on the stacked rollouts
 
 The process has one torch generator; :class:`SeedGenerators` keeps one state per seed and makes seed i's
 the process's own while seed i draws (minibatch indices, policy noise) or is checkpointed, so seed i draws
-exactly what a separate run with seed i draws. Supported: the off-policy algorithms that use
-:class:`OffPolicyAlgorithm`'s loop unchanged (SAC, TD3, DDPG, DQN, Double DQN).
+exactly what a separate run with seed i draws. Supported: the algorithms that use :class:`OffPolicyAlgorithm`'s
+or :class:`OnPolicyAlgorithm`'s loop unchanged with a learner that declares ``per_seed`` (SAC, TD3, DDPG, DQN,
+Double DQN, PPO).
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ import torch
 
 from dynarl.algos.base import Algorithm
 from dynarl.algos.off_policy import OffPolicyAlgorithm
+from dynarl.algos.on_policy import OnPolicyAlgorithm
 from dynarl.algos.registry import ALGORITHMS
 from dynarl.config import to_dict
-from dynarl.data.batch import Batch
 from dynarl.errors import ConfigError
 from dynarl.learners.vectorized import after_update, vectorize
 from dynarl.seeding import set_torch_rng_state, torch_rng_state
@@ -53,8 +58,16 @@ class SeedGenerators:
 
 
 def supports(cls: type[Algorithm]) -> bool:
-    """Whether ``cls`` trains with vectorised seeds: the plain off-policy loop and a learner that declares its per-seed methods."""
-    return issubclass(cls, OffPolicyAlgorithm) and cls.train_step is OffPolicyAlgorithm.train_step and bool(getattr(cls.learner_cls, "per_seed", ()))
+    """Whether ``cls`` trains with vectorised seeds: the plain off-policy or on-policy loop, and a learner that
+    declares its per-seed methods."""
+    loops = (OffPolicyAlgorithm, OnPolicyAlgorithm)
+    plain = any(issubclass(cls, loop) and cls.train_step is loop.train_step for loop in loops)
+    return plain and bool(getattr(cls.learner_cls, "per_seed", ()))
+
+
+def require_support(cls: type[Algorithm]) -> None:
+    if not supports(cls):
+        raise ConfigError(f"{cls.name.upper()} does not train with vectorised seeds; these do: {', '.join(supported_names())}. Run its seeds one by one (or as a sweep)")
 
 
 def supported_names() -> list[str]:
@@ -68,8 +81,7 @@ class SeedVector:
 
     def __init__(self, agents: list[Algorithm], generator_states: list[dict]):
         first = agents[0]
-        if not supports(type(first)):
-            raise ConfigError(f"{first.name.upper()} does not train with vectorised seeds; these do: {', '.join(supported_names())}. Run its seeds one by one (or as a sweep)")
+        require_support(type(first))
         same = {k: v for k, v in to_dict(first.cfg).items() if k != "seed"}
         for agent in agents[1:]:
             if type(agent) is not type(first) or {k: v for k, v in to_dict(agent.cfg).items() if k != "seed"} != same:
@@ -97,6 +109,7 @@ class SeedVector:
     @classmethod
     def from_configs(cls, algo_cls: type[Algorithm], configs: list) -> SeedVector:
         """Fresh agents, each built (and its networks initialised) exactly as a separate run with its seed."""
+        require_support(algo_cls)
         agents, states = [], []
         for cfg in configs:
             agents.append(algo_cls(config=cfg))
@@ -106,6 +119,7 @@ class SeedVector:
     @classmethod
     def from_states(cls, algo_cls: type[Algorithm], states: list[dict], **run_overrides) -> SeedVector:
         """Agents restored from checkpoints (of a vectorised run or of separate runs), each with its torch stream."""
+        require_support(algo_cls)
         agents, generators = [], []
         for state in states:
             agents.append(algo_cls.from_state(state, **run_overrides))
@@ -121,6 +135,30 @@ class SeedVector:
         return self.runner.learn(self, total_steps, out)
 
     def train_step(self) -> None:
+        if isinstance(self.agents[0], OnPolicyAlgorithm):
+            self._on_policy_step()
+        else:
+            self._off_policy_step()
+
+    def _on_policy_step(self) -> None:
+        """n_steps lock-step vector steps into every seed's rollout, then one update of the stacked learner."""
+        agents = self.agents
+        for agent in agents:
+            agent.start_collection()
+        for _ in range(agents[0].cfg.n_steps):
+            act, log_prob, value = self.learner.step(torch.stack([a.observation() for a in agents]))
+            for i, agent in enumerate(agents):
+                agent.collect_step((act[i], log_prob[i], value[i]))
+        last_value = self.learner.value_of(torch.stack([a.observation() for a in agents]))
+        rollouts = [agent.rollout.finish(last_value[i]) for i, agent in enumerate(agents)]
+        self._distribute(self.learner.update(stack_fields(rollouts)))
+
+    def _distribute(self, metrics: dict[str, torch.Tensor]) -> None:
+        after_update(self.learner)
+        for i, agent in enumerate(self.agents):
+            agent._last_metrics = {k: v[i] for k, v in metrics.items()}
+
+    def _off_policy_step(self) -> None:
         agents = self.agents
         before = agents[0].env_steps
         given: torch.Tensor | list[None] = [None] * len(agents)
@@ -128,27 +166,22 @@ class SeedVector:
             given = self.learner.act(torch.stack([a._obs_tensor(a.collector.observe()) for a in agents]), deterministic=False)
         for agent, act in zip(agents, given, strict=True):
             agent.collect(act)
-        metrics = None
         for _ in range(agents[0].updates_due(before)):
             batches = []
             for i, agent in enumerate(agents):
                 with self.generators.use(i):
                     batches.append(agent.sample_batch())
-            metrics = self.learner.update(stack_batches(batches))
-            after_update(self.learner)
-        if metrics is not None:
-            for i, agent in enumerate(agents):
-                agent._last_metrics = {k: v[i] for k, v in metrics.items()}
+            self._distribute(self.learner.update(stack_fields(batches)))
 
     def close(self) -> None:
         for agent in self.agents:
             agent.close()
 
 
-def stack_batches(batches: list[Batch]) -> Batch:
-    """One Batch whose fields are the seeds' fields stacked on a leading dimension (None stays None)."""
+def stack_fields(items: list):
+    """One Batch (or Rollout) whose fields are the seeds' fields stacked on a leading dimension (None stays None)."""
     out = {}
-    for f in fields(Batch):
-        values = [getattr(b, f.name) for b in batches]
+    for f in fields(items[0]):
+        values = [getattr(item, f.name) for item in items]
         out[f.name] = None if values[0] is None else torch.stack(values)
-    return Batch(**out)
+    return type(items[0])(**out)

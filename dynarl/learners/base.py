@@ -81,6 +81,14 @@ class Learner(abc.ABC):
             self._clip_grad_norm(inputs or [p for group in opt.param_groups for p in group["params"]], max_grad_norm)
         opt.step()
 
+    def _permutation(self, n: int) -> torch.Tensor:
+        """A random permutation of ``n`` rows (minibatch shuffling)."""
+        return torch.randperm(n, device=self.device)
+
+    def _rows(self, x: torch.Tensor, idx) -> torch.Tensor:
+        """Rows ``idx`` (an index tensor or a slice) of ``x``; a vectorised learner takes each seed's own."""
+        return x[idx]
+
     def _clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> None:
         """Scale the gradients of ``params`` so their global norm is at most ``max_norm`` (no host sync)."""
         torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)

@@ -93,7 +93,7 @@ class PolicyGradientLearner(Learner):
         """One optimiser step with the gradient's global norm clipped to ``max_grad_norm`` (no host sync)."""
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()  # a vectorised learner's loss holds one value per seed
         if self.cfg.max_grad_norm > 0:
             self._clip_grad_norm(params or self._params, self.cfg.max_grad_norm)
         opt.step()

@@ -41,6 +41,7 @@ def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_range: float)
 
 class PPOLearner(PolicyGradientLearner):
     name = "ppo"
+    per_seed = ("step", "value_of", "act", "loss", "targets", "diagnostics")
 
     def __init__(self, cfg: PPOLearnerConfig, obs_space, action_space, device: torch.device):
         super().__init__(cfg, obs_space, action_space, device)
@@ -65,30 +66,37 @@ class PPOLearner(PolicyGradientLearner):
             loss = loss - cfg.ent_coef * self.policy.entropy(params).mean()
         return loss, policy_loss, value_loss
 
-    def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
+    def targets(self, rollout: Rollout) -> tuple[torch.Tensor, ...]:
+        """The rollout's rows flattened over [T, N] with their advantages and value targets:
+        ``(obs, act, log pi_old, V_old, A, V_target)``."""
         adv, ret = self.advantages(rollout)
         obs, act, old_log_prob, old_value = (rollout.flat(k) for k in ("obs", "act", "log_prob", "value"))
-        adv, ret = adv.reshape(-1), ret.reshape(-1)
-        n = adv.shape[0]
+        return obs, act, old_log_prob, old_value, adv.reshape(-1), ret.reshape(-1)
+
+    def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        obs, act, old_log_prob, old_value, adv, ret = self.targets(rollout)
+        n = adv.shape[-1]
         for _ in range(cfg.n_epochs):
             # one gather per epoch; minibatches are then free slices (the step is overhead-bound)
-            perm = torch.randperm(n, device=self.device)
-            e_obs, e_act, e_logp, e_adv, e_ret, e_val = obs[perm], act[perm], old_log_prob[perm], adv[perm], ret[perm], old_value[perm]
+            perm = self._permutation(n)
+            epoch = [self._rows(x, perm) for x in (obs, act, old_log_prob, adv, ret, old_value)]
             for s in range(0, n, cfg.batch_size):
                 mb = slice(s, s + cfg.batch_size)
-                loss, policy_loss, value_loss = self.loss(e_obs[mb], e_act[mb], e_logp[mb], e_adv[mb], e_ret[mb], e_val[mb])
+                loss, policy_loss, value_loss = self.loss(*(self._rows(x, mb) for x in epoch))
                 self._clipped_step("ac", loss)
             self._watch(loss)  # a NaN earlier in the epoch also leaves NaN parameters, which all_finite checks
         self.num_updates += 1
-        with torch.no_grad():  # diagnostics of the final policy on the whole rollout
-            params = self.policy(obs)
-            log_ratio = self.policy.log_prob(params, act) - old_log_prob
-            return {
-                "policy_loss": policy_loss.detach(),
-                "value_loss": value_loss.detach(),
-                "entropy": self.policy.entropy(params).mean(),
-                "approx_kl": (log_ratio.exp() - 1 - log_ratio).mean(),
-                "clip_fraction": ((log_ratio.exp() - 1.0).abs() > cfg.clip_range).float().mean(),
-                "explained_variance": 1.0 - (ret - rollout.flat("value")).var() / ret.var().clamp_min(1e-8),
-            }
+        return {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), **self.diagnostics(obs, act, old_log_prob, old_value, ret)}
+
+    @torch.no_grad()
+    def diagnostics(self, obs, act, old_log_prob, old_value, ret) -> dict[str, torch.Tensor]:
+        """Entropy, approximate KL, clip fraction and explained variance of the final policy on the whole rollout."""
+        params = self.policy(obs)
+        log_ratio = self.policy.log_prob(params, act) - old_log_prob
+        return {
+            "entropy": self.policy.entropy(params).mean(),
+            "approx_kl": (log_ratio.exp() - 1 - log_ratio).mean(),
+            "clip_fraction": ((log_ratio.exp() - 1.0).abs() > self.cfg.clip_range).float().mean(),
+            "explained_variance": 1.0 - (ret - old_value).var() / ret.var().clamp_min(1e-8),
+        }

@@ -22,6 +22,7 @@ order and shapes a separate run draws them, and plays them back inside the map (
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -30,7 +31,6 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from dynarl.data.batch import Batch
 from dynarl.learners.base import Learner
 from dynarl.nn import noise
 
@@ -50,6 +50,21 @@ class _SeedStacked:
     """What a vectorised learner changes in its learner class (a mix-in placed first)."""
 
     seeds: int
+    _seed_scope: Callable[[int], AbstractContextManager]
+
+    def _permutation(self, n: int) -> torch.Tensor:
+        """One permutation per seed, each drawn from that seed's stream: [S, n]."""
+        perms = []
+        for i in range(self.seeds):
+            with self._seed_scope(i):
+                perms.append(torch.randperm(n, device=self.device))
+        return torch.stack(perms)
+
+    def _rows(self, x: torch.Tensor, idx) -> torch.Tensor:
+        """Each seed's rows ``idx[i]`` (a [S, n] index) or ``idx`` (a slice) of the seed-stacked ``x``."""
+        if isinstance(idx, slice):
+            return x[:, idx]
+        return x[torch.arange(self.seeds, device=x.device)[:, None], idx]
 
     def _clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> None:
         """torch's ``clip_grad_norm_`` formula per seed: g_i <- g_i min(1, max_norm / (||g_i|| + 1e-6))."""
@@ -80,6 +95,7 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
     with torch.random.fork_rng(devices=devices):  # its own initial weights are overwritten: keep the seeds' streams
         vec = type(f"SeedStacked{cls.__name__}", (_SeedStacked, cls), {})(first.cfg, observation_space, action_space, first.device)
     vec.seeds = len(learners)
+    vec._seed_scope = seed_scope
     _stack_parameters(vec, learners)
     vec._finite = torch.ones(vec.seeds, dtype=torch.bool, device=vec.device)
     for i, learner in enumerate(learners):
@@ -151,14 +167,14 @@ def _link_optimizer_state(vec: Learner, name: str) -> None:
 
 
 def _as_tree(arg):
-    """A Batch as a dict of its tensors (vmap maps dicts, not dataclasses); anything else as it is."""
-    if isinstance(arg, Batch):
+    """A dataclass of tensors (Batch, Rollout) as a dict of its tensors (vmap maps dicts, not dataclasses)."""
+    if dataclasses.is_dataclass(arg):
         return {k: v for k, v in vars(arg).items() if v is not None}
     return arg
 
 
-def _from_tree(arg, was_batch: bool):
-    return Batch(**arg) if was_batch else arg
+def _from_tree(arg, kind: type | None):
+    return kind(**arg) if kind is not None else arg
 
 
 def _map_over_seeds(fn, name: str, container: _Call, params: dict, recorded: dict, seeds: int, device: torch.device, seed_scope):
@@ -167,7 +183,7 @@ def _map_over_seeds(fn, name: str, container: _Call, params: dict, recorded: dic
             return functional_call(container, params, (fn, tuple(_from_tree(a, b) for a, b in zip(args, batches, strict=True)), kwargs))
 
     def mapped(*args, **kwargs):
-        batches = tuple(isinstance(a, Batch) for a in args)
+        batches = tuple(type(a) if dataclasses.is_dataclass(a) else None for a in args)
         trees = tuple(_as_tree(a) for a in args)
         key = (name, tuple(_shapes(t) for t in trees), tuple(sorted(kwargs.items())))
         if key not in recorded:  # the draws of one call, from seed 0 without the map
