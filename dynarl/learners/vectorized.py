@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from dynarl.errors import ConfigError
 from dynarl.learners.base import Learner
 from dynarl.nn import noise
 
@@ -88,9 +89,9 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
     first = learners[0]
     cls = type(first)
     if not cls.per_seed:
-        raise ValueError(f"{cls.__name__} does not declare its per-seed methods; it cannot be vectorised over seeds")
+        raise ConfigError(f"{cls.__name__} does not declare its per-seed methods; it cannot be vectorised over seeds")
     if getattr(first.cfg, "compile", False):
-        raise ValueError("torch.compile and vectorised seeds do not combine yet; set learner.compile=false")
+        raise ConfigError("torch.compile and vectorised seeds do not combine yet; set learner.compile=false")
     devices = [first.device] if first.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # its own initial weights are overwritten: keep the seeds' streams
         vec = type(f"SeedStacked{cls.__name__}", (_SeedStacked, cls), {})(first.cfg, observation_space, action_space, first.device)
@@ -126,7 +127,7 @@ def after_update(vec: Learner) -> None:
 def _stack_parameters(vec: Learner, learners: list[Learner]) -> None:
     for name, module in vec.modules.items():
         if any(True for _ in module.buffers()):
-            raise ValueError(f"the learner's module '{name}' has buffers (running statistics); vectorised seeds support parameters only")
+            raise ConfigError(f"the learner's module '{name}' has buffers (running statistics); vectorised seeds support parameters only")
         seeds = [dict(learner.modules[name].named_parameters()) for learner in learners]
         for pname, p in module.named_parameters():
             p.data = torch.stack([s[pname].data for s in seeds])
@@ -148,7 +149,7 @@ def _stack_optimizer_state(vec: Learner, learners: list[Learner]) -> None:
         for k, (p_vec, _) in enumerate(pairs[0]):
             states = [learner.optimizers[name].state[pairs[i][k][1]] for i, learner in enumerate(learners)]
             if len({float(s["step"]) for s in states}) != 1:
-                raise ValueError(f"the seeds' '{name}' optimisers have taken different numbers of steps; vectorised seeds move in lock-step")
+                raise ConfigError(f"the seeds' '{name}' optimisers have taken different numbers of steps; vectorised seeds move in lock-step")
             opt.state[p_vec] = {key: (states[0][key].clone() if key == "step" else torch.stack([s[key] for s in states])) for key in states[0]}
         _link_optimizer_state(vec, name)
 
