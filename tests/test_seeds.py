@@ -221,3 +221,26 @@ def test_python_api_trains_seeds_with_and_without_run_folders(tmp_path):
     for seed in (3, 5):
         alone = dynarl.load(tmp_path / "seeds" / f"s{seed}")
         assert alone.cfg.seed == seed and alone.steps() == 100
+
+
+def test_sigint_checkpoints_every_seed_and_the_seeds_resume_together(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "seeds"
+    cmd = [sys.executable, "-m", "dynarl.cli", "train", "sac", "--env", "Pendulum-v1", "--seeds", "0-1", "--steps", "100000", "--out", str(out),
+           "learning_starts=50", "learner.hidden_sizes=[32]", "batch_size=32", "checkpoint_every=100", "eval_every=100000", "eval_episodes=1", "quiet=true"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((out / "s1" / "checkpoints").glob("step_*.safetensors")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "every seed's checkpoint saved" in err and f"dynarl resume {out}" in err
+    steps = [max(int(p.stem.split("_")[1]) for p in (out / f"s{s}" / "checkpoints").glob("step_*.safetensors")) for s in (0, 1)]
+    assert steps[0] == steps[1] and steps[0] >= 100  # both seeds saved the step the signal arrived in
+    summary = _cli("resume", str(out), "--steps", str(steps[0] + 20))
+    assert [r["env_steps"] for r in summary["runs"]] == [steps[0] + 20] * 2

@@ -64,7 +64,10 @@ class Runner:
                     algo.train_step()
                     keep_going = self.after_step(before, stop.signum)
                     if stop.signum:
-                        raise self.interrupted(stop.name, stop.signum)
+                        raise RunInterrupted(
+                            f"stopped by {stop.name} at step {algo.steps()} of {self.total}; checkpoint saved. Continue with `dynarl resume {self.folder.path}`",
+                            128 + stop.signum,
+                        )
                     if not keep_going:
                         break
             self.finish()
@@ -109,9 +112,6 @@ class Runner:
         if self.folder and (crossed(cfg.checkpoint_every) or stop_signum or not keep_going):
             self.callbacks.on_checkpoint(algo, self._save_checkpoint(self.folder))
         return keep_going
-
-    def interrupted(self, name: str, signum: int) -> RunInterrupted:
-        return RunInterrupted(f"stopped by {name} at step {self.algo.steps()} of {self.total}; checkpoint saved. Continue with `dynarl resume {self.folder.path}`", 128 + signum)
 
     def finish(self) -> None:
         if self.folder:
