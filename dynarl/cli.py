@@ -406,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         args.words = list(args.words) + extra
     _current_run[0] = None
     try:
+        if args.command in ("plot", "compare"):  # a folder of vectorised seeds stands for its run folders
+            from dynarl.run.seeds import expand_run_dirs
+
+            args.run_dirs = expand_run_dirs(args.run_dirs)
         if args.command == "train":
             print(json.dumps(_train(args)))
         elif args.command == "resume":

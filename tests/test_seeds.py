@@ -221,6 +221,14 @@ def test_python_api_trains_seeds_with_and_without_run_folders(tmp_path):
     for seed in (3, 5):
         alone = dynarl.load(tmp_path / "seeds" / f"s{seed}")
         assert alone.cfg.seed == seed and alone.steps() == 100
+    # `compare DIR/s*` also matches seeds.json: it stands for the seeds' folders, each listed once
+    from dynarl.run.seeds import expand_run_dirs
+
+    root = tmp_path / "seeds"
+    assert expand_run_dirs(sorted(root.glob("s*"))) == [root / "s3", root / "s5"]
+    assert expand_run_dirs([root]) == [root / "s3", root / "s5"]
+    _cli_status = main(["compare", str(root), "--reps", "200", "--out", str(tmp_path / "cmp")])
+    assert _cli_status == 0 and "td3 Pendulum-v1 | 2 |" in (tmp_path / "cmp" / "results.md").read_text()
 
 
 def test_sigint_checkpoints_every_seed_and_the_seeds_resume_together(tmp_path):

@@ -46,6 +46,26 @@ def is_seeds_folder(path) -> bool:
     return (Path(path) / SEEDS_FILE).is_file()
 
 
+def expand_run_dirs(paths) -> list[Path]:
+    """Run folders for ``plot``/``compare``: a seeds folder (or its ``seeds.json``, which ``DIR/s*`` also
+    matches) stands for its seeds' run folders; each folder is listed once, in the order given."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        root = path.parent if path.name == SEEDS_FILE else path
+        found = [root / name for name in open_seeds_file(root)["runs"]] if is_seeds_folder(root) else [path]
+        out += [p for p in found if p.resolve() not in {q.resolve() for q in out}]
+    return out
+
+
+def open_seeds_file(root: Path) -> dict:
+    try:
+        info = json.loads((Path(root) / SEEDS_FILE).read_text())
+        list(info["runs"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DynarlError(f"'{Path(root) / SEEDS_FILE}' is damaged ({e}); give the seeds' run folders ({root}/sN) one by one") from None
+    return info
+
+
 def create_seed_runs(root, vector: SeedVector, *, flag: str = "--out") -> list[RunDir]:
     """The seeds folder and a fresh run folder per seed; refused as a whole, before anything is written, when
     any of them already holds something."""
@@ -66,12 +86,8 @@ def create_seed_runs(root, vector: SeedVector, *, flag: str = "--out") -> list[R
 def open_seed_runs(root) -> tuple[dict, list[RunDir]]:
     """The seeds folder's description and its run folders, each locked for this process."""
     root = Path(root)
-    try:
-        info = json.loads((root / SEEDS_FILE).read_text())
-        names = list(info["runs"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DynarlError(f"'{root / SEEDS_FILE}' is damaged ({e}); resume each seed's folder alone with `dynarl resume {root}/sN`") from None
-    runs = [RunDir.open(root / name) for name in names]
+    info = open_seeds_file(root)
+    runs = [RunDir.open(root / name) for name in info["runs"]]
     for run in runs:
         run.lock()
     return info, runs

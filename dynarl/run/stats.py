@@ -224,6 +224,8 @@ def read_runs(run_dirs: Sequence[str | Path]) -> list[dict]:
     runs = []
     for d in run_dirs:
         d = Path(d)
+        if not d.is_dir():
+            raise DynarlError(f"'{d}' is not a run folder (it is {'a file' if d.exists() else 'missing'}); give the folders that `dynarl train` wrote")
         config = _load_json(d / "config.json")
         runs.append({**_load_json(d / "summary.json"), "config": config, "run_dir": str(d)})
     return runs
