@@ -84,16 +84,24 @@ def test_seed_i_of_a_vectorised_run_is_the_separate_run_with_seed_i(algo):
         agent.close()
 
 
-def test_ppo_seed_i_of_a_vectorised_run_is_the_separate_run_with_seed_i():
-    """PPO: 8 minibatch gradient steps per iteration (2 epochs x 4 minibatches of 32 over 2 envs x 64 steps);
-    held to 1e-4 after 48 gradient steps (a tiny-norm bias reached 2e-4 relative once in a probe) and < 0.1
-    after 200."""
-    cls = get_algorithm("ppo")
+ON_POLICY = {
+    # PPO: 8 minibatch gradient steps per iteration (2 epochs x 4 minibatches of 32 over 2 envs x 64 steps)
+    "ppo": ({"n_steps": "64", "learner.batch_size": "32", "learner.n_epochs": "2"}, (6, 25)),
+    # A2C: one gradient step per iteration (2 envs x 8 steps)
+    "a2c": ({"n_steps": "8"}, (48, 200)),
+}
+
+
+@pytest.mark.parametrize("algo", sorted(ON_POLICY))
+def test_on_policy_seed_i_of_a_vectorised_run_is_the_separate_run_with_seed_i(algo):
+    """Held to 1e-3 after 48 gradient steps (a tiny-norm bias reached 2e-4 relative once in a PPO probe), the
+    update's metrics too, and < 0.1 after 200 gradient steps."""
+    cls = get_algorithm(algo)
     seeds = [0, 1, 2]
+    overrides, (early, late) = ON_POLICY[algo]
 
     def config(seed, env):
-        return build_config("ppo", env, {"quiet": "true", "seed": str(seed), "n_steps": "64", "n_envs": "2", "learner.batch_size": "32",
-                                         "learner.n_epochs": "2", "learner.hidden_sizes": "[64,64]"})
+        return build_config(algo, env, {"quiet": "true", "seed": str(seed), "n_envs": "2", "learner.hidden_sizes": "[64,64]", **overrides})
 
     for env in ("CartPole-v1", "Pendulum-v1"):  # categorical and Gaussian policies
         vector = SeedVector.from_configs(cls, [config(s, env) for s in seeds])
@@ -101,18 +109,18 @@ def test_ppo_seed_i_of_a_vectorised_run_is_the_separate_run_with_seed_i():
         for s in seeds:
             separate.append(cls(config=config(s, env)))
             streams.append(torch.get_rng_state())
-        for iteration in range(1, 26):
+        for iteration in range(1, late + 1):
             vector.train_step()
             for i in range(len(seeds)):
                 torch.set_rng_state(streams[i])
                 separate[i].train_step()
                 streams[i] = torch.get_rng_state()
-            if iteration in (6, 25):
+            if iteration in (early, late):
                 for i in range(len(seeds)):
                     difference = _relative_difference(separate[i], vector.agents[i])
-                    assert difference < (1e-3 if iteration == 6 else 0.1), (env, iteration, seeds[i], difference)
+                    assert difference < (1e-3 if iteration == early else 0.1), (env, iteration, seeds[i], difference)
                     for key, value in separate[i]._last_metrics.items():
-                        if iteration == 6:
+                        if iteration == early:
                             assert abs(float(value) - float(vector.agents[i]._last_metrics[key])) <= 1e-3 * max(1.0, abs(float(value))), key
         assert _relative_difference(separate[0], separate[1]) > 0.3
         vector.close()

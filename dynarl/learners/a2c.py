@@ -34,6 +34,7 @@ class A2CLearnerConfig(PGLearnerConfig):
 
 class A2CLearner(PolicyGradientLearner):
     name = "a2c"
+    per_seed = ("step", "value_of", "act", "loss", "targets")
 
     def __init__(self, cfg: A2CLearnerConfig, obs_space, action_space, device: torch.device):
         super().__init__(cfg, obs_space, action_space, device)
@@ -54,9 +55,13 @@ class A2CLearner(PolicyGradientLearner):
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
         return loss, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "entropy": entropy.detach()}
 
-    def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+    def targets(self, rollout: Rollout) -> tuple[torch.Tensor, ...]:
+        """The rollout's rows flattened over [T, N] with their advantages and value targets: ``(obs, act, A, V_target)``."""
         adv, ret = self.advantages(rollout)
-        loss, parts = self.loss(rollout.flat("obs"), rollout.flat("act"), adv.reshape(-1), ret.reshape(-1))
+        return rollout.flat("obs"), rollout.flat("act"), adv.reshape(-1), ret.reshape(-1)
+
+    def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+        loss, parts = self.loss(*self.targets(rollout))
         self._clipped_step("ac", loss)
         self._watch(loss)
         self.num_updates += 1
