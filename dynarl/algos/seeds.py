@@ -19,7 +19,7 @@ The process has one torch generator; :class:`SeedGenerators` keeps one state per
 the process's own while seed i draws (minibatch indices, policy noise) or is checkpointed, so seed i draws
 exactly what a separate run with seed i draws. Supported: the algorithms that use :class:`OffPolicyAlgorithm`'s
 or :class:`OnPolicyAlgorithm`'s loop unchanged with a learner that declares ``per_seed`` (SAC, TD3, DDPG, DQN,
-Double DQN, PPO, A2C).
+Double DQN, PPO, A2C, REINFORCE).
 """
 
 from __future__ import annotations

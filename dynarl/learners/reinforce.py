@@ -42,6 +42,7 @@ def _started_inside(ended: torch.Tensor) -> torch.Tensor:
 
 class REINFORCELearner(PolicyGradientLearner):
     name = "reinforce"
+    per_seed = ("step", "value_of", "act", "loss")
 
     def __init__(self, cfg: REINFORCELearnerConfig, obs_space, action_space, device: torch.device):
         self.uses_value = cfg.baseline == "value"
@@ -63,6 +64,15 @@ class REINFORCELearner(PolicyGradientLearner):
         return total, complete * _started_inside(rollout.ended)
 
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+        loss, metrics = self.loss(rollout)
+        self._clipped_step("pg", loss)
+        self._watch(loss)
+        self.num_updates += 1
+        return metrics
+
+    def loss(self, rollout: Rollout) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The policy-gradient loss over the steps with Monte-Carlo weights (plus the value loss with a learned
+        baseline, minus the entropy bonus), and the metrics of the update."""
         cfg = self.cfg
         q, mask = (x.reshape(-1) for x in self.returns(rollout))
         obs, act = rollout.flat("obs"), rollout.flat("act")
@@ -88,7 +98,4 @@ class REINFORCELearner(PolicyGradientLearner):
         policy_loss = -(log_prob * adv * mask).sum() / count
         entropy = (self.policy.entropy(params) * mask).sum() / count
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-        self._clipped_step("pg", loss)
-        self._watch(loss)
-        self.num_updates += 1
-        return {**metrics, "policy_loss": policy_loss.detach(), "entropy": entropy.detach(), "complete_fraction": mask.mean()}
+        return loss, {**metrics, "policy_loss": policy_loss.detach(), "entropy": entropy.detach(), "complete_fraction": mask.mean()}
