@@ -213,7 +213,7 @@ def test_bad_seed_requests_are_refused_in_one_line_and_nothing_is_overwritten(tm
     assert "folder of vectorised seeds" in capsys.readouterr().err
     assert main(["train", "trpo", "--env", "Pendulum-v1", "--seeds", "0-1", "--out", str(tmp_path / "trpo")]) == 2
     err = capsys.readouterr().err
-    assert "does not train with vectorised seeds" in err and "ppo, sac" in err and not (tmp_path / "trpo").exists()
+    assert "does not train with vectorised seeds" in err and "a2c, ddpg" in err and "sac, td3" in err and not (tmp_path / "trpo").exists()
     assert main(["train", *common, "--seed", "3", "--seeds", "0-1", "--out", str(tmp_path / "both")]) == 2
     assert "not both" in capsys.readouterr().err
     for bad in ("a-b", "3,3", ""):
