@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from dynarl.errors import DynarlError, RunInterrupted
+from dynarl.errors import DynarlError, command_status
 
 _current_run: list = [None]  # the RunDir being written: named in the interrupt message, unlocked at exit
 DEFAULT_ALGO = "pets"  # the README's first command: PETS on the continuous cart-pole
@@ -406,61 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         args.words = list(args.words) + extra
     _current_run[0] = None
     try:
-        if args.command in ("plot", "compare"):  # a folder of vectorised seeds stands for its run folders
-            from dynarl.run.seeds import expand_run_dirs
-
-            args.run_dirs = expand_run_dirs(args.run_dirs)
-        if args.command == "train":
-            print(json.dumps(_train(args)))
-        elif args.command == "resume":
-            print(json.dumps(_resume(args)))
-        elif args.command == "eval":
-            print(json.dumps(_eval(args)))
-        elif args.command == "plot":
-            from dynarl.run.plot import check_output, plot_model_diagnostics, plot_runs
-
-            if args.group:
-                from dynarl.run.stats import plot_grouped_curves
-
-                print(plot_grouped_curves(args.run_dirs, tuple(k.strip() for k in args.group.split(",") if k.strip()), check_output(args.out)))
-            else:
-                print(plot_runs(args.run_dirs, check_output(args.out)))
-                for path in plot_model_diagnostics(args.run_dirs, args.out):
-                    print(path)
-        elif args.command == "list":
-            _list(args)
-        elif args.command == "collect":
-            print(json.dumps(_collect(args)))
-        elif args.command == "dataset":
-            result = _dataset(args)
-            if result is not None:
-                print(json.dumps(result))
-        elif args.command == "ope":
-            print(json.dumps(_ope(args)))
-        elif args.command == "compare":
-            from dynarl.run.stats import compare
-
-            if args.reps <= 0:
-                raise DynarlError(f"--reps {args.reps} is invalid: must be > 0")
-            out = compare(args.run_dirs, group=tuple(k.strip() for k in args.group.split(",") if k.strip()), out_dir=args.out, reps=args.reps, seed=args.seed)
-            print(Path(out["files"]["results.md"]).read_text(), end="")
-        elif args.command == "sweep":
-            from dynarl.run.sweep import run_sweep
-
-            result = run_sweep(args.sweep_file, args.out, workers=args.workers, backend=args.backend)
-            print(json.dumps(result))
-            if result["failed"]:
-                return 1
-        elif args.command == "tune":
-            from dynarl.run.tune import tune
-
-            print(json.dumps(tune(args.algo, args.env, args.trials, args.steps, args.space, args.out, workers=args.workers, seed=args.seed, evaluations=args.evaluations)))
-    except RunInterrupted as e:
-        print(f"dynarl: {e}", file=sys.stderr)
-        return e.exit_code
-    except DynarlError as e:
-        print(f"dynarl: error: {e}", file=sys.stderr)
-        return 2
+        return command_status(lambda: _command(args))
     except KeyboardInterrupt:
         if _current_run[0] is not None:
             print(f"dynarl: interrupted; continue with `dynarl resume {_current_run[0].path}` from the last checkpoint", file=sys.stderr)
@@ -470,7 +416,59 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if _current_run[0] is not None:
             _current_run[0].unlock()
-    return 0
+
+
+def _command(args) -> int | None:
+    """The body of ``main``: run the parsed command (errors are reported by ``command_status``)."""
+    if args.command in ("plot", "compare"):  # a folder of vectorised seeds stands for its run folders
+        from dynarl.run.seeds import expand_run_dirs
+
+        args.run_dirs = expand_run_dirs(args.run_dirs)
+    if args.command == "train":
+        print(json.dumps(_train(args)))
+    elif args.command == "resume":
+        print(json.dumps(_resume(args)))
+    elif args.command == "eval":
+        print(json.dumps(_eval(args)))
+    elif args.command == "plot":
+        from dynarl.run.plot import check_output, plot_model_diagnostics, plot_runs
+
+        if args.group:
+            from dynarl.run.stats import plot_grouped_curves
+
+            print(plot_grouped_curves(args.run_dirs, tuple(k.strip() for k in args.group.split(",") if k.strip()), check_output(args.out)))
+        else:
+            print(plot_runs(args.run_dirs, check_output(args.out)))
+            for path in plot_model_diagnostics(args.run_dirs, args.out):
+                print(path)
+    elif args.command == "list":
+        _list(args)
+    elif args.command == "collect":
+        print(json.dumps(_collect(args)))
+    elif args.command == "dataset":
+        result = _dataset(args)
+        if result is not None:
+            print(json.dumps(result))
+    elif args.command == "ope":
+        print(json.dumps(_ope(args)))
+    elif args.command == "compare":
+        from dynarl.run.stats import compare
+
+        if args.reps <= 0:
+            raise DynarlError(f"--reps {args.reps} is invalid: must be > 0")
+        out = compare(args.run_dirs, group=tuple(k.strip() for k in args.group.split(",") if k.strip()), out_dir=args.out, reps=args.reps, seed=args.seed)
+        print(Path(out["files"]["results.md"]).read_text(), end="")
+    elif args.command == "sweep":
+        from dynarl.run.sweep import run_sweep
+
+        result = run_sweep(args.sweep_file, args.out, workers=args.workers, backend=args.backend)
+        print(json.dumps(result))
+        if result["failed"]:
+            return 1
+    elif args.command == "tune":
+        from dynarl.run.tune import tune
+
+        print(json.dumps(tune(args.algo, args.env, args.trials, args.steps, args.space, args.out, workers=args.workers, seed=args.seed, evaluations=args.evaluations)))
 
 
 if __name__ == "__main__":

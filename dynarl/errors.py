@@ -34,16 +34,16 @@ class RunInterrupted(DynarlError):
 
 
 def command_status(call) -> int:
-    """Run ``call()`` as a command's body: 0 on success; an interrupted run prints its message and gives its exit
-    code (128 + the signal), any other :class:`DynarlError` one ``dynarl: error:`` line and 2 (for worker processes)."""
+    """Run ``call()`` as a command's body: its exit status (0 when it returns None); an interrupted run prints
+    its message and gives its exit code (128 + the signal), any other :class:`DynarlError` one ``dynarl: error:``
+    line and 2 (the CLI and its worker processes)."""
     import sys
 
     try:
-        call()
+        return call() or 0
     except RunInterrupted as e:
         print(f"dynarl: {e}", file=sys.stderr)
         return e.exit_code
     except DynarlError as e:
         print(f"dynarl: error: {e}", file=sys.stderr)
         return 2
-    return 0
