@@ -12,6 +12,7 @@ from torch import nn
 
 from dynarl.config import one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 from dynarl.data.batch import Batch
+from dynarl.nn.optim import FusedAdam
 
 
 @dataclass
@@ -198,4 +199,4 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, fused=True)
+    return FusedAdam(params, lr=lr)

@@ -37,6 +37,7 @@ from dynarl.data.game_segments import SegmentBatch
 from dynarl.errors import EnvError
 from dynarl.learners.base import Learner, target_copy
 from dynarl.nn.muzero import MuZeroNetwork, scalar_to_support, scale_gradient
+from dynarl.nn.optim import FusedAdam
 
 
 @dataclass
@@ -72,7 +73,7 @@ class MuZeroLearner(Learner):
         self.net = MuZeroNetwork(obs_dim, self.n_actions, cfg.latent_dim, cfg.hidden_sizes, cfg.value_support, cfg.reward_support).to(device)
         self.target_net = target_copy(self.net)
         self.modules = {"net": self.net, "target_net": self.target_net}
-        self.optimizers = {"net": torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)}
+        self.optimizers = {"net": FusedAdam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)}
         self._params = list(self.net.parameters())
 
     # --- inference for the search -----------------------------------------------------------------------------

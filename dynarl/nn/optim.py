@@ -1,0 +1,48 @@
+"""Adam whose step calls torch's fused kernel directly.
+
+``torch.optim.Adam(fused=True)`` spends most of a small network's step outside the kernel: the step hooks
+and wrappers, and a regrouping of every tensor by device and dtype on every call (about 150 us on one CPU
+core, as long as the kernel itself for a 256x256 Q network). :class:`FusedAdam` is that optimiser with a
+shorter path to the same kernel: the same update (Kingma & Ba 2015, with torch's fused arithmetic), the same
+``state`` and ``state_dict`` (checkpoints load in either), and torch's own ``step`` wherever the short path
+does not apply (a closure, AMSGrad, mixed devices or dtypes in a group).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class FusedAdam(torch.optim.Adam):
+    def __init__(self, params, lr: float = 1e-3, **kwargs):
+        super().__init__(params, lr=lr, fused=True, **kwargs)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None or any(g["amsgrad"] or g["maximize"] or g["decoupled_weight_decay"] for g in self.param_groups):
+            return super().step(closure)
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.device != params[0].device or p.dtype != params[0].dtype for p in params):
+                return super().step()
+            states = [self._state_of(p) for p in params]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1)
+            lr = group["lr"]
+            torch._fused_adam_(
+                params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], steps,
+                amsgrad=False, lr=lr, beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=group["weight_decay"],
+                eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
+            )  # fmt: skip
+        return None
+
+    def _state_of(self, p: torch.Tensor) -> dict:
+        """The parameter's state, created as torch's fused Adam creates it on first use."""
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
