@@ -179,3 +179,21 @@ def test_state_dict_round_trip():
         ma, mb = a.update(batch), b.update(batch)
         assert torch.equal(ma["q_loss"], mb["q_loss"])
     assert all(torch.equal(x, y) for x, y in zip(a.q_target.parameters(), b.q_target.parameters()))
+
+
+def test_batch_split_and_sample_many_draw_what_single_samples_draw():
+    from dynarl.data.stream_replay import StreamReplayBuffer
+
+    buf = StreamReplayBuffer(100, (2,), torch.float32, (), torch.uint8, 2, CPU)
+    rng = np.random.default_rng(0)
+    for t in range(40):
+        buf.add(rng.normal(size=(2, 2)), np.array([t % 2, 1]), rng.normal(size=2), rng.normal(size=(2, 2)), np.array([t % 7 == 6, False]), np.array([False, t % 9 == 8]))
+    torch.manual_seed(3)
+    single = [buf.sample(8) for _ in range(5)]
+    torch.manual_seed(3)
+    many = buf.sample_many(5, 8)
+    assert len(many) == 5
+    for a, b in zip(single, many, strict=True):
+        for name in Batch.field_names():
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None and y is None) or torch.equal(x, y), name

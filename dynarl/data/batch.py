@@ -35,6 +35,13 @@ class Batch:
         """A copy with some fields changed (a batch transform's way to add a bonus or weights)."""
         return replace(self, **changes)
 
+    def split(self, size: int) -> list["Batch"]:
+        """Consecutive minibatches of ``size`` rows (views, in order; the last may be shorter)."""
+        parts = {f.name: getattr(self, f.name) for f in fields(Batch)}
+        pieces = {k: (v.split(size) if v is not None else None) for k, v in parts.items()}
+        n = len(pieces["obs"])
+        return [Batch(**{k: (v[i] if v is not None else None) for k, v in pieces.items()}) for i in range(n)]
+
     def __len__(self) -> int:
         return int(self.obs.shape[0])
 
