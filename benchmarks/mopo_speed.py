@@ -6,7 +6,8 @@ temp folder). MOPO and COMBO run at OfflineRL-Kit's rollout settings (one round 
 few epochs only (fitting is a one-off cost, reported apart and not part of the per-update figure). Each measurement
 is a fresh subprocess on ``--threads`` torch threads (1 by default), repeated ``--repeats`` times alternating; the
 medians are reported. ``rollout_share_of_sac_update`` = rollout seconds / SAC update seconds per 1k updates (the
-issue's goal: <= 0.25).
+issue's goal: <= 0.25). ``mopo_bf16`` is MOPO with ``rollout_precision=bf16`` (the rollouts and the penalty in
+bfloat16; its SAC updates stay fp32), reported as ``rollout_share_of_sac_update_bf16``.
 
     python benchmarks/mopo_speed.py [--threads 1] [--updates 1000] [--repeats 2]
 """
@@ -46,6 +47,8 @@ def worker(algo: str, dataset: str, updates: int) -> dict:
     from dynarl.algos import get_algorithm
 
     common = {"dataset": dataset, "seed": 0, "quiet": True}
+    if algo == "mopo_bf16":
+        algo, common["rollout_precision"] = "mopo", "bf16"
     agent = get_algorithm(algo)(**common, **({"trainer.max_epochs": 5} if algo in ("mopo", "combo") else {}))
     out = {}
     if algo in ("mopo", "combo"):
@@ -87,7 +90,7 @@ def main() -> None:
         if dataset is None:
             env["MINARI_DATASETS_PATH"] = tmp
             dataset = make_dataset(tmp)
-        runs: dict[str, list[dict]] = {"cql": [], "mopo": [], "combo": []}
+        runs: dict[str, list[dict]] = {"cql": [], "mopo": [], "mopo_bf16": [], "combo": []}
         for _ in range(args.repeats):
             for algo in runs:
                 cmd = [sys.executable, __file__, "--worker", algo, dataset, "--threads", str(args.threads), "--updates", str(args.updates)]
@@ -108,6 +111,8 @@ def main() -> None:
         "mopo_sac_update_seconds": round(med("mopo", "update_seconds"), 2),
         "rollout_seconds_per_1k_updates": round(med("mopo", "rollout_seconds"), 2),
         "rollout_share_of_sac_update": round(med("mopo", "rollout_seconds") / med("mopo", "update_seconds"), 3),
+        "rollout_seconds_per_1k_updates_bf16": round(med("mopo_bf16", "rollout_seconds"), 2),
+        "rollout_share_of_sac_update_bf16": round(med("mopo_bf16", "rollout_seconds") / med("mopo_bf16", "update_seconds"), 3),
         "mopo_vs_cql": round(mopo_total / med("cql", "update_seconds"), 3),
         "combo_vs_cql": round(combo_total / med("cql", "update_seconds"), 3),
         "model_fit_seconds_5_epochs": round(med("mopo", "fit_seconds"), 1),

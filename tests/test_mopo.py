@@ -89,6 +89,23 @@ def test_the_penalised_reward_is_r_minus_lambda_u_with_u_by_hand():
     assert agent._diagnostics["penalty_max"] == pytest.approx(float(u.max()), rel=1e-5)
 
 
+def test_bf16_rollouts_and_penalty_stay_close_to_fp32():
+    """rollout_precision=bf16 runs the rollouts and the penalty through the bf16 planning model; from the same fit
+    and streams the penalty and the first step's next states agree with fp32 to bf16's precision."""
+    fp32, bf16 = _fitted(MOPO, penalty_coef=1.0), _fitted(MOPO, penalty_coef=1.0, rollout_precision="bf16")
+    assert bf16.rollout_model is not bf16.model and fp32.rollout_model is fp32.model
+    obs, act = fp32.dataset.obs_act(torch.arange(64))
+    torch.testing.assert_close(bf16.uncertainty(obs, act), fp32.uncertainty(obs, act), rtol=0.03, atol=1e-3)
+    for agent in (fp32, bf16):
+        torch.manual_seed(1)
+        agent._generate_rollouts()
+    n = fp32.cfg.rollout_batch_size  # time-major: the first rows are every rollout's first step
+    a, b = fp32.model_buffer.storage, bf16.model_buffer.storage
+    assert torch.equal(a["obs"][:n], b["obs"][:n])
+    torch.testing.assert_close(b["next_obs"][:n], a["next_obs"][:n], rtol=0.03, atol=0.03)
+    assert torch.isfinite(b["reward"][: len(bf16.model_buffer)]).all()
+
+
 def test_mopo_diagnostics_hold_the_penalty_the_holdout_error_and_the_lower_bound():
     agent = MOPO(dataset="t/pendulum/random-v0", seed=0, **{**TINY, "eval_every": 20})
     agent.learn(20)
@@ -135,6 +152,7 @@ def test_combo_learns_and_its_batches_mix_in_model_rows():
         ({"rollout_length": 0}, "rollout_length"),
         ({"normalize_observations": True}, "normalize_observations"),
         ({"penalty": "epistemic"}, "penalty"),
+        ({"rollout_precision": "bf16", "model.activation": "relu"}, "rollout_precision"),
     ],
 )
 def test_bad_mopo_config_is_a_clear_error(overrides, words):

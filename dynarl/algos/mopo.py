@@ -127,7 +127,7 @@ class MOPO(OfflineModelLoop, OfflineAlgorithm):
         cfg = self.cfg
         out = []
         for i in range(0, obs.shape[0], PENALTY_CHUNK):
-            mean, var = ensemble_outputs(self.model.predict(obs[i : i + PENALTY_CHUNK], act[i : i + PENALTY_CHUNK]), INCLUDES_REWARD[cfg.penalty])
+            mean, var = ensemble_outputs(self.rollout_model.predict(obs[i : i + PENALTY_CHUNK], act[i : i + PENALTY_CHUNK]), INCLUDES_REWARD[cfg.penalty])
             if cfg.penalty == "aleatoric":
                 out.append(aleatoric(mean, var, norm=cfg.aleatoric_norm))
             elif cfg.penalty == "tv_bound":
