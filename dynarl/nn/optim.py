@@ -1,9 +1,10 @@
 """Adam whose step calls torch's fused kernel directly.
 
-``torch.optim.Adam(fused=True)`` spends most of a small network's step outside the kernel: the step hooks
-and wrappers, and a regrouping of every tensor by device and dtype on every call (about 150 us on one CPU
-core, as long as the kernel itself for a 256x256 Q network). :class:`FusedAdam` is that optimiser with a
-shorter path to the same kernel: the same update (Kingma & Ba 2015, with torch's fused arithmetic), the same
+``torch.optim.Adam(fused=True)`` spends part of a small network's step outside the kernel: the step hooks
+and wrappers, and a regrouping of every tensor by device and dtype on every call. For DQN's 4-256-256-2
+Q network on one CPU core the step took 127-190 us with torch's path, 95-142 us with this one and 64-95 us
+in the bare kernel (a few percent of a DQN update). :class:`FusedAdam` is that optimiser with a shorter
+path to the same kernel: the same update (Kingma & Ba 2015, with torch's fused arithmetic), the same
 ``state`` and ``state_dict`` (checkpoints load in either), and torch's own ``step`` wherever the short path
 does not apply (a closure, AMSGrad, mixed devices or dtypes in a group).
 """
