@@ -277,8 +277,10 @@ def _final(run, step):
     return load_file(run / "checkpoints" / f"step_{step:09d}.safetensors")
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
-    args = lambda out: ["train", "mbpo", "--env", "Pendulum-v1", "--steps", "600", "--seed", "3", "--out", str(out), *SMALL_CLI, "checkpoint_every=250", "eval_every=200"]  # noqa: E731
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, precision):
+    """Also with bf16 rollouts: the bf16 copy of the model is re-cast from the restored weights."""
+    args = lambda out: ["train", "mbpo", "--env", "Pendulum-v1", "--steps", "600", "--seed", "3", "--out", str(out), *SMALL_CLI, "checkpoint_every=250", "eval_every=200", f"rollout_precision={precision}"]  # noqa: E731
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen([sys.executable, "-m", "dynarl.cli", *args(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     target = killed / "checkpoints" / "step_000000250.safetensors"  # epoch 0 ends at step 300: mid-epoch
