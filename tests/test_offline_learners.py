@@ -139,6 +139,23 @@ def test_cql_with_alpha_zero_is_sac_exactly():
         assert torch.equal(p, q)
 
 
+def test_cql_deterministic_backup_drops_only_the_entropy_bonus():
+    b = _batch()
+    torch.manual_seed(0)
+    soft = CQLLearner(CQLLearnerConfig(hidden_sizes=SMALL, gamma=0.9), box(3), box(2), CPU)
+    plain = CQLLearner(CQLLearnerConfig(hidden_sizes=SMALL, gamma=0.9, deterministic_backup=True), box(3), box(2), CPU)
+    plain.load_state_dict(soft.state_dict())
+    torch.manual_seed(3)
+    y = plain.td_target(b)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        a, log_prob = soft.actor(b.next_obs)
+        q_next = soft.critic_target(b.next_obs, a).min(0).values
+    assert torch.allclose(y, b.reward + 0.9 * (1 - b.terminated) * q_next)
+    torch.manual_seed(3)
+    assert torch.allclose(soft.td_target(b), b.reward + 0.9 * (1 - b.terminated) * (q_next - soft.log_alpha.exp() * log_prob))
+
+
 @pytest.mark.parametrize("threshold, grows", [(-100.0, True), (1e4, False)])
 def test_cql_lagrange_multiplier_moves_toward_the_threshold(threshold, grows):
     torch.manual_seed(0)

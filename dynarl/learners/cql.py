@@ -50,6 +50,7 @@ class CQLLearnerConfig(SACLearnerConfig):
     lagrange: bool = param(False, help="learn alpha' >= 0 (weight cql_alpha * alpha') so that E[logsumexp] - E_D[Q] tracks target_action_gap")
     target_action_gap: float = param(10.0, help="threshold of the Lagrangian version (d3rlpy alpha_threshold: 10)")
     cql_alpha_lr: float = param(3e-4, positive, "Adam learning rate of log alpha' (Lagrangian version)")
+    deterministic_backup: bool = param(False, help="drop the entropy bonus from the critic target, y = r + gamma (1 - d) min_i Q'_i(s', a') with a' ~ pi (OfflineRL-Kit's COMBO default; CORL's backup_entropy=false); false: SAC's soft target")
 
 
 class CQLLearner(SACLearner):
@@ -66,6 +67,12 @@ class CQLLearner(SACLearner):
             self.log_alpha_prime = nn.Parameter(torch.zeros((), device=device))  # alpha' = 1 at the start (CORL)
             self.modules["cql_alpha"] = nn.ParameterDict({"log_alpha_prime": self.log_alpha_prime})
             self.optimizers["cql_alpha"] = adam([self.log_alpha_prime], cfg.cql_alpha_lr)
+
+    @torch.no_grad()
+    def target_policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """SAC's (a', -alpha log pi(a'|s')), or (a', 0) with ``deterministic_backup`` (the same draw of a')."""
+        act, bonus = super().target_policy(obs)
+        return (act, 0.0) if self.cfg.deterministic_backup else (act, bonus)
 
     def conservative_weight(self) -> torch.Tensor:
         """alpha, or alpha * alpha' with alpha' = exp(log alpha') clamped to [0, 1e6] (Lagrangian; CORL's clamp)."""

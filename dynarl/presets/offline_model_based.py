@@ -3,7 +3,8 @@
 Source: yihaosun1124/OfflineRL-Kit, ``run_example/run_mopo.py`` and ``run_example/run_combo.py`` ("suggested
 hypers"); their shared defaults (7-member, 5-elite 4x200 ensemble fitted once, 50k rollouts every 1,000 updates
 kept 5 epochs, SAC actor lr 1e-4 / critic 3e-4 / alpha lr 1e-4, real ratio 0.05 for MOPO and 0.5 for COMBO, COMBO's
-critic 3x256 and rho_s=mix) are the configs' defaults already. A preset is chosen by the dataset's env, so it
+critic 3x256 and rho_s=mix) are the configs' defaults already; COMBO's presets also take its
+``deterministic_backup=True`` (no entropy bonus in the critic target), which is not the CQL learner's default. A preset is chosen by the dataset's env, so it
 holds the medium dataset's values; for the other levels pass OfflineRL-Kit's as overrides:
 
     MOPO  medium-replay: halfcheetah h=5 lambda=0.5, hopper h=5 lambda=2.5, walker2d h=1 lambda=2.5
@@ -27,7 +28,7 @@ def _mopo(task: str, h: int, penalty_coef: float) -> Preset:
 
 
 def _combo(task: str, h: int, beta: float) -> Preset:
-    return Preset({"rollout_length": h, "learner.cql_alpha": beta}, _SOURCE.format("combo", task))
+    return Preset({"rollout_length": h, "learner.cql_alpha": beta, "learner.deterministic_backup": True}, _SOURCE.format("combo", task))
 
 
 PRESETS: dict[tuple[str, str], Preset] = {
