@@ -203,3 +203,14 @@ def test_alphazero_learns_tictactoe():
     assert before_rule["loss"] >= 20 and rule["loss"] == 0
     assert searched["loss"] == 0 and searched["win"] >= 32  # >= 80% with search
     assert np.isfinite(agent.metrics()["loss"])
+
+
+def test_versus_envs_evaluate_against_their_own_opponent_and_alphazero_refuses_them():
+    """gym.make puts Gymnasium's wrappers around a Versus env; MCTS still finds its opponent's outcomes, and AlphaZero,
+    which plays both sides itself, says which env to pass instead."""
+    m = MCTS("dynarl/TicTacToeVersus-v0", seed=0, quiet=True, eval_every=20, eval_episodes=2, num_simulations=8)
+    summary = m.learn(40).summary()
+    assert sum(summary[f"eval_{k}_rate"] for k in ("win", "draw", "loss")) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="dynarl/TicTacToe-v0") as e:
+        AlphaZero("dynarl/TicTacToeVersus-v0", quiet=True)
+    assert "\n" not in str(e.value)

@@ -403,6 +403,22 @@ def test_two_player_resume_is_bit_identical_and_evaluates_against_both_opponents
     assert whole.predict(obs[0].numpy(), deterministic=True)[0] == 8
 
 
+def test_a_versus_env_is_a_one_player_game_with_the_root_masked(tmp_path):
+    """dynarl/TicTacToeVersus-v0 plays the opponent's reply inside its step (LightZero's bot mode): MuZero treats it as
+    one player's MDP (no sign flips), masks the illegal moves at the root (an illegal move would raise in the env),
+    evaluates against the env's own opponent and resumes bit-identically."""
+    cfg = {**TINY, "eval_episodes": 4, "eval_every": 80, "temperatures": (1.0, 0.5, 0.25)}
+    whole = MuZero("dynarl/TicTacToeVersus-v0", seed=2, **cfg).learn(100, run_dir=tmp_path / "whole")
+    assert not whole.two_player and not whole.buffer.two_player and not whole.self_play_search.two_player
+    assert whole.board_model is not None and whole.episodes > 0
+    r = whole.summary()["eval_return_mean"]  # 4 games: +1 win, 0 draw, -1 loss each
+    assert -1.0 <= r <= 1.0 and r * 4 == round(r * 4)
+    first = sorted((tmp_path / "whole" / "checkpoints").glob("step_*.safetensors"))[0]
+    assert_same_state(whole, MuZero.load(first).learn(100))
+    board = np.array([[1, 2, 1], [1, 2, 2], [2, 1, 0]], dtype=np.int8)
+    assert whole.predict(whole.board_model.observe(torch.as_tensor(board)[None])[0].numpy(), deterministic=True)[0] == 8
+
+
 def test_continuous_actions_are_a_one_line_error():
     with pytest.raises(EnvError) as e:
         MuZero("Pendulum-v1", **TINY)

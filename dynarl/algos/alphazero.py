@@ -31,7 +31,7 @@ from dynarl.algos.mcts import outcome_rates, play_match
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive, unit_interval
 from dynarl.envs.board_games import GAMES, BoardGameEnv, BoardGameModel, model_for
-from dynarl.envs.opponents import RandomOpponent, VersusOpponent
+from dynarl.envs.opponents import RandomOpponent, VersusOpponent, versus_wrapper
 from dynarl.envs.spaces import DISCRETE, IMAGE
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.alphazero import AlphaZeroLearner, AlphaZeroLearnerConfig, PositionBatch
@@ -159,6 +159,9 @@ class AlphaZero(Algorithm):
             raise EnvError(f"ALPHAZERO needs a Discrete action space, but {self.env_name} has {probe.action_space}; use pets or mbpo for continuous actions")
         if not isinstance(probe.unwrapped, BoardGameEnv):
             raise EnvError(f"ALPHAZERO needs a two-player board game with a batched true model ({', '.join(GAMES)}), but {self.env_name} is not one; use mcts (a true model by state restore) or muzero (a learned model)")
+        if versus_wrapper(probe) is not None:
+            game = "dynarl/TicTacToe-v0" if probe.unwrapped.game.name == "TicTacToe" else "dynarl/ConnectFour-v0"
+            raise ConfigError(f"ALPHAZERO plays both sides itself, but {self.env_name} already plays one side for it; pass {game} and choose the evaluation opponent with eval_opponent=rule|random|perfect")
         if cfg.eval_opponent == "perfect" and probe.unwrapped.game.name != "TicTacToe":
             raise ConfigError(f"eval_opponent='perfect' exists for TicTacToe only; use eval_opponent=rule or eval_opponent=random for {self.env_name}")
         self.check_spaces(probe.observation_space, probe.action_space)

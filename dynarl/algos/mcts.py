@@ -40,7 +40,7 @@ from dynarl.algos.base import Algorithm, GeneratorState
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, one_of, param, positive, unit_interval_open_closed
 from dynarl.envs.board_games import DRAW, BoardGameEnv, BoardGameModel, model_for
-from dynarl.envs.opponents import OPPONENTS, VersusOpponent
+from dynarl.envs.opponents import OPPONENTS, VersusOpponent, versus_wrapper
 from dynarl.envs.restore import check_restorable, restore, snapshot
 from dynarl.envs.spaces import BOX, DISCRETE, IMAGE
 from dynarl.errors import ConfigError, EnvError
@@ -265,15 +265,6 @@ def _board_env(env: gym.Env) -> bool:
     return isinstance(env.unwrapped, BoardGameEnv)
 
 
-def _has_versus(env: gym.Env) -> bool:
-    """Whether a wrapper of ``env`` already plays the other side (``dynarl/TicTacToeVersus-v0``)."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, VersusOpponent):
-            return True
-        env = env.env
-    return False
-
-
 @register
 class MCTS(Algorithm):
     """UCT with random playouts on a true model (the batched board-game rules, or env snapshots)."""
@@ -293,7 +284,7 @@ class MCTS(Algorithm):
             if cfg.opponent == "perfect" and probe.unwrapped.game.name != "TicTacToe":
                 raise ConfigError(f"opponent='perfect' exists for TicTacToe only; use opponent=rule or opponent=random for {self.env_name}")
             probe.close()
-            if not _has_versus(probe):  # the two-player env: play and evaluate against the opponent
+            if versus_wrapper(probe) is None:  # the two-player env: play and evaluate against the opponent
                 make = self.make_env
                 self.make_env = lambda: VersusOpponent(make(), cfg.opponent, agent_first="alternate")
             self.collector = self.env_collector(1)
@@ -361,9 +352,10 @@ class MCTS(Algorithm):
         return out
 
     def on_evaluation(self, mean_return: float, std_return: float) -> None:
-        if self.board_game and isinstance(self.eval_env, VersusOpponent):
-            self._eval_outcomes = list(self.eval_env.outcomes)[-self.cfg.eval_episodes :]
-            self.eval_env.outcomes.clear()
+        versus = versus_wrapper(self.eval_env) if self.board_game else None
+        if versus is not None:
+            self._eval_outcomes = list(versus.outcomes)[-self.cfg.eval_episodes :]
+            versus.outcomes.clear()
 
     def summary(self) -> dict:
         out = super().summary()

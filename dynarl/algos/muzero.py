@@ -42,7 +42,7 @@ from dynarl.algos.registry import register
 from dynarl.config import RunConfig, non_negative, one_of, param, positive, unit_interval
 from dynarl.data.game_segments import GameSegmentBuffer, SegmentBatch
 from dynarl.envs.board_games import BoardGameEnv, model_for
-from dynarl.envs.opponents import RandomOpponent, VersusOpponent
+from dynarl.envs.opponents import RandomOpponent, VersusOpponent, versus_wrapper
 from dynarl.envs.spaces import BOX, DISCRETE, IMAGE
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.muzero import MuZeroLearner, MuZeroLearnerConfig
@@ -104,14 +104,17 @@ class MuZero(Algorithm):
     def _setup(self) -> None:
         cfg = self.cfg
         probe = self.make_env()
-        self.two_player = isinstance(probe.unwrapped, BoardGameEnv)
+        board = isinstance(probe.unwrapped, BoardGameEnv)
+        # the two-player game: one search plays both sides; a Versus env (the game against a fixed opponent, whose
+        # step plays the opponent's reply) is a one-player MDP, as LightZero's bot mode
+        self.two_player = board and versus_wrapper(probe) is None
         probe.close()
         self.board_model = None
-        if self.two_player:
+        if board:
             self.observation_spaces = (BOX, IMAGE)  # the board planes, flattened by the network
-            if cfg.eval_opponent == "perfect" and probe.unwrapped.game.name != "TicTacToe":
+            if self.two_player and cfg.eval_opponent == "perfect" and probe.unwrapped.game.name != "TicTacToe":
                 raise ConfigError(f"eval_opponent='perfect' exists for TicTacToe only; use eval_opponent=rule or eval_opponent=random for {self.env_name}")
-            self.board_model = model_for(probe)
+            self.board_model = model_for(probe)  # the legal moves at the root
         self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env)  # self-play: both sides by the search
         if self.two_player:
             make = self.make_env
@@ -150,7 +153,7 @@ class MuZero(Algorithm):
             reward, next_state, next_logits, next_value = learner.recurrent_inference(embedding, action, target)
             return StepOutput(reward=reward, discount=torch.full_like(reward, gamma), prior_logits=next_logits, value=next_value), next_state
 
-        invalid = ~self.legal_mask(obs) if self.two_player else None
+        invalid = ~self.legal_mask(obs) if self.board_model is not None else None
         return search(RootOutput(prior_logits=logits, value=value, embedding=state), recurrent_fn, config, invalid_actions=invalid, generator=generator)
 
     def legal_mask(self, obs: torch.Tensor) -> torch.Tensor:

@@ -269,6 +269,16 @@ class VersusOpponent(gym.Wrapper):
         return obs, float(reward), terminated, truncated, info
 
 
+def versus_wrapper(env: gym.Env) -> VersusOpponent | None:
+    """The :class:`VersusOpponent` among ``env``'s wrappers (``dynarl/TicTacToeVersus-v0`` made with ``gym.make``
+    sits under Gymnasium's own wrappers), or None for a plain env or the two-player game itself."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, VersusOpponent):
+            return env
+        env = env.env
+    return None
+
+
 def make_versus(game: str = TICTACTOE_ID, opponent: str = "rule", agent_first: bool | str = "alternate", seed: int | None = None, render_mode: str | None = None) -> VersusOpponent:
     """Entry point of ``dynarl/TicTacToeVersus-v0`` and ``dynarl/ConnectFourVersus-v0``:
     ``gym.make("dynarl/TicTacToeVersus-v0", opponent="perfect", agent_first=False)``."""
@@ -288,4 +298,5 @@ __all__ = [
     "make_opponent",
     "VersusOpponent",
     "make_versus",
+    "versus_wrapper",
 ]
