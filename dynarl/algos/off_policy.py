@@ -116,8 +116,14 @@ class OffPolicyAlgorithm(Algorithm):
 
     def policy_updates(self, n: int) -> None:
         """``n`` learner updates, each on a fresh minibatch."""
+        for batch in self.round_batches(n):
+            self._last_metrics = self.learner.update(batch)
+
+    def round_batches(self, n: int):
+        """The minibatches of ``n`` updates in a row, drawn lazily: each as its update asks for it, so random
+        draws interleave with the learner's own (a loop whose updates draw nothing may draw them all at once)."""
         for _ in range(n):
-            self._last_metrics = self.learner.update(self.sample_batch())
+            yield self.sample_batch()
 
     def sample_batch(self) -> Batch:
         return self.buffer.sample(self.cfg.batch_size)

@@ -166,11 +166,13 @@ class SeedVector:
             given = self.learner.act(torch.stack([a._obs_tensor(a.collector.observe()) for a in agents]), deterministic=False)
         for agent, act in zip(agents, given, strict=True):
             agent.collect(act)
-        for _ in range(agents[0].updates_due(before)):
+        n = agents[0].updates_due(before)
+        rounds = [agent.round_batches(n) for agent in agents]  # lazy: each seed draws under its own streams below
+        for _ in range(n):
             batches = []
-            for i, agent in enumerate(agents):
+            for i, draw in enumerate(rounds):
                 with self.generators.use(i):
-                    batches.append(agent.sample_batch())
+                    batches.append(next(draw))
             self._distribute(self.learner.update(stack_fields(batches)))
 
     def close(self) -> None:
