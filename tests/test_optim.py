@@ -52,3 +52,23 @@ def test_fused_adam_state_dict_interchanges_with_torch():
     _steps(b, resumed, 4, 3)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_a_group_torch_must_step_sends_every_group_through_torch_once():
+    """A group of mixed dtypes takes torch's own step; the groups before it are not stepped a second time."""
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Linear(3, 2), torch.nn.Linear(2, 1).double(), torch.nn.Linear(2, 1)
+
+    ours_mods, ref_mods = make(), make()
+    groups = lambda m: [{"params": m[0].parameters()}, {"params": list(m[1].parameters()) + list(m[2].parameters())}]  # noqa: E731
+    ours, ref = FusedAdam(groups(ours_mods), lr=1e-2), torch.optim.Adam(groups(ref_mods), lr=1e-2, fused=True)
+    for mods, opt in ((ours_mods, ours), (ref_mods, ref)):
+        for _ in range(3):
+            opt.zero_grad()
+            x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+            h = mods[0](x)
+            (mods[1](h.double()).sum() + mods[2](h).sum()).backward()
+            opt.step()
+    for a, b in zip([p for m in ours_mods for p in m.parameters()], [p for m in ref_mods for p in m.parameters()], strict=True):
+        assert torch.equal(a, b)

@@ -20,24 +20,32 @@ class FusedAdam(torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure=None):
-        if closure is not None or any(g["amsgrad"] or g["maximize"] or g["decoupled_weight_decay"] for g in self.param_groups):
+        if closure is not None or not self._short_path_applies():
             return super().step(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            if any(p.device != params[0].device or p.dtype != params[0].dtype for p in params):
-                return super().step()
             states = [self._state_of(p) for p in params]
             steps = [s["step"] for s in states]
             torch._foreach_add_(steps, 1)
-            lr = group["lr"]
             torch._fused_adam_(
                 params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], steps,
-                amsgrad=False, lr=lr, beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=group["weight_decay"],
+                amsgrad=False, lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=group["weight_decay"],
                 eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
             )  # fmt: skip
         return None
+
+    def _short_path_applies(self) -> bool:
+        """Every group is plain Adam on one device and dtype (decided before any group steps, so a fallback to
+        torch's ``step`` never steps a group twice)."""
+        for group in self.param_groups:
+            if group["amsgrad"] or group["maximize"] or group["decoupled_weight_decay"]:
+                return False
+            params = [p for p in group["params"] if p.grad is not None]
+            if any(p.device != params[0].device or p.dtype != params[0].dtype for p in params):
+                return False
+        return True
 
     def _state_of(self, p: torch.Tensor) -> dict:
         """The parameter's state, created as torch's fused Adam creates it on first use."""
