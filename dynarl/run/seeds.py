@@ -50,10 +50,13 @@ def expand_run_dirs(paths) -> list[Path]:
     """Run folders for ``plot``/``compare``: a seeds folder (or its ``seeds.json``, which ``DIR/s*`` also
     matches) stands for its seeds' run folders; each folder is listed once, in the order given."""
     out: list[Path] = []
+    seen: set[Path] = set()
     for path in map(Path, paths):
         root = path.parent if path.name == SEEDS_FILE else path
-        found = [root / name for name in open_seeds_file(root)["runs"]] if is_seeds_folder(root) else [path]
-        out += [p for p in found if p.resolve() not in {q.resolve() for q in out}]
+        for run in [root / name for name in open_seeds_file(root)["runs"]] if is_seeds_folder(root) else [path]:
+            if run.resolve() not in seen:
+                seen.add(run.resolve())
+                out.append(run)
     return out
 
 
