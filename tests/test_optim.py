@@ -72,3 +72,22 @@ def test_a_group_torch_must_step_sends_every_group_through_torch_once():
             opt.step()
     for a, b in zip([p for m in ours_mods for p in m.parameters()], [p for m in ref_mods for p in m.parameters()], strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])  # under and over the bound: left alone, then scaled down
+def test_learner_clip_grad_norm_matches_torch(scale):
+    """The learners' gradient clipping gives torch's ``clip_grad_norm_`` numbers bit for bit, mixed dtypes included."""
+    from dynarl.learners.base import Learner
+
+    for dtypes in ([torch.float32] * 4, [torch.float32, torch.float64, torch.float32, torch.float64]):
+        torch.manual_seed(0)
+        ours = [torch.nn.Parameter(torch.randn(7, 3, dtype=dt)) for dt in dtypes]
+        ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+        for p, q in zip(ours, ref):
+            p.grad = torch.randn_like(p) * scale
+            q.grad = p.grad.clone()
+        ours[2].grad = ref[2].grad = None  # a parameter without a gradient is skipped, as torch does
+        Learner._clip_grad_norm(None, ours, 1.0)  # it reads nothing of the learner
+        torch.nn.utils.clip_grad_norm_(ref, 1.0, foreach=True)
+        for p, q in zip(ours, ref):
+            assert (p.grad is None and q.grad is None) or torch.equal(p.grad, q.grad)

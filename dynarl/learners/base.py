@@ -91,8 +91,18 @@ class Learner(abc.ABC):
         return x[idx]
 
     def _clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> None:
-        """Scale the gradients of ``params`` so their global norm is at most ``max_norm`` (no host sync)."""
-        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        """Scale the gradients of ``params`` so their global norm is at most ``max_norm`` (no host sync).
+
+        torch's ``clip_grad_norm_(foreach=True)`` op for op (the same numbers), without its regrouping by
+        device and dtype on every call, which it keeps for gradients of mixed devices or dtypes."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        if any(g.device != grads[0].device or g.dtype != grads[0].dtype for g in grads):
+            torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+            return
+        total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+        torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
 
     def _watch(self, *losses: torch.Tensor) -> None:
         for loss in losses:
