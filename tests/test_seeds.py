@@ -149,21 +149,36 @@ def _final_state(path):
     return RunDir.open(path).load_latest()[2]
 
 
-def test_vectorised_resume_is_bit_identical_and_checkpoints_are_a_separate_runs(tmp_path):
-    common = ["sac", "--env", "Pendulum-v1", "--seeds", "0-1", "learning_starts=100", "learner.hidden_sizes=[64,64]", "batch_size=64",
+def _straight_and_resumed(algo: str, tmp_path) -> None:
+    """Seeds 0-1 trained to 300 steps straight, and to 150 then resumed to 300: every weight, Adam moment, RNG
+    state and the update count are the same."""
+    common = [algo, "--env", "Pendulum-v1", "--seeds", "0-1", "learning_starts=100", "learner.hidden_sizes=[64,64]", "batch_size=64",
               "eval_every=150", "checkpoint_every=150", "eval_episodes=1", "quiet=true"]
-    _cli("train", *common, "--steps", "300", "--out", str(tmp_path / "straight"))
+    straight = _cli("train", *common, "--steps", "300", "--out", str(tmp_path / "straight"))
     _cli("train", *common, "--steps", "150", "--out", str(tmp_path / "resumed"))
     summary = _cli("resume", str(tmp_path / "resumed"), "--steps", "300")
     assert summary["seeds"] == [0, 1] and len(summary["eval_return_per_seed"]) == 2
+    assert summary["eval_return_per_seed"] == straight["eval_return_per_seed"]
     for seed in (0, 1):
+        assert summary["runs"][seed]["gradient_steps"] == straight["runs"][seed]["gradient_steps"] == 201
         a, b = _final_state(tmp_path / "straight" / f"s{seed}"), _final_state(tmp_path / "resumed" / f"s{seed}")
+        assert a["parts"]["learner"]["num_updates"] == b["parts"]["learner"]["num_updates"] == 201
         for part in ("modules", "optimizers"):
             flat_a, flat_b = _flatten(a["parts"]["learner"][part]), _flatten(b["parts"]["learner"][part])
             assert flat_a.keys() == flat_b.keys()
             for key in flat_a:
                 assert torch.equal(flat_a[key], flat_b[key]), (seed, part, key)
         assert torch.equal(a["rng"]["torch"]["cpu"], b["rng"]["torch"]["cpu"])
+
+
+def test_vectorised_td3_resumes_its_policy_delay_where_it_stopped(tmp_path):
+    """TD3 updates its actor on every second update by the update count: a resumed vector that restarted the count
+    would shift the delay (it once did, and its returns drifted from the straight run's)."""
+    _straight_and_resumed("td3", tmp_path)
+
+
+def test_vectorised_resume_is_bit_identical_and_checkpoints_are_a_separate_runs(tmp_path):
+    _straight_and_resumed("sac", tmp_path)
 
     # seed 1's checkpoint is an ordinary SAC checkpoint: it loads alone, resumes alone, and equals the vector's seed 1
     sac = get_algorithm("sac")

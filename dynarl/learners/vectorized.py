@@ -97,6 +97,10 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
         vec = type(f"SeedStacked{cls.__name__}", (_SeedStacked, cls), {})(first.cfg, observation_space, action_space, first.device)
     vec.seeds = len(learners)
     vec._seed_scope = seed_scope
+    counts = {learner.num_updates for learner in learners}
+    if len(counts) != 1:
+        raise ConfigError(f"the seeds' learners have made different numbers of updates ({sorted(counts)}); vectorised seeds move in lock-step")
+    vec.num_updates = counts.pop()  # resumed seeds: schedules keyed on the count (TD3's policy delay, DQN's target copies) go on from it
     _stack_parameters(vec, learners)
     vec._finite = torch.ones(vec.seeds, dtype=torch.bool, device=vec.device)
     for i, learner in enumerate(learners):
