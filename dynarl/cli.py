@@ -327,7 +327,7 @@ def _dataset(args):
             "terminations": int(ep.terminations.sum()),
             "truncations": int(ep.truncations.sum()),
             "return_mean": float(returns.mean()) if len(returns) else None,
-            "normalized_score": float(np.mean(ep.normalized_score(returns))) if len(returns) else None,
+            "normalized_score": float(np.mean(ep.normalized_score(returns))) if len(returns) and ep.normalized_score(returns) is not None else None,
             "ref_min_score": ep.ref_min_score,
             "ref_max_score": ep.ref_max_score,
             "behavior_log_prob": ep.behavior_log_prob is not None,

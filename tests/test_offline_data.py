@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dynarl.cli import main
-from dynarl.data.datasets import Episodes, episodes_from_transitions, load_episodes, local_dataset_ids, write_dataset
+from dynarl.data.datasets import DatasetError, Episodes, episodes_from_transitions, load_episodes, local_dataset_ids, write_dataset
 from dynarl.run.collect import random_behavior, rollout_episodes
 from dynarl.sources.dataset import DatasetSource
 
@@ -84,7 +84,7 @@ def test_a_foreign_minari_dataset_loads_and_trains(datasets_in_tmp):
     from dynarl.algos.offline import BC, FQI
 
     fqi = FQI(dataset="someone/cartpole/play-v1", batch_size=32, eval_episodes=1, quiet=True).learn(20)
-    assert fqi.gradient_steps == 20 and np.isnan(fqi.summary()["normalized_score"])  # no reference scores: no normalised score
+    assert fqi.gradient_steps == 20 and fqi.summary()["normalized_score"] is None  # no reference scores: no normalised score (null in JSON)
     bc = BC(dataset="someone/cartpole/play-v1", batch_size=32, eval_episodes=1, quiet=True).learn(20)
     assert bc.predict(env.reset(seed=0)[0])[0] in (0, 1)
 
@@ -242,11 +242,19 @@ def test_ope_command_on_the_agents_own_data(tmp_path, capsys):
 def test_the_recipe_writes_every_level_with_the_same_references(tmp_path):
     from dynarl.run.recipe import LEVELS, make_levels
 
-    out = make_levels("Pendulum-v1", "local/recipe", steps=600, episodes=2, checkpoints=3, eval_episodes=2, work_dir=tmp_path, quiet=True,
-                      overrides={"learning_starts": 100, "batch_size": 32, "learner.hidden_sizes": (32, 32)})  # fmt: skip
+    small = {"learning_starts": 100, "batch_size": 32, "learner.hidden_sizes": (32, 32)}
+    # an expert reference not above the random one would invert the scale: refused, nothing written (a random
+    # reference of 0 is above every Pendulum return)
+    with pytest.raises(DatasetError, match="is not above the random reference 0.0"):
+        make_levels("Pendulum-v1", "local/recipe", steps=150, episodes=1, checkpoints=1, eval_episodes=1, work_dir=tmp_path / "a", quiet=True, ref_min_score=0.0, overrides=small)
+    assert not (tmp_path / "datasets" / "local/recipe").exists()
+    # 600 steps of SAC stay below the uniform policy's -821 here (-1287): with a random reference below them (as
+    # when D4RL's references are given) the levels are made
+    out = make_levels("Pendulum-v1", "local/recipe", steps=600, episodes=2, checkpoints=3, eval_episodes=2, work_dir=tmp_path / "b", quiet=True,
+                      ref_min_score=-2000.0, overrides=small)  # fmt: skip
     assert [c["step"] for c in out["checkpoints"]] == [200, 400, 600]
     best = max(c["eval_return"] for c in out["checkpoints"])
-    assert out["ref_max_score"] == best and out["ref_min_score"] == out["random_return"]
+    assert out["ref_max_score"] == best and out["ref_min_score"] == -2000.0
     # medium is the checkpoint whose normalised return is closest to 1/3, whatever its step
     norm = {c["step"]: (c["eval_return"] - out["ref_min_score"]) / (best - out["ref_min_score"]) for c in out["checkpoints"]}
     assert out["medium_step"] == min(norm, key=lambda s: abs(norm[s] - 1 / 3))
@@ -283,3 +291,46 @@ def test_collect_greedy_discrete_with_epsilon_stores_the_mixture(tmp_path, capsy
     expected = np.where(data.actions == greedy, np.log(0.9), np.log(0.1))
     np.testing.assert_allclose(data.behavior_log_prob, expected, rtol=1e-6)
     assert (data.actions != greedy).any()  # some uniform draws differed from the greedy action
+
+
+def test_an_agent_that_does_not_fit_the_env_or_the_data_is_a_one_line_error(tmp_path, capsys):
+    """An agent trained on Pendulum asked to collect in, be evaluated on data of, or label states of CartPole:
+    exit 2 naming both spaces, before anything is written (it used to crash in a matmul)."""
+    from dynarl import SAC
+
+    sac = SAC("Pendulum-v1", learning_starts=50, batch_size=16, quiet=True, eval_episodes=1, **{"learner.hidden_sizes": (16, 16)})
+    sac.learn(60)
+    ckpt = str(sac.save(tmp_path / "sac"))
+    rc, out, err = _cli(capsys, "collect", ckpt, "--env", "CartPole-v1", "--episodes", "1", "--out", "local/cartpole/sac-v0")
+    assert rc == 2 and "trained with observation space Box" in err and "env CartPole-v1 has Box(" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "datasets" / "local/cartpole").exists()
+    rc, out, err = _cli(capsys, "collect", "random", "--env", "CartPole-v1", "--episodes", "1", "--out", "local/cartpole/random-v0")
+    assert rc == 0, err
+    rc, out, err = _cli(capsys, "ope", ckpt, "--dataset", "local/cartpole/random-v0")
+    assert rc == 2 and "dataset 'local/cartpole/random-v0' has" in err and len(err.strip().splitlines()) == 1
+    run = tmp_path / "dagger"
+    rc, out, err = _cli(capsys, "train", "dagger", "--env", "CartPole-v1", "--steps", "100", "--out", str(run), f"expert={ckpt}", "quiet=true")
+    assert rc == 2 and f"expert={ckpt!r}" in err and "env CartPole-v1 has" in err and len(err.strip().splitlines()) == 1
+    assert not run.exists()
+
+
+def test_an_expert_reference_not_above_random_is_not_stored_and_scores_stay_unnormalised(tmp_path, capsys):
+    """A scale whose "expert" is below the random policy would rank better policies lower: collect keeps no such
+    reference (with a note), and scores on data without one are null in summary.json, never NaN."""
+    from dynarl import SAC
+    from dynarl.data.datasets import normalized_score
+
+    assert normalized_score(-1000.0, -1200.0, -150.0) == pytest.approx(100 * 200 / 1050)
+    assert normalized_score(-1000.0, -1200.0, -1300.0) is None and normalized_score([1.0, 2.0], None, 5.0) is None
+    sac = SAC("Pendulum-v1", learning_starts=50, batch_size=16, quiet=True, eval_episodes=1, **{"learner.hidden_sizes": (16, 16)})
+    sac.learn(60)
+    ckpt = str(sac.save(tmp_path / "sac"))
+    rc, out, err = _cli(capsys, "collect", ckpt, "--episodes", "2", "--out", "local/pendulum/poor-v0", "--ref-min", "0")  # no return of Pendulum reaches 0
+    assert rc == 0, err
+    assert "not above the random reference 0.0" in err and json.loads(out)["ref_max_score"] is None
+    assert load_episodes("local/pendulum/poor-v0").ref_max_score is None
+    run = tmp_path / "bc"
+    rc, out, err = _cli(capsys, "train", "bc", "--dataset", "local/pendulum/poor-v0", "--steps", "20", "--out", str(run), "quiet=true", "eval_episodes=1")
+    assert rc == 0, err
+    summary_text = (run / "summary.json").read_text()
+    assert "NaN" not in summary_text and json.loads(summary_text)["normalized_score"] is None

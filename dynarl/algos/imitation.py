@@ -29,6 +29,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 
 from dynarl import checkpoint as ckpt
@@ -39,7 +40,7 @@ from dynarl.config import RunConfig, one_of, param, positive, unit_interval
 from dynarl.data.replay import ReplayBuffer
 from dynarl.envs.experts import resolve_expert, scripted_expert
 from dynarl.envs.point_maze import ACHIEVED_GOAL_DIMS, DESIRED_GOAL_DIMS
-from dynarl.envs.spaces import BOX, DISCRETE
+from dynarl.envs.spaces import BOX, DISCRETE, require_agent_fits
 from dynarl.errors import ConfigError
 from dynarl.learners.base import flat_dim
 from dynarl.learners.bc import BCLearner, BCLearnerConfig
@@ -109,7 +110,7 @@ class DAggerConfig(RunConfig):
     learner: BCLearnerConfig = field(default_factory=lambda: BCLearnerConfig(hidden_sizes=(256, 256), activation="relu", lr=1e-3))
 
 
-def load_expert(spec: str, device: str = "cpu") -> Labeller:
+def load_expert(spec: str, device: str = "cpu", spaces: tuple[gym.Space, gym.Space] | None = None, env_name: str = "") -> Labeller:
     """The oracle ``spec`` names: a scripted ``"module:function"`` applied row by row, or a trained dynarl agent
     (run folder, checkpoint file, or ``save()`` path without its suffix) queried deterministically.
 
@@ -131,6 +132,9 @@ def load_expert(spec: str, device: str = "cpu") -> Labeller:
     set_torch_rng_state(states[0])
     random.setstate(states[1])
     np.random.set_state(states[2])
+    if spaces is not None:
+        require_agent_fits(f"expert={spec!r} ({agent.name.upper()} on {agent.cfg.env})", (agent.observation_space, agent.action_space), f"env {env_name}",
+                           spaces, "name an expert trained on this env")
     return lambda obs: np.asarray(agent.policy_action(obs, deterministic=True))
 
 
@@ -150,7 +154,7 @@ class DAgger(Algorithm):
     def _setup(self) -> None:
         cfg = self.cfg
         self.collector = self.env_collector()
-        self.expert = load_expert(cfg.expert or scripted_expert(self.env_name), str(self.device))
+        self.expert = load_expert(cfg.expert or scripted_expert(self.env_name), str(self.device), (self.observation_space, self.action_space), self.env_name)
         self.learner = BCLearner(cfg.learner, self.observation_space, self.action_space, self.device)
         act_dim = 1 if not self.actions.continuous else flat_dim(self.action_space)
         self.dataset = ReplayBuffer(cfg.buffer_size, flat_dim(self.observation_space), act_dim, self.device)

@@ -24,8 +24,8 @@ from gymnasium import spaces
 from dynarl.algos.base import Algorithm
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, param, positive
-from dynarl.data.datasets import DatasetError, dataset_env_id, load_episodes
-from dynarl.envs.spaces import BOX, DISCRETE, space_kind
+from dynarl.data.datasets import DatasetError, dataset_env_id, load_episodes, normalized_score
+from dynarl.envs.spaces import BOX, DISCRETE, space_kind, space_mismatch
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.awac import AWACLearner, AWACLearnerConfig
 from dynarl.learners.base import flat_dim
@@ -113,8 +113,7 @@ class OfflineAlgorithm(Algorithm):
 
     def _check_dataset_spaces(self, episodes, observation_space, action_space) -> None:
         for what, ours, theirs in (("observation", episodes.observation_space, observation_space), ("action", episodes.action_space, action_space)):
-            same_kind = type(ours) is type(theirs)
-            if not same_kind or ours.shape != theirs.shape or (isinstance(ours, spaces.Discrete) and ours.n != theirs.n):
+            if space_mismatch(ours, theirs):
                 raise DatasetError(f"dataset {episodes.dataset_id!r} has {what} space {ours} but env {self.cfg.env} has {theirs}; evaluate in the env the data came from")
 
     def parts(self) -> dict[str, Any]:
@@ -127,11 +126,9 @@ class OfflineAlgorithm(Algorithm):
         obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
         return self.obs_normalizer.normalize(obs_t.float()) if obs_t.is_floating_point() else obs_t
 
-    def normalized_score(self, mean_return: float) -> float:
-        low, high = self.ref_scores
-        if low is None or high is None or high == low:
-            return float("nan")
-        return 100.0 * (mean_return - low) / (high - low)
+    def normalized_score(self, mean_return: float) -> float | None:
+        score = normalized_score(mean_return, *self.ref_scores)
+        return None if score is None else float(score)
 
     def summary(self) -> dict:
         out = super().summary()
@@ -139,7 +136,9 @@ class OfflineAlgorithm(Algorithm):
         return out
 
     def on_evaluation(self, mean_return: float, std_return: float) -> None:
-        self._last_metrics = {**getattr(self, "_last_metrics", {}), "eval/normalized_score": self.normalized_score(mean_return)}
+        score = self.normalized_score(mean_return)
+        if score is not None:
+            self._last_metrics = {**getattr(self, "_last_metrics", {}), "eval/normalized_score": score}
 
 
 # --- the offline family: one learner each -------------------------------------------------------------------

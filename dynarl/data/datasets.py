@@ -35,6 +35,16 @@ class DatasetError(DynarlError, ValueError):
     """A missing, corrupt or unusable offline dataset."""
 
 
+def normalized_score(returns, ref_min: float | None, ref_max: float | None):
+    """D4RL's normalised score, 100 (R - R_random) / (R_expert - R_random), of a return or an array of them.
+
+    None without both references, or when the expert reference is not above the random one: that scale would
+    rank a better policy lower."""
+    if ref_min is None or ref_max is None or not ref_max > ref_min:
+        return None
+    return 100.0 * (np.asarray(returns, dtype=float) - ref_min) / (ref_max - ref_min)
+
+
 def _minari():
     try:
         import minari
@@ -127,11 +137,9 @@ class Episodes:
             raise DatasetError(f"dataset {self.dataset_id!r} has no rewards")
         return np.add.reduceat(self.rewards.astype(np.float64), np.r_[0, np.cumsum(self.episode_lengths)[:-1]]) if len(self.rewards) else np.zeros(0)
 
-    def normalized_score(self, returns) -> np.ndarray | float:
-        """D4RL-style score, 100 (R - R_random) / (R_expert - R_random), from the metadata's reference returns."""
-        if self.ref_min_score is None or self.ref_max_score is None or self.ref_max_score == self.ref_min_score:
-            return np.nan * np.asarray(returns, dtype=float)
-        return 100.0 * (np.asarray(returns, dtype=float) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+    def normalized_score(self, returns) -> np.ndarray | float | None:
+        """D4RL-style score of ``returns`` from the metadata's reference returns (see :func:`normalized_score`)."""
+        return normalized_score(returns, self.ref_min_score, self.ref_max_score)
 
     def split(self) -> list[dict]:
         """One dict per episode: ``obs`` [T+1], ``act``, ``reward``, ``terminated``, ``truncated``,

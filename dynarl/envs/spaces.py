@@ -59,6 +59,26 @@ def require_space(env_name: str, observation_space: gym.Space, action_space: gym
         raise EnvError(f"{env_name} has unbounded actions {action_space}; {algo} needs finite action bounds (wrap the env in gymnasium.wrappers.ClipAction with finite bounds)")
 
 
+def space_mismatch(ours: gym.Space, theirs: gym.Space) -> bool:
+    """Whether a network built for ``ours`` cannot take (observations) or give (actions) values of ``theirs``:
+    another kind of space, another shape, or another set of choices. Bounds and dtypes may differ."""
+    if type(ours) is not type(theirs) or ours.shape != theirs.shape:
+        return True
+    if isinstance(ours, spaces.Discrete):
+        return ours.n != theirs.n or ours.start != theirs.start
+    if isinstance(ours, spaces.MultiDiscrete):
+        return not np.array_equal(ours.nvec, theirs.nvec)
+    return False
+
+
+def require_agent_fits(agent: str, agent_spaces: tuple[gym.Space, gym.Space], where: str, their_spaces: tuple[gym.Space, gym.Space], fix: str) -> None:
+    """EnvError (one line naming both spaces and ``fix``) unless a trained agent's (observation, action) spaces
+    fit those of ``where`` (an env or a dataset it is asked to act on or label)."""
+    for what, ours, theirs in zip(("observation", "action"), agent_spaces, their_spaces):
+        if space_mismatch(ours, theirs):
+            raise EnvError(f"{agent} was trained with {what} space {ours}, but {where} has {theirs}; {fix}")
+
+
 @dataclass
 class ActionAdapter:
     """Policy actions <-> env actions for one action space.

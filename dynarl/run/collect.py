@@ -12,6 +12,7 @@ A deterministic continuous policy has no density, so no log-probability is store
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from dynarl.data.datasets import DatasetError, write_dataset
 from dynarl.envs import make_env
+from dynarl.envs.spaces import require_agent_fits
 from dynarl.run.evaluate import evaluate
 from dynarl.seeding import EVAL_SEED_OFFSET
 
@@ -149,6 +151,9 @@ def collect(
         raise DatasetError(f"--epsilon {epsilon} is invalid: must be in [0, 1]")
     env_id = env_id or agent.cfg.env
     env = make_env(env_id)
+    if agent is not None:
+        require_agent_fits(f"the agent ({agent.name.upper()} on {agent.cfg.env})", (agent.observation_space, agent.action_space), f"env {env_id}",
+                           (env.observation_space, env.action_space), "collect in the env it was trained on (leave out --env)")
     rng = np.random.default_rng(seed)
     behavior = random_behavior(env.action_space, rng) if agent is None else agent_behavior(agent, deterministic, epsilon, rng)
     data = rollout_episodes(env, behavior, episodes, seed)
@@ -156,6 +161,10 @@ def collect(
         ref_min_score = random_return(env, ref_episodes, seed + EVAL_SEED_OFFSET)
     if ref_max_score is None and agent is not None:
         ref_max_score = float(evaluate(env, lambda obs: agent.policy_action(obs, deterministic=True), ref_episodes, seed).mean())
+        if not ref_max_score > ref_min_score:  # a scale from it would rank better policies lower
+            print(f"dynarl: note: the agent's deterministic return {ref_max_score:.1f} is not above the random reference {ref_min_score:.1f}, so it is "
+                  "not stored as the expert reference and scores on this dataset are not normalised; pass --ref-max with the task's expert return", file=sys.stderr, flush=True)
+            ref_max_score = None
     name = "random" if agent is None else f"{agent.name}{' deterministic' if deterministic else ''}{f' epsilon={epsilon}' if epsilon else ''}"
     path = write_dataset(out, data, env, algorithm_name=name, ref_min_score=ref_min_score, ref_max_score=ref_max_score, description=f"{episodes} episodes of {name} on {env_id}", overwrite=overwrite)
     returns = np.array([ep["reward"].sum() for ep in data])

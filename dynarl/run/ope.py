@@ -372,10 +372,13 @@ def evaluate_agent_off_policy(agent, dataset_id: str, gamma: float = 0.99, fqe_s
     IQL, AWAC, CQL ...); the dataset must store the behaviour policy's log-probabilities (``dynarl collect``
     does where the behaviour policy has a density)."""
     from dynarl.data.datasets import DatasetError, load_episodes
+    from dynarl.envs.spaces import require_agent_fits
     from dynarl.errors import DynarlError
     from dynarl.run.evaluate import evaluate
 
     data = load_episodes(dataset_id)
+    require_agent_fits(f"the agent ({agent.name.upper()} on {agent.cfg.env})", (agent.observation_space, agent.action_space), f"dataset {dataset_id!r}",
+                       (data.observation_space, data.action_space), "evaluate it on a dataset of the task it was trained on")
     if data.behavior_log_prob is None:
         raise DatasetError(f"dataset {dataset_id!r} stores no behaviour log-probabilities (infos/behavior_log_prob); importance sampling needs them: collect it with `dynarl collect` from an agent with a stochastic policy")
     if data.rewards is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dynarl.algos import build_config, get_algorithm
-from dynarl.data.datasets import episodes_from_transitions, write_dataset
+from dynarl.data.datasets import DatasetError, episodes_from_transitions, write_dataset
 from dynarl.envs import make_env
 from dynarl.errors import ConfigError
 from dynarl.run.collect import agent_behavior, random_behavior, random_return, rollout_episodes
@@ -88,7 +88,10 @@ def make_levels(
     step_e, path_e, r_expert = max(scored, key=lambda s: s[2])
     ref_min = r_random if ref_min_score is None else ref_min_score
     ref_max = r_expert if ref_max_score is None else ref_max_score
-    norm = [(s, p, r, (r - ref_min) / (ref_max - ref_min) if ref_max != ref_min else 0.0) for s, p, r in scored]
+    if not ref_max > ref_min:
+        raise DatasetError(f"the expert reference {ref_max:.1f} is not above the random reference {ref_min:.1f} (the best checkpoint of {run_path} returns {r_expert:.1f}, "
+                           f"the uniform policy {r_random:.1f}), so no level can be chosen by normalised return; train longer (--steps) or pass --ref-min / --ref-max with the task's references")
+    norm = [(s, p, r, (r - ref_min) / (ref_max - ref_min)) for s, p, r in scored]
     step_m, path_m, r_medium, n_medium = min(norm, key=lambda s: abs(s[3] - medium_fraction))
 
     rng = np.random.default_rng(seed)
