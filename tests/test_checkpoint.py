@@ -57,3 +57,23 @@ def test_truncated_corrupt_foreign_and_other_algo(tmp_path):
 
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_a_damaged_newer_checkpoint_never_pushes_out_the_good_one_a_run_resumed_from(tmp_path, capsys):
+    """keep=2, checkpoints at 300 (good) and 500 (truncated): the run resumes from 300, and its next checkpoint
+    (600) keeps 300 beside it instead of the damaged 500, so two usable checkpoints remain."""
+    from dynarl.run.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    run.checkpoint_dir.mkdir()
+    for step in (300, 500):
+        run.save_checkpoint(step, "sac", _state(), keep=2)
+    damaged = run.checkpoint_dir / "step_000000500.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    path, _, _ = run.load_latest("sac")
+    assert path.name == "step_000000300.safetensors" and "dynarl: warning:" in capsys.readouterr().err
+    run.save_checkpoint(600, "sac", _state(), keep=2)
+    assert [s for s, _ in run.checkpoints()] == [300, 500, 600]  # the damaged file stays for inspection, uncounted
+    run.save_checkpoint(700, "sac", _state(), keep=2)
+    assert [s for s, _ in run.checkpoints()] == [500, 600, 700]
+    assert RunDir(tmp_path).load_latest("sac")[0].name == "step_000000700.safetensors"

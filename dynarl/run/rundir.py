@@ -26,6 +26,7 @@ class RunDir:
         self.path = Path(path)
         self.checkpoint_dir = self.path / "checkpoints"
         self._lock_fd: int | None = None
+        self._damaged: set[Path] = set()  # checkpoints load_latest found damaged: never counted as kept
 
     @classmethod
     def create(cls, path: str | Path, config: dict, *, flag: str = "--out") -> "RunDir":
@@ -112,9 +113,11 @@ class RunDir:
         return sorted(found)
 
     def save_checkpoint(self, step: int, algo: str, state: dict, keep: int) -> Path:
+        """Write the checkpoint of ``step``, then delete all but the newest ``keep`` that are not known damaged
+        (so a damaged newer file, skipped when this run resumed, never pushes out the good one it resumed from)."""
         path = self.checkpoint_dir / f"step_{step:09d}.safetensors"
         ckpt.save_checkpoint(path, algo, state)
-        for _, old in self.checkpoints()[:-keep]:
+        for _, old in [c for c in self.checkpoints() if c[1] not in self._damaged][:-keep]:
             old.unlink(missing_ok=True)
         return path
 
@@ -129,9 +132,10 @@ class RunDir:
                 algo, state = ckpt.load_checkpoint(path, expect_algo)
             except CheckpointError as e:
                 problems.append(str(e))
+                self._damaged.add(path)
                 continue
             for p in problems:
-                print(f"warning: {p}; using {path.name} instead", file=sys.stderr)
+                print(f"dynarl: warning: {p}; using {path.name} instead", file=sys.stderr)
             return path, algo, state
         raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
 
