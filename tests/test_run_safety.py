@@ -180,9 +180,10 @@ def test_damaged_run_config(run, tmp_path, config, needle):
     assert _snapshot(broken) == before
 
 
-def test_garbage_metrics_on_resume_and_plot(run, tmp_path):
+@pytest.mark.parametrize("garbage", [b"env_steps,eval_return_mean\n250,-1200\nabc,\x00\xff\n", b"env_steps,eval_ret\x00\x00garbage\n250,-1200\n"])  # a bad row; a header cut short
+def test_garbage_metrics_on_resume_and_plot(run, tmp_path, garbage):
     broken = _copy(run, tmp_path / "broken")
-    (broken / "metrics.csv").write_bytes(b"env_steps,eval_return_mean\n250,-1200\nabc,\x00\xff\n")
+    (broken / "metrics.csv").write_bytes(garbage)
     before = _snapshot(broken)
     _assert_user_error(run_cli("resume", str(broken), "--steps", "900"), "metrics.csv", "move it aside")
     _assert_user_error(run_cli("plot", str(broken), "--out", str(tmp_path / "c.png")), "metrics.csv", "move it aside")

@@ -29,6 +29,9 @@ def read_metrics(path: Path) -> tuple[list[str], list[dict]]:
         raise DynarlError(f"'{path}' cannot be read as a metrics CSV ({e}); {fix}") from None
     if not columns or columns[0] not in CLOCKS:
         raise DynarlError(f"'{path}' is not a dynarl metrics file (no '{STEP}' column); {fix}")
+    if any(not name or not name.isprintable() for name in columns) or len(set(columns)) < len(columns):
+        bad = next((name for name in columns if not name or not name.isprintable()), None)
+        raise DynarlError(f"'{path}' is damaged (its header has {'a duplicate column' if bad is None else f'the column name {bad[:30]!r}'}); {fix}")
     step = columns[0]
     for line, row in enumerate(rows, start=2):
         for key, value in row.items():
