@@ -161,3 +161,14 @@ def test_preset_file_round_trip_json_and_toml(tmp_path):
 def test_the_example_space_file_is_valid():
     dists, fixed = load_space(Path(__file__).resolve().parents[1] / "examples" / "tune_space_sac.toml", "sac")
     assert set(dists) == {"learner.actor_lr", "learner.critic_lr", "learner.tau", "learner.gamma"} and fixed == {"learner.hidden_sizes": [64, 64], "eval_episodes": 5}
+
+
+def test_a_budget_that_ends_before_learning_starts_is_noted(tmp_path):
+    """Every trial of 50 steps would end before SAC's first update and score the same: tune says so once."""
+    from dynarl.run.tune import Study
+
+    (tmp_path / "space.toml").write_text(SPACE)
+    notes = Study("sac", "Pendulum-v1", 50, tmp_path / "space.toml", tmp_path / "out", 2).budget_notes()
+    assert any("end before learning_starts=100" in note for note in notes), notes
+    assert Study("sac", "Pendulum-v1", 300, tmp_path / "space.toml", tmp_path / "out", 2).budget_notes() == []
+    assert not (tmp_path / "out").exists()

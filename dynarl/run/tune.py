@@ -135,6 +135,15 @@ class Study:
         every = max(1, self.steps // self.evaluations)
         return {"eval_every": every, "log_every": every, "checkpoint_every": self.steps, "quiet": True, **self.fixed, "steps": self.steps, "seed": self.seed}
 
+    def budget_notes(self) -> list[str]:
+        """What the algorithm says of this budget with the fixed config (e.g. steps that end before learning
+        starts), from an agent built once and closed: the trials run quietly."""
+        probe = get_algorithm(self.algo)(config=build_config(self.algo, self.env, self.base()))
+        try:
+            return probe.budget_notes(self.steps)
+        finally:
+            probe.close()
+
     def identity(self) -> dict:
         return json.loads(json.dumps({"algo": self.algo, "env": self.env, "steps": self.steps, "seed": self.seed, "evaluations": self.evaluations, "config": self.fixed, "space": {k: d.as_json() for k, d in self.dists.items()}}))
 
@@ -223,6 +232,9 @@ def tune(algo: str, env: str | None, trials: int, steps: int, space: str | Path 
     study, optuna = job.open()
     remaining = max(0, job.trials - job.done(study, optuna))
     log(f"dynarl: tuning {job.algo} on {job.env}: {job.trials} trials of {job.steps} steps ({remaining} to run, {min(workers, max(remaining, 1))} workers); study {job.out / 'study.journal'}")
+    if remaining:
+        for note in job.budget_notes():
+            log(f"dynarl: note: {note}")
     shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     if workers == 1:
         job.optimize(remaining, 0, log)
