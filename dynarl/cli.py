@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from dynarl.errors import DynarlError, command_status
+from dynarl.errors import ConfigError, DynarlError, command_status
 
 _current_run: list = [None]  # the RunDir being written: named in the interrupt message, unlocked at exit
 DEFAULT_ALGO = "pets"  # the README's first command: PETS on the continuous cart-pole
@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train an agent and write a run folder")
     t.add_argument("words", nargs="*", metavar="[ALGO] [key=value ...]", help=f"algorithm (default {DEFAULT_ALGO}) and config overrides")
-    t.add_argument("--env", help="Gymnasium environment id (default: the algorithm's default task)")
-    t.add_argument("--steps", type=int, help="total environment steps")
+    t.add_argument("--env", help="Gymnasium environment id (default: the algorithm's default task; with --dataset: the env the data came from, used for evaluation)")
+    t.add_argument("--steps", type=int, help="total steps of the run's clock: env steps, or gradient steps for the algorithms that learn from a dataset")
     t.add_argument("--seed", type=int)
     t.add_argument("--seeds", metavar="LIST", help="train several seeds as one vectorised agent in this process (e.g. 0-7 or 0,3,5): one run folder per seed under --out; SAC, TD3, DDPG, DQN, Double DQN, PPO, A2C, REINFORCE")
     t.add_argument("--out", help="run folder to create (default runs/ALGO-ENV-sSEED-TIME)")
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("resume", help="continue a run from its last good checkpoint")
     r.add_argument("run_dir")
-    r.add_argument("--steps", type=int, help="new total environment steps (default: the run's own)")
+    r.add_argument("--steps", type=int, help="new total of the run's clock, env or gradient steps (default: the run's own)")
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint (or a checkpoint file)")
     e.add_argument("path")
@@ -139,6 +139,11 @@ def _train(args) -> dict:
         if getattr(args, key) is not None:
             overrides[key] = str(getattr(args, key))
     cls = get_algorithm(algo)
+    if args.dataset is not None and not _takes_dataset(cls):
+        from dynarl.algos import ALGORITHMS
+
+        offline = sorted(name for name in ALGORITHMS if _takes_dataset(get_algorithm(name)))
+        raise ConfigError(f"{cls.name} learns online from its env and takes no --dataset; the algorithms that learn from a dataset are {', '.join(offline)}")
     env = args.env
     if args.preset:
         from dynarl.run.preset_file import as_cli_strings, read_preset
@@ -160,6 +165,12 @@ def _train(args) -> dict:
         print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps (seed {cfg.seed}); run folder {run.path}", flush=True)
     agent.learn(run_dir=run)
     return agent.summary() | {"run_dir": str(run.path)}
+
+
+def _takes_dataset(cls) -> bool:
+    from dataclasses import fields
+
+    return any(f.name == "dataset" for f in fields(cls.config_cls))
 
 
 def _train_seeds(args, cls, cfg) -> dict:

@@ -153,6 +153,7 @@ def _pendulum_dataset(dataset_id="local/pendulum/tiny-v0", episodes=2):
         (["train", "cql", "--dataset", "local/pendulum/tiny-v0", "--env", "MountainCarContinuous-v0"], "has observation space .* but env MountainCarContinuous-v0"),
         (["train", "fqi", "--dataset", "local/pendulum/tiny-v0"], "FQI needs discrete actions but dataset .*; use cql, iql, awac or bc"),
         (["train", "cql"], "cql learns from a dataset: pass dataset=ID"),
+        (["train", "sac", "--dataset", "local/pendulum/tiny-v0"], "sac learns online from its env and takes no --dataset; .* are awac, bc, .*cql"),
     ],
 )
 def test_bad_datasets_are_one_line_errors_and_write_nothing(tmp_path, capsys, argv, message):

@@ -32,7 +32,7 @@ from dynarl.algos.registry import build_config, config_from_dict
 from dynarl.config import to_dict, validate
 from dynarl.envs import env_source
 from dynarl.envs.spaces import BOX, ActionAdapter, require_space
-from dynarl.errors import CheckpointError, ConfigError
+from dynarl.errors import CheckpointError, ConfigError, DynarlError
 from dynarl.seeding import resolve_device, seed_everything, set_torch_rng_state, torch_rng_state
 from dynarl.sources.env_collector import EnvCollector
 
@@ -232,6 +232,8 @@ class Algorithm(abc.ABC):
         agent = cls(config=config_from_dict(cls.name, state["config"], run_overrides))
         try:
             agent.load_state_dict(state)
+        except DynarlError:
+            raise  # a part that says itself what is wrong (e.g. a dataset that changed since)
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"the checkpoint does not match a {cls.name.upper()} agent with its own config ({first_line}); it was written by another dynarl version or is damaged") from None

@@ -33,7 +33,7 @@ class BCLearnerConfig:
     hidden_sizes: tuple[int, ...] = param((64, 64), positive_sizes, "policy hidden widths (POPLIN: 64x64)")
     activation: str = param("tanh", one_of(*ACTIVATIONS), "hidden activation")
     lr: float = param(1e-3, positive, "Adam learning rate")
-    batch_size: int = param(256, positive, "minibatch size")
+    batch_size: int = param(256, positive, "minibatch size of POPLIN's fit (bc.batch_size); bc, gcbc and dagger draw their minibatches by the run's batch_size")
     weight_decay: float = param(0.0, non_negative, "L2 coefficient on the weights, added to the loss")
     loss: str = param("mse", one_of("mse", "nll"), "Box actions: mse (deterministic policy) or nll (Gaussian likelihood); Discrete actions always use the categorical likelihood")
 

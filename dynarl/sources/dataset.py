@@ -55,7 +55,8 @@ class FixedData(abc.ABC):
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["rows"]) != len(self) or state["fingerprint"] != self.fingerprint():
-            raise ValueError(f"the checkpoint was trained on other data than dataset {self.name!r} ({state['rows']} rows, fingerprint {state['fingerprint'][:12]})")
+            raise DatasetError(f"the checkpoint was trained on other data than dataset {self.name!r} holds now ({state['rows']} rows, fingerprint {state['fingerprint'][:12]}; "
+                               f"now {len(self)} rows, {self.fingerprint()[:12]}): the dataset was made again or changed since; restore the data it was trained on, or start a new run")
 
 
 class DatasetSource(FixedData):
