@@ -137,6 +137,8 @@ def _train(args) -> dict:
     overrides = parse_overrides(words)
     for key in ("steps", "seed", "device", "dataset"):
         if getattr(args, key) is not None:
+            if key in overrides and overrides[key] != str(getattr(args, key)):
+                raise ConfigError(f"--{key} {getattr(args, key)} and {key}={overrides[key]} disagree; give {key} once")
             overrides[key] = str(getattr(args, key))
     cls = get_algorithm(algo)
     if args.dataset is not None and not _takes_dataset(cls):

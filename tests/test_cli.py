@@ -72,6 +72,7 @@ def test_eval_plot_list_and_resume_finished(finished_run, tmp_path):
         (["train", "q_learning", "--env", "CartPole-v1"], ["Q_LEARNING takes Discrete observations", "Box", "DQN"]),
         (["train", "sac", "--env", "CartPole-v1"], ["SAC takes Box (flat) actions", "Discrete(2)", "DQN"]),
         (["train", "dqn", "epsilon_start=0.1", "epsilon_end=0.5"], ["epsilon_end=0.5 is above epsilon_start=0.1", "must decay"]),
+        (["train", "sac", "steps=200"], ["--steps 100 and steps=200 disagree", "give steps once"]),
     ],
 )
 def test_bad_input_is_a_short_clear_error(args, needles, tmp_path):
