@@ -64,7 +64,7 @@ def plot_diagnostics(rows_or_csv, out_png: str | Path) -> Path:
         if panel == "fit":
             ep = [f[0] for f in fit]
             ax.plot(ep, [f[2] for f in fit], marker="o", ms=3, label="holdout MSE (normalised)")
-            ax.set_yscale("log")
+            _log_y(ax)
             ax.set_xlabel("epoch")
             ax.set_title("model fit")
             ax2 = ax.twinx()
@@ -73,7 +73,7 @@ def plot_diagnostics(rows_or_csv, out_png: str | Path) -> Path:
             ax.legend(fontsize=7, loc="upper right")
         elif panel == "k_step":
             ax.plot([k for k, _ in ksteps], [v for _, v in ksteps], marker="o", ms=3)
-            ax.set_yscale("log")
+            _log_y(ax)
             ax.set_xlabel("k (open-loop steps)")
             ax.set_ylabel("MSE (normalised)")
             ax.set_title("compounding error")
@@ -89,13 +89,21 @@ def plot_diagnostics(rows_or_csv, out_png: str | Path) -> Path:
             names = ["epistemic", "aleatoric"] + (["epistemic OOD"] if _num(summary, "epistemic_var_ood") is not None else [])
             vals = [_num(summary, "epistemic_var"), _num(summary, "aleatoric_var"), _num(summary, "epistemic_var_ood")][: len(names)]
             ax.bar(names, [v if v is not None else 0.0 for v in vals])
-            ax.set_yscale("log")
+            _log_y(ax)
             ax.set_title("uncertainty (normalised var)")
         else:
             ax.text(0.5, 0.5, "no diagnostics in the rows", ha="center", va="center")
             ax.set_axis_off()
         ax.grid(alpha=0.3)
     return _save(fig, out_png)
+
+
+def _log_y(ax) -> None:
+    """A log y-axis when the panel holds a positive value (an ensemble of one has no epistemic variance: all
+    zeros, which matplotlib cannot log-scale), else the linear one."""
+    values = [float(y) for line in ax.get_lines() for y in line.get_ydata()] + [p.get_height() for p in ax.patches]
+    if any(v > 0 for v in values):
+        ax.set_yscale("log")
 
 
 def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
@@ -138,7 +146,7 @@ def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
             else:
                 ax.plot(*series("model_holdout_mse"), marker="o", ms=3)
                 ax.set_xlabel("environment steps")
-            ax.set_yscale("log")
+            _log_y(ax)
             ax.set_title("holdout MSE (normalised) per fit")
         elif panel == "error":
             for i, key in enumerate(k_keys):
@@ -147,7 +155,7 @@ def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
                     ax.plot(*series(key), marker="o", ms=2, color=cmap(i / max(len(k_keys) - 1, 1)), label=f"{k}-step (open loop)")
             if series("one_step_nmse")[0]:
                 ax.plot(*series("one_step_nmse"), color="black", ls="--", lw=1, label="one-step (elites)")
-            ax.set_yscale("log")
+            _log_y(ax)
             ax.set_xlabel("environment steps")
             ax.set_title("model error on fresh data (normalised MSE)")
             ax.legend(fontsize=7)
@@ -162,7 +170,7 @@ def _plot_model_fits(rows: list[dict], out_png: str | Path, plt) -> Path:
         elif panel == "uncertainty":
             ax.plot(*series("epistemic_var"), marker="o", ms=3, label="epistemic")
             ax.plot(*series("aleatoric_var"), marker="o", ms=3, label="aleatoric")
-            ax.set_yscale("log")
+            _log_y(ax)
             ax.set_xlabel("environment steps")
             ax.set_title("uncertainty (normalised var)")
             ax.legend(fontsize=7)
