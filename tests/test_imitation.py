@@ -134,6 +134,8 @@ def test_dagger_defaults_to_the_envs_scripted_expert_and_handles_discrete_action
     labels = np.array([cartpole_balance(o) for o in rows["obs"][:60].numpy()])
     np.testing.assert_array_equal(rows["act"][:60, 0].numpy(), labels)
     assert set(np.unique(labels)) == {0, 1} and agent.episodes == 0
+    assert agent.learner.num_updates == 0 and "expert's first 1 demonstration episode(s) (up to 500 steps each)" in agent.budget_notes(60)[0]
+    assert agent.budget_notes(501) == []
     assert scripted_expert("Pendulum-v1") == "dynarl.envs.experts:pendulum_swing_up"
     with pytest.raises(ConfigError, match="no scripted expert for 'MountainCar-v0'"):
         DAgger("MountainCar-v0", **TINY_DAGGER)
