@@ -70,8 +70,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    clocks = set()
     for run_dir in run_dirs:
         rows = _read(Path(run_dir))
+        clocks.add("gradient steps" if rows and "gradient_steps" in rows[0] else "environment steps")
         label = Path(run_dir).name
         xs, ys = _series(rows, "eval/mean_reward")
         if xs:
@@ -79,7 +81,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path) -> Path:
         xs, ys = _series(rows, "rollout/ep_rew_mean")
         if xs:
             ax.plot(xs, ys, alpha=0.4, label=f"{label} (train)")
-    ax.set_xlabel("gradient steps" if rows and "gradient_steps" in rows[0] else "environment steps")
+    ax.set_xlabel(" / ".join(sorted(clocks)) if len(clocks) > 1 else clocks.pop())  # runs of both clocks share the axis: say so
     ax.set_ylabel("return")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
