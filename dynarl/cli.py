@@ -330,6 +330,7 @@ def _dataset(args):
     if args.dataset_command == "info":
         ep = datasets.load_episodes(args.id)
         returns = ep.episode_returns() if ep.rewards is not None else np.zeros(0)
+        scores = ep.normalized_score(returns) if len(returns) else None
         return {
             "id": args.id,
             "env": ep.env_id,
@@ -340,7 +341,7 @@ def _dataset(args):
             "terminations": int(ep.terminations.sum()),
             "truncations": int(ep.truncations.sum()),
             "return_mean": float(returns.mean()) if len(returns) else None,
-            "normalized_score": float(np.mean(ep.normalized_score(returns))) if len(returns) and ep.normalized_score(returns) is not None else None,
+            "normalized_score": None if scores is None else float(np.mean(scores)),
             "ref_min_score": ep.ref_min_score,
             "ref_max_score": ep.ref_max_score,
             "behavior_log_prob": ep.behavior_log_prob is not None,
