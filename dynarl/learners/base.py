@@ -12,7 +12,7 @@ from torch import nn
 
 from dynarl.config import one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 from dynarl.data.batch import Batch
-from dynarl.nn.optim import FusedAdam
+from dynarl.nn.optim import FusedAdam, one_device_and_dtype
 
 
 @dataclass
@@ -98,7 +98,7 @@ class Learner(abc.ABC):
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
-        if any(g.device != grads[0].device or g.dtype != grads[0].dtype for g in grads):
+        if not one_device_and_dtype(grads):
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
             return
         total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)

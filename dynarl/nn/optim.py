@@ -14,16 +14,21 @@ from __future__ import annotations
 import torch
 
 
+def one_device_and_dtype(tensors: list[torch.Tensor]) -> bool:
+    """Whether ``tensors`` share one device and dtype: what torch's foreach and fused kernels take in one call."""
+    return all(t.device == tensors[0].device and t.dtype == tensors[0].dtype for t in tensors)
+
+
 class FusedAdam(torch.optim.Adam):
     def __init__(self, params, lr: float = 1e-3, **kwargs):
         super().__init__(params, lr=lr, fused=True, **kwargs)
 
     @torch.no_grad()
     def step(self, closure=None):
-        if closure is not None or not self._short_path_applies():
+        stepped = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+        if closure is not None or not self._short_path_applies(stepped):
             return super().step(closure)
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+        for group, params in zip(self.param_groups, stepped):
             if not params:
                 continue
             states = [self._state_of(p) for p in params]
@@ -36,14 +41,11 @@ class FusedAdam(torch.optim.Adam):
             )  # fmt: skip
         return None
 
-    def _short_path_applies(self) -> bool:
-        """Every group is plain Adam on one device and dtype (decided before any group steps, so a fallback to
-        torch's ``step`` never steps a group twice)."""
-        for group in self.param_groups:
-            if group["amsgrad"] or group["maximize"] or group["decoupled_weight_decay"]:
-                return False
-            params = [p for p in group["params"] if p.grad is not None]
-            if any(p.device != params[0].device or p.dtype != params[0].dtype for p in params):
+    def _short_path_applies(self, stepped: list[list[torch.Tensor]]) -> bool:
+        """Every group is plain Adam and the parameters it steps (``stepped``, those with a gradient) share one
+        device and dtype (decided before any group steps, so a fallback to torch's ``step`` never steps a group twice)."""
+        for group, params in zip(self.param_groups, stepped):
+            if group["amsgrad"] or group["maximize"] or group["decoupled_weight_decay"] or not one_device_and_dtype(params):
                 return False
         return True
 
