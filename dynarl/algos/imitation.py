@@ -199,8 +199,7 @@ class DAgger(Algorithm):
         self.iteration_steps = 0
 
     def budget_notes(self, total: int) -> list[str]:
-        spec = self.collector.envs.envs[0].spec if hasattr(self.collector.envs, "envs") else None
-        horizon = getattr(spec, "max_episode_steps", None)
+        horizon = self.eval_env.spec.max_episode_steps if self.eval_env.spec else None
         if horizon and total <= self.cfg.initial_episodes * horizon:
             return [f"{total} steps may end inside the expert's first {self.cfg.initial_episodes} demonstration episode(s) (up to {horizon} steps each): "
                     f"the policy is trained only once they are in D; pass more than {self.cfg.initial_episodes * horizon} steps"]
