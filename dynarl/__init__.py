@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 
 def load(path: str | Path, **run_overrides):
     """Load any dynarl agent: what ``save(path)`` wrote (with or without ``.safetensors``), a checkpoint
-    file, or a run folder (its newest checkpoint that verifies)."""
+    file, or a run folder (its newest checkpoint that verifies). ``policy_only=True`` builds only what acting
+    needs (an offline agent then reads no dataset); such an agent cannot be trained."""
     from dynarl.checkpoint import read_header
     from dynarl.run.rundir import RunDir
 

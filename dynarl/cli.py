@@ -271,7 +271,8 @@ def _resume(args) -> dict:
 
 
 def _load_agent(path_arg: str):
-    """An agent from a run folder's newest good checkpoint or a checkpoint file: (agent, checkpoint path)."""
+    """An agent that acts (policy-only: an offline agent needs no dataset) from a run folder's newest good
+    checkpoint or a checkpoint file: (agent, checkpoint path)."""
     import dynarl
     from dynarl.run.rundir import RunDir
 
@@ -281,8 +282,8 @@ def _load_agent(path_arg: str):
         path, _, state = run.load_latest(expect_algo=run.algo())
         from dynarl.algos import get_algorithm
 
-        return get_algorithm(run.algo()).from_state(state), path
-    return dynarl.load(path), path
+        return get_algorithm(run.algo()).from_state(state, policy_only=True), path
+    return dynarl.load(path, policy_only=True), path
 
 
 def _eval(args) -> dict:

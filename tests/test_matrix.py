@@ -49,6 +49,8 @@ TINY = {
 def _tiny(cls, env: str, **extra) -> dict:
     keys = set(flat_keys(cls.config_cls()))
     data = {"dataset": _dataset_id(env)} if "dataset" in keys else {}  # offline algorithms learn from the env's random dataset
+    if cls.name in ("bc", "gcbc", "dagger"):  # they draw by batch_size and refuse BC's learner.batch_size, which only POPLIN reads
+        keys.discard("learner.batch_size")
     return {**{k: v for k, v in TINY.items() if k in keys}, **data, **extra}
 
 

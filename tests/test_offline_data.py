@@ -154,6 +154,9 @@ def _pendulum_dataset(dataset_id="local/pendulum/tiny-v0", episodes=2):
         (["train", "fqi", "--dataset", "local/pendulum/tiny-v0"], "FQI needs discrete actions but dataset .*; use cql, iql, awac or bc"),
         (["train", "cql"], "cql learns from a dataset: pass dataset=ID"),
         (["train", "sac", "--dataset", "local/pendulum/tiny-v0"], "sac learns online from its env and takes no --dataset; .* are awac, bc, .*cql"),
+        (["train", "bc", "--dataset", "local/pendulum/tiny-v0", "learner.batch_size=64"], "learner.batch_size=64 is not read by bc .*; bc draws its minibatches by batch_size: set batch_size=64"),
+        (["train", "gcbc", "--dataset", "local/pendulum/tiny-v0", "learner.batch_size=64"], "learner.batch_size=64 is not read by gcbc"),
+        (["train", "dagger", "learner.batch_size=64"], "learner.batch_size=64 is not read by dagger"),
     ],
 )
 def test_bad_datasets_are_one_line_errors_and_write_nothing(tmp_path, capsys, argv, message):
@@ -335,3 +338,39 @@ def test_an_expert_reference_not_above_random_is_not_stored_and_scores_stay_unno
     assert rc == 0, err
     summary_text = (run / "summary.json").read_text()
     assert "NaN" not in summary_text and json.loads(summary_text)["normalized_score"] is None
+
+
+def test_eval_and_the_library_load_act_without_the_training_dataset(tmp_path, capsys):
+    """Acting needs the policy, not the data: `dynarl eval` and `dynarl.load(..., policy_only=True)` work after
+    the dataset is gone (IQL, and MOPO, whose model and rollouts are not built), with the same returns; the
+    normalised score is left out without the dataset's references; a policy-only agent refuses to train, and
+    `dynarl resume` still names the missing dataset."""
+    import shutil
+
+    import dynarl
+    from dynarl.errors import DynarlError
+
+    path = _pendulum_dataset()
+    runs = {}
+    for algo, extra in (("iql", []), ("mopo", ["model.members=3", "trainer.num_elites=2", "trainer.max_epochs=2", "rollout_batch_size=20", "rollout_freq=10"])):
+        runs[algo] = tmp_path / algo
+        rc, out, err = _cli(capsys, "train", algo, "--dataset", "local/pendulum/tiny-v0", "--steps", "20", "--out", str(runs[algo]),
+                            "eval_every=20", "checkpoint_every=20", "eval_episodes=1", "batch_size=16", "quiet=true", *extra)
+        assert rc == 0, err
+    rc, out, err = _cli(capsys, "eval", str(runs["iql"]), "--episodes", "2")
+    with_data = json.loads(out)
+    assert rc == 0 and with_data["normalized_score"] == pytest.approx(100 * (with_data["eval_return_mean"] + 1200) / 1050)
+    shutil.rmtree(path)
+    for algo, run in runs.items():
+        rc, out, err = _cli(capsys, "eval", str(run), "--episodes", "2")
+        assert rc == 0, err
+        without = json.loads(out)
+        assert without["normalized_score"] is None and without["gradient_steps"] == 20
+        if algo == "iql":
+            assert without["eval_return_mean"] == with_data["eval_return_mean"]
+        agent = dynarl.load(run, policy_only=True)
+        assert agent.policy_action(agent.eval_env.observation_space.sample()).shape == (1,)
+        with pytest.raises(DynarlError, match="policy-only .* cannot be trained"):
+            agent.learn(40)
+    rc, out, err = _cli(capsys, "resume", str(runs["iql"]), "--steps", "40")
+    assert rc == 2 and "no dataset 'local/pendulum/tiny-v0'" in err and len(err.strip().splitlines()) == 1

@@ -46,7 +46,9 @@ class Algorithm(abc.ABC):
     run_parts: ClassVar[tuple[str, ...]] = ()
     runner: ClassVar[Any] = None  # dynarl.run.runner, bound when dynarl is imported: learn() and run folders go through it
 
-    def __init__(self, env=None, config=None, **overrides):
+    def __init__(self, env=None, config=None, *, policy_only: bool = False, **overrides):
+        """``policy_only``: build only what acting and evaluation need (an offline agent then reads no dataset);
+        such an agent cannot be trained."""
         # an Env object or a factory is used as given (an id is built with _env_options, e.g. the model observation)
         given = None if env is None or isinstance(env, str) else env_source(env)
         if config is None:
@@ -56,6 +58,7 @@ class Algorithm(abc.ABC):
         else:
             validate(config)
         self.cfg = cfg = config
+        self.policy_only = policy_only
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         self.device = resolve_device(cfg.device)
@@ -204,6 +207,8 @@ class Algorithm(abc.ABC):
         and raise :class:`dynarl.errors.RunInterrupted`. ``callbacks`` (see :mod:`dynarl.run.callbacks`) are
         called on every step, evaluation and checkpoint; ``progress_bar`` forces the live bar on or off.
         """
+        if self.policy_only:
+            raise DynarlError(f"this {self.name.upper()} agent was loaded policy-only (for acting and evaluation) and cannot be trained; load it with dynarl.load or `dynarl resume` to continue its training")
         return self.runner.learn(self, total_steps, run_dir, callbacks, progress_bar)
 
     def save(self, path: str | Path, include_buffer: bool = False) -> Path:
@@ -216,20 +221,21 @@ class Algorithm(abc.ABC):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, **run_overrides) -> "Algorithm":
+    def load(cls, path: str | Path, *, policy_only: bool = False, **run_overrides) -> "Algorithm":
         """Load what ``save(path)`` wrote (``path`` with or without ``.safetensors``), a checkpoint file,
-        or a run folder's newest good checkpoint."""
+        or a run folder's newest good checkpoint. ``policy_only``: only what acting needs (an offline agent
+        then does not read its dataset, which may be absent); it cannot be trained."""
         if Path(path).is_dir():
             state = cls.runner.latest_state(path, cls.name)
         else:
             _, state = ckpt.load_checkpoint(path, expect_algo=cls.name)
-        return cls.from_state(state, **run_overrides)
+        return cls.from_state(state, policy_only=policy_only, **run_overrides)
 
     @classmethod
-    def from_state(cls, state: dict, **run_overrides) -> "Algorithm":
+    def from_state(cls, state: dict, *, policy_only: bool = False, **run_overrides) -> "Algorithm":
         if not isinstance(state.get("config"), dict):
             raise CheckpointError(f"the checkpoint holds no {cls.name.upper()} config; it is damaged or was not written by dynarl")
-        agent = cls(config=config_from_dict(cls.name, state["config"], run_overrides))
+        agent = cls(config=config_from_dict(cls.name, state["config"], run_overrides), policy_only=policy_only)
         try:
             agent.load_state_dict(state)
         except DynarlError:

@@ -43,7 +43,7 @@ from dynarl.envs.point_maze import ACHIEVED_GOAL_DIMS, DESIRED_GOAL_DIMS
 from dynarl.envs.spaces import BOX, DISCRETE, require_agent_fits
 from dynarl.errors import ConfigError
 from dynarl.learners.base import flat_dim
-from dynarl.learners.bc import BCLearner, BCLearnerConfig
+from dynarl.learners.bc import BCLearner, BCLearnerConfig, unread_batch_size
 from dynarl.seeding import set_torch_rng_state, torch_rng_state
 from dynarl.sources.hindsight import STRATEGIES, HindsightRelabeller
 
@@ -66,7 +66,7 @@ class GCBCConfig(OfflineConfig):
     def check(self) -> str | None:
         if len(self.achieved_goal_dims) != len(self.desired_goal_dims):
             return f"achieved_goal_dims {list(self.achieved_goal_dims)} and desired_goal_dims {list(self.desired_goal_dims)} must have the same length"
-        return super().check()
+        return unread_batch_size(self.learner, self.algo) or super().check()
 
 
 @register
@@ -109,6 +109,9 @@ class DAggerConfig(RunConfig):
     checkpoint_every: int = param(2_000, positive, "env steps between checkpoints (one is also written at the end)")
     learner: BCLearnerConfig = field(default_factory=lambda: BCLearnerConfig(hidden_sizes=(256, 256), activation="relu", lr=1e-3))
 
+    def check(self) -> str | None:
+        return unread_batch_size(self.learner, self.algo)
+
 
 def load_expert(spec: str, device: str = "cpu", spaces: tuple[gym.Space, gym.Space] | None = None, env_name: str = "") -> Labeller:
     """The oracle ``spec`` names: a scripted ``"module:function"`` applied row by row, or a trained dynarl agent
@@ -128,7 +131,7 @@ def load_expert(spec: str, device: str = "cpu", spaces: tuple[gym.Space, gym.Spa
     else:
         algo = ckpt.read_header(path)["algo"]
     states = torch_rng_state(), random.getstate(), np.random.get_state()
-    agent = get_algorithm(algo).load(path, device=device, quiet=True)
+    agent = get_algorithm(algo).load(path, policy_only=True, device=device, quiet=True)
     set_torch_rng_state(states[0])
     random.setstate(states[1])
     np.random.set_state(states[2])

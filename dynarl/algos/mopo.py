@@ -62,6 +62,8 @@ class OfflineModelLoop(ModelData):
 
     def _setup(self) -> None:
         super()._setup()  # the dataset source and the learner
+        if self.policy_only:  # acting needs the policy alone, not the model or its data
+            return
         self.rollout_length = self.cfg.rollout_length
         self._check_holdout()
         self._setup_model_data(self.dataset, self.cfg.epoch_length / self.cfg.rollout_freq, self._reward_transform())
@@ -79,6 +81,8 @@ class OfflineModelLoop(ModelData):
         return None
 
     def parts(self) -> dict:
+        if self.policy_only:
+            return super().parts()
         return {**super().parts(), **self.model_data_parts(), "model_loop": Attributes(self, "model_fits", "_diagnostics", "phase_seconds")}
 
     def train_step(self) -> None:
@@ -177,4 +181,5 @@ class COMBO(OfflineModelLoop, OfflineAlgorithm):
 
     def _setup(self) -> None:
         super()._setup()
-        self.learner.real_rows = self.real_rows()
+        if not self.policy_only:
+            self.learner.real_rows = self.real_rows()

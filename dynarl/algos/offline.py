@@ -24,12 +24,12 @@ from gymnasium import spaces
 from dynarl.algos.base import Algorithm
 from dynarl.algos.registry import register
 from dynarl.config import RunConfig, param, positive
-from dynarl.data.datasets import DatasetError, dataset_env_id, load_episodes, normalized_score
+from dynarl.data.datasets import DatasetError, dataset_env_id, dataset_metadata, load_episodes, normalized_score
 from dynarl.envs.spaces import BOX, DISCRETE, space_kind, space_mismatch
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.awac import AWACLearner, AWACLearnerConfig
 from dynarl.learners.base import flat_dim
-from dynarl.learners.bc import BCLearner, BCLearnerConfig
+from dynarl.learners.bc import BCLearner, BCLearnerConfig, unread_batch_size
 from dynarl.learners.cql import CQLLearner, CQLLearnerConfig
 from dynarl.learners.dqn import DQNLearner, DQNLearnerConfig
 from dynarl.learners.iql import IQLLearner, IQLLearnerConfig
@@ -79,6 +79,9 @@ class OfflineAlgorithm(Algorithm):
         return env_id
 
     def _setup(self) -> None:
+        if self.policy_only:
+            self._setup_policy()
+            return
         cfg = self.cfg
         episodes = load_episodes(cfg.dataset)
         env = self.eval_env
@@ -107,6 +110,22 @@ class OfflineAlgorithm(Algorithm):
             self.dataset.scale_rewards(scale, cfg.reward_shift)
         self.learner = self.learner_cls(cfg.learner, self.observation_space, self.action_space, self.device)
 
+    def _setup_policy(self) -> None:
+        """What acting needs, without the dataset: spaces from the eval env, the learner, the observation
+        normaliser (both restored from the checkpoint); the reference returns for normalised scores come from the
+        dataset's metadata when it is still present."""
+        env = self.eval_env
+        self.check_spaces(env.observation_space, env.action_space)
+        self.ref_scores = (None, None)
+        try:
+            meta = dataset_metadata(self.cfg.dataset)
+            self.ref_scores = (meta.get("ref_min_score"), meta.get("ref_max_score"))
+        except DatasetError:
+            pass  # evaluation needs only the env; the score is then left out
+        self.dataset = None
+        self.obs_normalizer = Normalizer(flat_dim(self.observation_space)).to(self.device)
+        self.learner = self.learner_cls(self.cfg.learner, self.observation_space, self.action_space, self.device)
+
     def _make_source(self, episodes):
         """Where batches come from: the dataset's transitions, actions in the learner's [-1, 1]."""
         return DatasetSource.from_episodes(episodes, self.device, require_rewards=self.needs_rewards, actions=self.actions.from_env(episodes.actions))
@@ -117,6 +136,8 @@ class OfflineAlgorithm(Algorithm):
                 raise DatasetError(f"dataset {episodes.dataset_id!r} has {what} space {ours} but env {self.cfg.env} has {theirs}; evaluate in the env the data came from")
 
     def parts(self) -> dict[str, Any]:
+        if self.policy_only:
+            return {"learner": self.learner, "obs_normalizer": self.obs_normalizer}
         return {"learner": self.learner, "dataset": self.dataset, "obs_normalizer": self.obs_normalizer}
 
     def train_step(self) -> None:
@@ -132,7 +153,7 @@ class OfflineAlgorithm(Algorithm):
 
     def summary(self) -> dict:
         out = super().summary()
-        out.update(dataset=self.cfg.dataset, dataset_transitions=len(self.dataset), normalized_score=self.normalized_score(out["eval_return_mean"]))
+        out.update(dataset=self.cfg.dataset, dataset_transitions=None if self.dataset is None else len(self.dataset), normalized_score=self.normalized_score(out["eval_return_mean"]))
         return out
 
     def on_evaluation(self, mean_return: float, std_return: float) -> None:
@@ -149,6 +170,9 @@ class BCConfig(OfflineConfig):
     algo: str = "bc"
     steps: int = 20_000
     learner: BCLearnerConfig = field(default_factory=lambda: BCLearnerConfig(hidden_sizes=(256, 256), activation="relu", lr=1e-3))
+
+    def check(self) -> str | None:
+        return unread_batch_size(self.learner, self.algo) or super().check()
 
 
 @register

@@ -33,9 +33,17 @@ class BCLearnerConfig:
     hidden_sizes: tuple[int, ...] = param((64, 64), positive_sizes, "policy hidden widths (POPLIN: 64x64)")
     activation: str = param("tanh", one_of(*ACTIVATIONS), "hidden activation")
     lr: float = param(1e-3, positive, "Adam learning rate")
-    batch_size: int = param(256, positive, "minibatch size of POPLIN's fit (bc.batch_size); bc, gcbc and dagger draw their minibatches by the run's batch_size")
+    batch_size: int = param(256, positive, "minibatch size of POPLIN's fit (bc.batch_size); bc, gcbc and dagger refuse it and draw by the run's batch_size")
     weight_decay: float = param(0.0, non_negative, "L2 coefficient on the weights, added to the loss")
     loss: str = param("mse", one_of("mse", "nll"), "Box actions: mse (deterministic policy) or nll (Gaussian likelihood); Discrete actions always use the categorical likelihood")
+
+
+def unread_batch_size(cfg: BCLearnerConfig, algo: str) -> str | None:
+    """The config problem when a run that draws its own minibatches sets ``learner.batch_size`` (only POPLIN's fit
+    reads it), else None."""
+    if cfg.batch_size != BCLearnerConfig.batch_size:
+        return f"learner.batch_size={cfg.batch_size} is not read by {algo} (only POPLIN's bc.batch_size is); {algo} draws its minibatches by batch_size: set batch_size={cfg.batch_size} instead"
+    return None
 
 
 class BCLearner(Learner):
