@@ -65,6 +65,17 @@ def edge_q(child: Node, two_player: bool) -> float:
     return child.reward + sign * child.discount * child.value()
 
 
+def unvisited_score(node: Node, stats: MinMaxStats, config) -> float:
+    """pUCT value term of an unvisited child: 0 (MuZero's pseudocode) or the parent's mean value, normalised
+    like a Q and clipped to [0, 1] (LightZero)."""
+    if config.unvisited_value == "zero":
+        return 0.0
+    v = node.value()
+    if config.normalize_q and stats.maximum > stats.minimum:
+        return min(1.0, max(0.0, stats.normalize(v)))
+    return v
+
+
 def select(node: Node, stats: MinMaxStats, config) -> int:
     if config.rule == "uct":
         for a in sorted(node.prior):
@@ -75,7 +86,7 @@ def select(node: Node, stats: MinMaxStats, config) -> int:
         child = node.children.get(a)
         n = 0 if child is None else child.visit_count
         q = 0.0 if n == 0 else edge_q(child, config.two_player)
-        value_score = (stats.normalize(q) if config.normalize_q else q) if n > 0 else 0.0
+        value_score = (stats.normalize(q) if config.normalize_q else q) if n > 0 else unvisited_score(node, stats, config)
         if config.rule == "puct":
             pb_c = math.log((node.visit_count + config.pb_c_base + 1) / config.pb_c_base) + config.pb_c_init
             pb_c *= math.sqrt(node.visit_count) / (n + 1)

@@ -51,7 +51,8 @@ def toy_roots(A: int = 3):
 @pytest.mark.parametrize("normalize_q", [True, False])
 @pytest.mark.parametrize("masked_and_noisy", [False, True])
 @pytest.mark.parametrize("max_depth", [None, 3])
-def test_batched_search_matches_the_scalar_reference_tree_by_tree(rule, two_player, normalize_q, masked_and_noisy, max_depth):
+@pytest.mark.parametrize("unvisited_value", ["zero", "parent"])
+def test_batched_search_matches_the_scalar_reference_tree_by_tree(rule, two_player, normalize_q, masked_and_noisy, max_depth, unvisited_value):
     A, sims = 3, 30
     root = toy_roots(A)
     fn = toy_recurrent_fn(A)
@@ -60,7 +61,7 @@ def test_batched_search_matches_the_scalar_reference_tree_by_tree(rule, two_play
     if masked_and_noisy:
         invalid = torch.zeros(B, A, dtype=torch.bool)
         invalid[1, 0] = invalid[3, 2] = invalid[5, 1] = True
-    config = SearchConfig(num_simulations=sims, rule=rule, two_player=two_player, normalize_q=normalize_q, max_depth=max_depth,
+    config = SearchConfig(num_simulations=sims, rule=rule, two_player=two_player, normalize_q=normalize_q, max_depth=max_depth, unvisited_value=unvisited_value,
                           root_exploration_fraction=0.25 if masked_and_noisy else 0.0, dirichlet_alpha=0.3)
     result = search(root, fn, config, invalid_actions=invalid, generator=torch.Generator().manual_seed(3))
     assert result.visit_counts.dtype == torch.long and (result.visit_counts.sum(1) == sims).all()
@@ -143,6 +144,34 @@ def test_puct_first_choice_follows_the_prior_and_the_muzero_constant():
     assert masked.root_prior[0, 1] == 0 and float(masked.root_prior[0].sum()) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(("unvisited_value", "visits"), [("zero", [2, 0]), ("parent", [1, 1])])
+def test_unvisited_child_starts_at_zero_or_at_the_parent_value_by_hand(unvisited_value, visits):
+    """Two equal priors, root value 0.5, every transition r = 0.1, gamma = 0.9, v = 1, so Q(s, 0) = 1 after the
+    first simulation (one Q seen: min = max, so Q_norm = Q). Second pick, c = 1.25 + log(19655 / 19652):
+    child 0 scores 1 + 0.5 sqrt(2) c / 2 = 1.442; the unvisited child 1 scores 0 + 0.5 sqrt(2) c = 0.884 from
+    zero, or V(root) = (0.5 + 1) / 2 = 0.75 more (1.634) from the parent's value."""
+
+    def fn(emb, action):
+        B = len(action)
+        one = torch.ones(B, dtype=torch.float64)
+        return StepOutput(reward=0.1 * one, discount=0.9 * one, prior_logits=torch.zeros(B, 2, dtype=torch.float64), value=one), emb
+
+    root = RootOutput(prior_logits=torch.zeros(1, 2, dtype=torch.float64), value=torch.tensor([0.5], dtype=torch.float64), embedding=torch.zeros(1, 1, dtype=torch.float64))
+    c = 1.25 + math.log(19655 / 19652)
+    assert 1.0 + 0.5 * math.sqrt(2) * c / 2 > 0.5 * math.sqrt(2) * c
+    assert 0.75 + 0.5 * math.sqrt(2) * c > 1.0 + 0.5 * math.sqrt(2) * c / 2
+    result = search(root, fn, SearchConfig(num_simulations=2, unvisited_value=unvisited_value))
+    assert result.visit_counts[0].tolist() == visits
+
+
+def test_the_parent_start_changes_the_toy_trees():
+    """The reference match above is not vacuous for the parent start: it searches differently on the toy batch."""
+    root, fn = toy_roots(3), toy_recurrent_fn(3)
+    zero = search(root, fn, SearchConfig(num_simulations=30))
+    parent = search(root, fn, SearchConfig(num_simulations=30, unvisited_value="parent"))
+    assert not torch.equal(zero.visit_counts, parent.visit_counts)
+
+
 def _chain(two_player: bool):
     """One action; root value v0; transitions (r, gamma, v): (1.0, 0.9, 2.0), (-0.5, 0.8, 3.0), (0.25, 0 = terminal, 7.0)."""
     steps = torch.tensor([[1.0, 0.9, 2.0], [-0.5, 0.8, 3.0], [0.25, 0.0, 7.0]], dtype=torch.float64)
@@ -190,7 +219,8 @@ def test_visit_policy_with_temperature():
 
 @pytest.mark.parametrize(("field", "value", "fix"), [("num_simulations", 0, "num_simulations to 1 or more"), ("rule", "ucb", "one of"),
                                                      ("root_exploration_fraction", 1.5, "in \\[0.0, 1.0\\]"), ("max_depth", 0, "max_depth to 1 or more"),
-                                                     ("dirichlet_alpha", 0.0, "> 0.0"), ("num_simulations", 2.5, "int")])
+                                                     ("dirichlet_alpha", 0.0, "> 0.0"), ("num_simulations", 2.5, "int"),
+                                                     ("unvisited_value", "mean", "one of")])
 def test_bad_search_settings_raise_a_config_error_naming_the_fix(field, value, fix):
     kwargs = {"num_simulations": 8, field: value}
     with pytest.raises(ConfigError, match=f"SearchConfig.{field}=.*{fix}"):

@@ -35,7 +35,7 @@ from dynarl.envs.opponents import RandomOpponent, VersusOpponent, versus_wrapper
 from dynarl.envs.spaces import DISCRETE, IMAGE
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.alphazero import AlphaZeroLearner, AlphaZeroLearnerConfig, PositionBatch
-from dynarl.planning.mcts import RootOutput, SearchConfig, SearchResult, StepOutput, search, visit_policy
+from dynarl.planning.mcts import UNVISITED_VALUES, RootOutput, SearchConfig, SearchResult, StepOutput, search, visit_policy
 from dynarl.seeding import EVAL_SEED_OFFSET
 
 
@@ -56,6 +56,7 @@ class AlphaZeroConfig(RunConfig):
     dirichlet_alpha: float = param(0.3, positive, "root Dirichlet noise alpha in self-play (AlphaZero: 0.3 chess, 0.03 Go)")
     root_exploration_fraction: float = param(0.25, unit_interval, "weight eps of the Dirichlet noise in the root priors in self-play (evaluation: none)")
     normalize_q: bool = param(False, help="min-max normalise Q per tree (MuZero); AlphaZero's values are already in [-1, 1]")
+    unvisited_value: str = param("zero", one_of(*UNVISITED_VALUES), "pUCT value of an unvisited child: zero (Q = 0, a draw's value) or parent (the parent's mean value, as LightZero)")
     temperature_moves: int = param(4, non_negative, "plies of each self-play game whose move is sampled from the visit counts (T = 1); later ones take the most visited")
     augment: bool = param(True, help="store every board symmetry of each position (8 for TicTacToe, 2 for Connect Four)")
     buffer_size: int = param(20_000, positive, "replay of the most recent positions (augmented copies included)")
@@ -174,7 +175,7 @@ class AlphaZero(Algorithm):
         self.games = SelfPlayGames(self.model, cfg.n_games, self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
-        common = dict(num_simulations=cfg.num_simulations, rule="puct", pb_c_init=cfg.pb_c_init, pb_c_base=cfg.pb_c_base, two_player=True, normalize_q=cfg.normalize_q)
+        common = dict(num_simulations=cfg.num_simulations, rule="puct", pb_c_init=cfg.pb_c_init, pb_c_base=cfg.pb_c_base, two_player=True, normalize_q=cfg.normalize_q, unvisited_value=cfg.unvisited_value)
         self.self_play_search = SearchConfig(**common, dirichlet_alpha=cfg.dirichlet_alpha, root_exploration_fraction=cfg.root_exploration_fraction)
         self.eval_search = SearchConfig(**common, root_exploration_fraction=0.0)
         self.moves = 0

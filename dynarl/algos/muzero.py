@@ -46,7 +46,7 @@ from dynarl.envs.opponents import RandomOpponent, VersusOpponent, versus_wrapper
 from dynarl.envs.spaces import BOX, DISCRETE, IMAGE
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.muzero import MuZeroLearner, MuZeroLearnerConfig
-from dynarl.planning.mcts import RootOutput, SearchConfig, StepOutput, search, visit_policy
+from dynarl.planning.mcts import UNVISITED_VALUES, RootOutput, SearchConfig, StepOutput, search, visit_policy
 from dynarl.seeding import EVAL_SEED_OFFSET
 
 
@@ -72,6 +72,7 @@ class MuZeroConfig(RunConfig):
     pb_c_base: float = param(19652.0, positive, "pUCT c2")
     dirichlet_alpha: float = param(0.25, positive, "root Dirichlet noise alpha in self-play (muzero-general CartPole: 0.25)")
     root_exploration_fraction: float = param(0.25, unit_interval, "weight of the Dirichlet noise in the root prior in self-play (evaluation: none)")
+    unvisited_value: str = param("zero", one_of(*UNVISITED_VALUES), "pUCT value of an unvisited child: zero (MuZero's pseudocode; the worst under min-max normalisation) or parent (the parent's mean value, as LightZero)")
     buffer_size: int = param(100_000, positive, "replay capacity in env steps (all sub-envs together)")
     batch_size: int = param(128, positive, "positions per gradient step")
     unroll_steps: int = param(5, positive, "K: dynamics steps unrolled per position")
@@ -125,7 +126,7 @@ class MuZero(Algorithm):
         self.buffer = GameSegmentBuffer(cfg.buffer_size, tuple(self.observation_space.shape), self.n_actions, cfg.n_envs, cfg.unroll_steps, cfg.td_steps, cfg.learner.gamma, self.device, two_player=self.two_player)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
-        common = dict(num_simulations=cfg.num_simulations, rule="puct", pb_c_init=cfg.pb_c_init, pb_c_base=cfg.pb_c_base)
+        common = dict(num_simulations=cfg.num_simulations, rule="puct", pb_c_init=cfg.pb_c_init, pb_c_base=cfg.pb_c_base, unvisited_value=cfg.unvisited_value)
         if self.two_player:
             common["two_player"] = True
         self.self_play_search = SearchConfig(**common, dirichlet_alpha=cfg.dirichlet_alpha, root_exploration_fraction=cfg.root_exploration_fraction)

@@ -11,7 +11,10 @@ embedding; per edge (node, a): the child's row, Q(s, a), prior, legality. One si
 
    - ``rule="puct"`` (MuZero pseudocode, Schrittwieser et al. 2020, appendix B):
      ``score = Q_norm(s, a) + P(s, a) * sqrt(N(s)) / (1 + N(s, a)) * (pb_c_init + log((N(s) + pb_c_base + 1) / pb_c_base))``
-     with ``Q_norm = 0`` for an unvisited child, as in the pseudocode;
+     with ``Q_norm = 0`` for an unvisited child, as in the pseudocode (``unvisited_value="zero"``), or, with
+     ``unvisited_value="parent"``, the parent's mean value ``V(s) = W(s) / N(s)`` normalised like a Q and
+     clipped to [0, 1] (LightZero's start, ``compute_mean_q``; under min-max normalisation the pseudocode's 0
+     makes an unvisited child the worst move, so a few simulations pile onto one child);
    - ``rule="uct"`` (001's Score, UCB1): unvisited children first (lowest action first), then
      ``score = Q_norm(s, a) + c_uct * sqrt(ln N(s) / N(s, a))``;
 
@@ -59,6 +62,7 @@ from dynarl.config import one_of
 from dynarl.errors import ConfigError
 
 RULES = ("puct", "uct")
+UNVISITED_VALUES = ("zero", "parent")
 
 
 def _int_at_least(low: int, fix: str):
@@ -112,6 +116,7 @@ class SearchConfig:
     two_player: bool = _spec(_bool, "zero-sum alternating moves: values are for the player to move, G = r - gamma G_child", False)
     normalize_q: bool = _spec(_bool, "min-max normalise Q per tree (MuZero MinMaxStats, rewards included)", True)
     max_depth: int | None = _spec(_int_at_least(1, "set max_depth to 1 or more, or None for no limit"), "nodes at this depth are not expanded (None: no limit)", None)
+    unvisited_value: str = _spec(one_of(*UNVISITED_VALUES), "pUCT value term of an unvisited child: zero (MuZero's pseudocode: Q_norm = 0, the worst under min-max) or parent (the parent's mean value V(s), normalised and clipped to [0, 1]: LightZero's start)", "zero")
 
     def __post_init__(self):
         for f in fields(self):
@@ -231,6 +236,7 @@ def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, i
     S = config.num_simulations
     max_depth = S if config.max_depth is None else min(config.max_depth, S)  # a tree of S + 1 nodes is at most S deep
     puct = config.rule == "puct"
+    parent_start = puct and config.unvisited_value == "parent"
     N1 = S + 1  # node slots per tree
     SCRATCH, NULL = B * N1, B * N1 + 1
     inf = math.inf
@@ -297,7 +303,12 @@ def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, i
         else:
             value_score = q3
         if puct:  # Q_norm (0 unvisited) + P sqrt(N) c(N) / (1 + N(s, a)), MuZero pseudocode ucb_score
-            if config.normalize_q:
+            if parent_start:  # an unvisited child starts at its parent's mean value V(s) = W / N (LightZero)
+                fill = (node3[_W] / node3[_N].clamp(min=1)).unsqueeze(2)
+                if config.normalize_q:
+                    fill = torch.where(ok, ((fill - q_min) / torch.where(ok, spread, 1.0)).clamp_(0.0, 1.0), fill)
+                value_score = torch.where(n == 0, fill, value_score)
+            elif config.normalize_q:
                 value_score.masked_fill_(n == 0, 0.0)
             score = torch.addcmul(static3, prior3 / (1 + n), coef3).add_(value_score)
         else:  # unvisited first, then Q_norm + c sqrt(ln N / N(s, a)), 001's Score
