@@ -461,3 +461,26 @@ def test_unrestorable_envs_raise_one_line():
     with pytest.raises(EnvError, match="time limits"):
         restore(gym.make("CartPole-v1").unwrapped, snapshot(cart))
     assert is_restorable(gym.make("CartPole-v1")) and is_restorable(gym.make(TICTACTOE_ID))
+
+
+def test_the_ceiling_against_the_rule_based_opponent_is_reached_in_real_games():
+    """Expectimax against the rule-based opponent's random choices: playing first a fork always wins (1.0),
+    playing second a draw is the best (0.0). The greedy expectimax player reaches exactly that in real games
+    through the Versus env, whatever the opponent's seed."""
+    from dynarl.envs.opponents import best_return_against_rule, rule_expectimax
+
+    assert best_return_against_rule(True) == 1.0 and best_return_against_rule(False) == 0.0
+    for first in (True, False):
+        value = rule_expectimax(first)
+        me = 1 if first else 2
+        env = VersusOpponent(gym.make(TICTACTOE_ID), "rule", agent_first=first)
+        for seed in range(10):
+            obs, info = env.reset(seed=seed)
+            done, ret = False, 0.0
+            while not done:
+                cells = tuple(int(c) for c in env.unwrapped.get_state().reshape(-1))
+                legal = [a for a in range(9) if not cells[a]]
+                action = max(legal, key=lambda a: value(cells[:a] + (me,) + cells[a + 1 :]))
+                obs, r, terminated, truncated, info = env.step(action)
+                ret, done = ret + r, terminated or truncated
+            assert ret == (1.0 if first else 0.0), (first, seed)

@@ -89,20 +89,25 @@ class RuleBasedOpponent(Opponent):
                 wins.append(a)
         return np.array(wins, dtype=np.int64)
 
-    def __call__(self, board: np.ndarray) -> int:
+    def candidates(self, board: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The moves this opponent draws from on ``board`` and their probabilities (None: uniform)."""
         board = np.asarray(board)
         game, legal = _legal_actions(board)
         me = game.to_play(board)
         for candidates in (self._wins_for(game, board, legal, me), self._wins_for(game, board, legal, 1 - me)):
             if candidates.size:
-                return int(self.rng.choice(candidates))
+                return candidates, None
         safe = [a for a in legal if not self._wins_for(game, nxt := game.play(board, a), np.flatnonzero(game.legal(nxt)), 1 - me).size]
         rest = np.array(safe if safe else legal, dtype=np.int64)
         if game is TICTACTOE:
             rank = _TICTACTOE_PREFERENCE[rest]
-            return int(self.rng.choice(rest[rank == rank.max()]))
+            return rest[rank == rank.max()], None
         w = _CONNECT_FOUR_WEIGHTS[rest]
-        return int(self.rng.choice(rest, p=w / w.sum()))
+        return rest, w / w.sum()
+
+    def __call__(self, board: np.ndarray) -> int:
+        actions, p = self.candidates(board)
+        return int(self.rng.choice(actions) if p is None else self.rng.choice(actions, p=p))
 
 
 # ------------------------------------------------------------------------------------------------ perfect TicTacToe
@@ -169,6 +174,37 @@ class PerfectTicTacToe(Opponent):
         if action < 0:
             raise EnvError("TicTacToe: no legal action, the game is over")
         return action
+
+
+def rule_expectimax(agent_first: bool) -> Callable[[tuple[int, ...]], float]:
+    """``value(cells)``: the highest expected return (+1 win, 0 draw, -1 loss) a TicTacToe player on one side
+    can still get against :class:`RuleBasedOpponent` from a position (9 cell codes): the maximum over its own
+    moves, the expectation over the opponent's random choices (memoised over the reachable positions)."""
+    opponent, agent = RuleBasedOpponent(), 1 if agent_first else 2
+
+    @lru_cache(maxsize=None)
+    def value(cells: tuple[int, ...]) -> float:
+        if _has_line(cells, agent):
+            return 1.0
+        if _has_line(cells, 3 - agent):
+            return -1.0
+        if all(cells):
+            return 0.0
+        mover = 1 if sum(c == 1 for c in cells) == sum(c == 2 for c in cells) else 2
+        if mover == agent:
+            return max(value(cells[:a] + (mover,) + cells[a + 1 :]) for a in range(9) if not cells[a])
+        actions, p = opponent.candidates(np.array(cells, dtype=np.int8).reshape(3, 3))
+        p = np.full(len(actions), 1.0 / len(actions)) if p is None else p
+        return float(sum(pi * value(cells[:a] + (mover,) + cells[a + 1 :]) for a, pi in zip(actions.tolist(), p)))
+
+    return value
+
+
+def best_return_against_rule(agent_first: bool) -> float:
+    """The ceiling of a return against :class:`RuleBasedOpponent` from one side (:func:`rule_expectimax` of the
+    empty board): 1 playing first (a corner, the opposite corner, then a fork its tie-breaking cannot stop),
+    0 playing second. A minimax player that does not seek the fork only draws."""
+    return rule_expectimax(agent_first)((0,) * 9)
 
 
 OPPONENTS: dict[str, Callable[[int | None], Opponent]] = {
