@@ -12,6 +12,9 @@ Writes one CSV row per point (moves, games, gradient steps, wall seconds, rates)
 one JSON line with the final rates. The rule-based opponent never misses an immediate win or block, so a
 strong TicTacToe player mostly draws with it: wins need forks, and the loss rate is the figure to watch
 (LightZero's bot-mode curve reports returns of about 0.7-0.9 for AlphaZero, wins counting +1 and draws 0).
+The best return any player can get against it, sides alternating, is 0.5 (``rule_return_ceiling``, by
+expectimax over its random tie-breaks: a fork always wins from the first seat, a draw is the best from the
+second).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 
 from dynarl.algos.alphazero import AlphaZero
 from dynarl.algos.muzero import MuZero
-from dynarl.envs.opponents import RandomOpponent, RuleBasedOpponent
+from dynarl.envs.opponents import RandomOpponent, RuleBasedOpponent, best_return_against_rule
 
 FIELDS = ["moves", "games", "gradient_steps", "wall_seconds", "rule_win", "rule_draw", "rule_loss", "random_win", "random_draw", "random_loss", "rule_return"]
 
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         writer.writeheader()
         writer.writerows(rows)
     print(Path(args.out).read_text(), end="")
-    final = {"benchmark": "tictactoe_curves", "algo": args.algo, "overrides": overrides, "seed": args.seed, "threads": args.threads, "csv": str(args.out), "total_seconds": round(time.perf_counter() - start, 1), **rows[-1]}
+    final = {"benchmark": "tictactoe_curves", "algo": args.algo, "overrides": overrides, "seed": args.seed, "threads": args.threads, "csv": str(args.out), "total_seconds": round(time.perf_counter() - start, 1), **rows[-1],
+             "rule_return_ceiling": (best_return_against_rule(True) + best_return_against_rule(False)) / 2}  # fmt: skip
     print(json.dumps(final))
     return final
 
