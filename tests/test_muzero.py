@@ -363,6 +363,24 @@ def test_self_play_stores_visit_distributions_and_reanalysis_uses_the_target_net
     assert not torch.allclose(expected, agent.learner.initial_inference(flat)[2].reshape(expected.shape))
 
 
+@pytest.mark.parametrize("temperature_moves", [2, 5])
+def test_board_game_plies_past_temperature_moves_play_the_most_visited_action(temperature_moves):
+    """The paper's board-game rule: from ply ``temperature_moves`` of each game on (the stones on the board),
+    self-play takes the most visited action (ties: the lowest); earlier plies sample at temperature 1 and do
+    not always."""
+    agent = MuZero("dynarl/TicTacToe-v0", seed=3, **{**TINY, "n_envs": 8, "num_simulations": 8, "temperatures": (1.0,), "temperature_milestones": (), "temperature_moves": temperature_moves})
+    for _ in range(30):
+        agent.play()
+    buf = agent.buffer
+    obs, act, pi = buf.obs[:, : buf.count].flatten(0, 1), buf.action[:, : buf.count].flatten(), buf.policy[:, : buf.count].flatten(0, 1)
+    late = obs.flatten(1).sum(1) >= temperature_moves
+    assert late.any() and (~late).any()
+    assert torch.equal(act[late], pi[late].argmax(1))
+    assert not torch.equal(act[~late], pi[~late].argmax(1))
+    with pytest.raises(ConfigError, match="temperature_moves=4 counts the plies of a board game, and CartPole-v1 is not one"):
+        MuZero("CartPole-v1", **{**TINY, "temperature_moves": 4})
+
+
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     args = ["--env", "CartPole-v1", "--steps", "240", "--seed", "3", *[f"{k}={list(v) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else v}" for k, v in {**TINY, "checkpoint_every": 80}.items()]]
     killed, whole = tmp_path / "killed", tmp_path / "whole"

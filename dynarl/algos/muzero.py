@@ -3,7 +3,8 @@
     for each vector step (n_envs env steps):
         s^0, p, v = f(h(o)) for every sub-env; ONE batched search (pUCT, Dirichlet noise at the roots) over
             the learned dynamics g for all sub-envs                                   (dynarl.planning.mcts)
-        pi = visit counts / sum; a ~ pi^(1/T), T from the temperature schedule over gradient steps
+        pi = visit counts / sum; a ~ pi^(1/T), T from the temperature schedule over gradient steps (board games
+            with temperature_moves: the most visited action from that ply of each game on, as the paper)
         step the envs; store (o, a, u, nu = root search value, pi, done) per sub-env   (GameSegmentBuffer)
         while gradient steps < train_ratio x (env steps - learning_starts):
             sample positions with their K-step targets (n-step z with the stored search values, or with
@@ -81,6 +82,7 @@ class MuZeroConfig(RunConfig):
     train_ratio: float = param(0.25, positive, "gradient steps per env step once learning has started")
     temperatures: tuple[float, ...] = param((1.0, 0.5, 0.25), _non_negative_floats, "visit-count temperatures of self-play, one per stage of temperature_milestones")
     temperature_milestones: tuple[int, ...] = param((2_000, 4_000), _increasing, "gradient steps at which the next temperature starts (len(temperatures) - 1 of them)")
+    temperature_moves: int = param(0, non_negative, "board games: plies of each self-play game played at the temperature above; later plies take the most visited action (the paper's board-game rule, 30 moves in chess and Go); 0: every ply")
     eval_opponent: str = param("rule", one_of("random", "rule", "perfect"), "two-player board games: the runner's evaluation opponent (perfect: TicTacToe only); the random one is always played too")
     reanalyse: str = param("off", one_of("off", "network", "search"), "recompute the bootstrapped values of sampled targets with the target network: its value (network) or a fresh search (search)")
     learner: MuZeroLearnerConfig = field(default_factory=MuZeroLearnerConfig)
@@ -116,6 +118,8 @@ class MuZero(Algorithm):
             if self.two_player and cfg.eval_opponent == "perfect" and probe.unwrapped.game.name != "TicTacToe":
                 raise ConfigError(f"eval_opponent='perfect' exists for TicTacToe only; use eval_opponent=rule or eval_opponent=random for {self.env_name}")
             self.board_model = model_for(probe)  # the legal moves at the root
+        elif cfg.temperature_moves:
+            raise ConfigError(f"temperature_moves={cfg.temperature_moves} counts the plies of a board game, and {self.env_name} is not one; use temperatures and temperature_milestones (a schedule over gradient steps)")
         self.collector = self.env_collector(cfg.n_envs, vec_env=cfg.vec_env)  # self-play: both sides by the search
         if self.two_player:
             make = self.make_env
@@ -195,7 +199,11 @@ class MuZero(Algorithm):
         result = self.run_search(obs_t, self.self_play_search, self.generator)
         counts = result.visit_counts.float()
         pi = counts / counts.sum(-1, keepdim=True)  # the policy target: the visit distribution (temperature 1)
-        act = torch.multinomial(visit_policy(result.visit_counts, self.temperature()), 1, generator=self.generator).squeeze(1)
+        probs = visit_policy(result.visit_counts, self.temperature())
+        if self.cfg.temperature_moves:  # board games: the stones on the board count the plies played
+            late = obs_t.flatten(1).sum(1) >= self.cfg.temperature_moves
+            probs = torch.where(late.unsqueeze(1), visit_policy(result.visit_counts, 0.0), probs)
+        act = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
         t = self.collector.step(act.cpu().numpy() + self._action_start)
         end_value = None
         if t.truncated.any():  # a time limit: the final observation's value is bootstrapped from (see GameSegmentBuffer)
