@@ -24,7 +24,7 @@ from dynarl.data.game_segments import GameSegmentBuffer, SegmentBatch
 from dynarl.envs.opponents import RandomOpponent
 from dynarl.errors import ConfigError, EnvError
 from dynarl.learners.muzero import MuZeroLearner, MuZeroLearnerConfig
-from dynarl.nn.muzero import h_inverse, h_transform, min_max_scale, scalar_to_support, support_to_scalar
+from dynarl.nn.muzero import MuZeroNetwork, h_inverse, h_transform, min_max_scale, scalar_to_support, support_to_scalar
 from dynarl.seeding import EVAL_SEED_OFFSET
 
 # --- the support transform ----------------------------------------------------------------------------------
@@ -59,6 +59,27 @@ def test_two_hot_projection_and_back():
 def test_min_max_scaling():
     s = torch.tensor([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])
     np.testing.assert_allclose(min_max_scale(s).numpy(), [[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]])
+
+
+def test_reward_read_from_the_next_state():
+    """reward_from="next_state": r^k = reward_net(s^k), a function of the state reached alone (two actions that reach
+    the same s^k get the same reward), 0 at initialisation; the default computes it with s^k in one MLP."""
+    torch.manual_seed(0)
+    net = MuZeroNetwork(4, 3, latent_dim=6, hidden_sizes=(8,), value_support=0, reward_support=0, reward_from="next_state")
+    state = min_max_scale(torch.randn(5, 6))
+    action = torch.tensor([0, 1, 2, 1, 0])
+    reward, next_state = net.dynamics(state, action)
+    assert torch.equal(reward, torch.zeros(5, 1))  # the reward rows start at zero
+    with torch.no_grad():
+        for p in net.reward_net.parameters():
+            p.normal_()
+    reward, next_state = net.dynamics(state, action)
+    torch.testing.assert_close(reward, net.reward_net(next_state))
+    assert tuple(net.dynamics_net[-1].weight.shape) == (6, 8)  # the dynamics MLP gives the latent only
+    joint = MuZeroNetwork(4, 3, latent_dim=6, hidden_sizes=(8,), value_support=0, reward_support=0)
+    assert joint.reward_net is None and tuple(joint.dynamics_net[-1].weight.shape) == (7, 8)
+    with pytest.raises(ConfigError, match="reward_from"):
+        MuZero("CartPole-v1", **{**TINY, "learner.reward_from": "obs"})
 
 
 # --- n-step targets -------------------------------------------------------------------------------------------

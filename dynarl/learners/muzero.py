@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from dynarl.config import non_negative, param, positive, positive_sizes, unit_interval_open_closed
+from dynarl.config import non_negative, one_of, param, positive, positive_sizes, unit_interval_open_closed
 from dynarl.data.game_segments import SegmentBatch
 from dynarl.errors import EnvError
 from dynarl.learners.base import Learner, target_copy
-from dynarl.nn.muzero import MuZeroNetwork, scalar_to_support, scale_gradient
+from dynarl.nn.muzero import REWARD_FROM, MuZeroNetwork, scalar_to_support, scale_gradient
 from dynarl.nn.optim import FusedAdam
 
 
@@ -52,6 +52,7 @@ class MuZeroLearnerConfig:
     hidden_sizes: tuple[int, ...] = param((64,), positive_sizes, "hidden layer widths of h, g and f")
     value_support: int = param(10, non_negative, "S of the categorical value head over {-S..S} after h(x) (0: a scalar head with squared error)")
     reward_support: int = param(10, non_negative, "S of the categorical reward head (0: scalar)")
+    reward_from: str = param("transition", one_of(*REWARD_FROM), "what the reward head reads: transition (the dynamics' hidden layer on (s^{k-1}, a), one MLP for both) or next_state (its own MLP on s^k, as LightZero)")
     max_grad_norm: float = param(0.0, non_negative, "clip the gradient's global norm to this (0: no clipping)")
     target_update_interval: int = param(100, positive, "updates between copies of the network into the target network used for reanalysis")
 
@@ -70,7 +71,7 @@ class MuZeroLearner(Learner):
         self.cfg = cfg
         self.n_actions = int(action_space.n)
         obs_dim = int(torch.tensor(obs_space.shape).prod()) if obs_space.shape else 1
-        self.net = MuZeroNetwork(obs_dim, self.n_actions, cfg.latent_dim, cfg.hidden_sizes, cfg.value_support, cfg.reward_support).to(device)
+        self.net = MuZeroNetwork(obs_dim, self.n_actions, cfg.latent_dim, cfg.hidden_sizes, cfg.value_support, cfg.reward_support, cfg.reward_from).to(device)
         self.target_net = target_copy(self.net)
         self.modules = {"net": self.net, "target_net": self.target_net}
         self.optimizers = {"net": FusedAdam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)}

@@ -71,6 +71,9 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x * scale + x.detach() * (1.0 - scale)
 
 
+REWARD_FROM = ("transition", "next_state")
+
+
 class MuZeroNetwork(nn.Module):
     """h, g and f as MLPs for flat observations and ``n_actions`` discrete actions.
 
@@ -79,9 +82,14 @@ class MuZeroNetwork(nn.Module):
     prediction gives both p^k and v^k from s^k. Each is one MLP whose hidden layers the two outputs share. The
     value and reward rows of the last layers start at zero, so the first predictions are 0 (uniform logits on a
     symmetric support also mean 0).
+
+    ``reward_from="next_state"``: r^k comes from a reward MLP on the new state s^k instead (as LightZero's
+    dynamics network, whose reward head reads the next latent): a reward that depends on the position reached,
+    like a completed line, is then a function of s^k alone, not of an interaction between s^{k-1} and the action.
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, latent_dim: int = 64, hidden_sizes: tuple[int, ...] = (64,), value_support: int = 10, reward_support: int = 10):
+    def __init__(self, obs_dim: int, n_actions: int, latent_dim: int = 64, hidden_sizes: tuple[int, ...] = (64,), value_support: int = 10, reward_support: int = 10,
+                 reward_from: str = "transition"):
         super().__init__()
         self.obs_dim, self.n_actions, self.latent_dim = int(obs_dim), int(n_actions), int(latent_dim)
         self.value_support, self.reward_support = int(value_support), int(reward_support)
@@ -89,13 +97,19 @@ class MuZeroNetwork(nn.Module):
         value_dim = 2 * self.value_support + 1 if self.value_support else 1
         reward_dim = 2 * self.reward_support + 1 if self.reward_support else 1
         self.value_dim, self.reward_dim = value_dim, reward_dim
+        if reward_from not in REWARD_FROM:
+            raise ValueError(f"reward_from must be one of {REWARD_FROM}, got {reward_from!r}")
+        self.reward_from = reward_from
         self.representation = mlp(self.obs_dim, hidden, self.latent_dim)
         # g and f each as one MLP whose last layer holds both outputs: (s^k, r^k) and (p^k, v^k) (half the small ops of four nets)
-        self.dynamics_net = mlp(self.latent_dim + self.n_actions, hidden, self.latent_dim + reward_dim)
+        joint = reward_from == "transition"
+        self.dynamics_net = mlp(self.latent_dim + self.n_actions, hidden, self.latent_dim + (reward_dim if joint else 0))
+        self.reward_net = None if joint else mlp(self.latent_dim, hidden, reward_dim)
         self.prediction_net = mlp(self.latent_dim, hidden, self.n_actions + value_dim)
         with torch.no_grad():
-            self.dynamics_net[-1].weight[self.latent_dim :].zero_()
-            self.dynamics_net[-1].bias[self.latent_dim :].zero_()
+            reward_layer = self.dynamics_net[-1] if joint else self.reward_net[-1]
+            reward_layer.weight[-reward_dim:].zero_()
+            reward_layer.bias[-reward_dim:].zero_()
             self.prediction_net[-1].weight[self.n_actions :].zero_()
             self.prediction_net[-1].bias[self.n_actions :].zero_()
 
@@ -109,7 +123,10 @@ class MuZeroNetwork(nn.Module):
         """(reward output [B, reward_dim], s^k [B, latent]) = g(s^{k-1}, a^k); ``action`` holds indices [B]."""
         x = torch.cat([state, F.one_hot(action.reshape(-1).long(), self.n_actions).to(state.dtype)], -1)
         out = self.dynamics_net(x)
-        return out[:, self.latent_dim :], min_max_scale(out[:, : self.latent_dim])
+        next_state = min_max_scale(out[:, : self.latent_dim])
+        if self.reward_net is not None:
+            return self.reward_net(next_state), next_state
+        return out[:, self.latent_dim :], next_state
 
     def predict(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy logits [B, A], value output [B, value_dim]) = f(s)."""
