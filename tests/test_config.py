@@ -3,7 +3,7 @@ import pytest
 from dynarl.algos import build_config
 from dynarl.config import parse_overrides, to_dict
 from dynarl.errors import ConfigError
-from dynarl.presets import get_preset
+from dynarl.presets import all_presets, get_preset
 
 
 def test_defaults_preset_then_overrides():
@@ -15,6 +15,22 @@ def test_defaults_preset_then_overrides():
     # the resolved config has every default filled in
     d = to_dict(cfg)
     assert d["learner"]["gamma"] == 0.99 and d["buffer_size"] > 0 and d["algo"] == "sac"
+
+
+@pytest.mark.parametrize("algo,env", sorted(all_presets()))
+def test_every_preset_builds_a_valid_config_with_its_values(algo, env):
+    """Each preset names real keys with valid values, and a run on its task gets them (offline ones: on a dataset
+    of that task, whose env picks the preset)."""
+    from dynarl.algos import get_algorithm
+    from dynarl.config import flat_keys
+
+    extra = {"dataset": "local/any/medium-v0"} if "dataset" in flat_keys(get_algorithm(algo).config_cls()) else {}
+    cfg = to_dict(build_config(algo, env, extra))
+    for key, value in get_preset(algo, env).overrides.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == (list(value) if isinstance(value, tuple) else value), (algo, env, key)
 
 
 def test_unknown_key_suggests_close_matches():

@@ -10,7 +10,7 @@ import importlib
 
 from dynarl.presets.common import MUJOCO_V5, Preset
 
-FAMILIES = ("off_policy", "planning", "on_policy", "model_based", "value_based", "offline_model_based", "search")
+FAMILIES = ("off_policy", "planning", "on_policy", "model_based", "value_based", "offline", "offline_model_based", "search")
 
 
 def all_presets() -> dict[tuple[str, str], Preset]:
