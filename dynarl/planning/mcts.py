@@ -13,8 +13,9 @@ embedding; per edge (node, a): the child's row, Q(s, a), prior, legality. One si
      ``score = Q_norm(s, a) + P(s, a) * sqrt(N(s)) / (1 + N(s, a)) * (pb_c_init + log((N(s) + pb_c_base + 1) / pb_c_base))``
      with ``Q_norm = 0`` for an unvisited child, as in the pseudocode (``unvisited_value="zero"``), or, with
      ``unvisited_value="parent"``, the parent's mean value ``V(s) = W(s) / N(s)`` normalised like a Q and
-     clipped to [0, 1] (LightZero's start, ``compute_mean_q``; under min-max normalisation the pseudocode's 0
-     makes an unvisited child the worst move, so a few simulations pile onto one child);
+     clipped to [0, 1] (after LightZero, whose ``compute_mean_q`` averages the parent's Q with the visited
+     siblings' Q; under min-max normalisation the pseudocode's 0 makes an unvisited child the worst move, so a
+     few simulations pile onto one child);
    - ``rule="uct"`` (001's Score, UCB1): unvisited children first (lowest action first), then
      ``score = Q_norm(s, a) + c_uct * sqrt(ln N(s) / N(s, a))``;
 
@@ -116,7 +117,7 @@ class SearchConfig:
     two_player: bool = _spec(_bool, "zero-sum alternating moves: values are for the player to move, G = r - gamma G_child", False)
     normalize_q: bool = _spec(_bool, "min-max normalise Q per tree (MuZero MinMaxStats, rewards included)", True)
     max_depth: int | None = _spec(_int_at_least(1, "set max_depth to 1 or more, or None for no limit"), "nodes at this depth are not expanded (None: no limit)", None)
-    unvisited_value: str = _spec(one_of(*UNVISITED_VALUES), "pUCT value term of an unvisited child: zero (MuZero's pseudocode: Q_norm = 0, the worst under min-max) or parent (the parent's mean value V(s), normalised and clipped to [0, 1]: LightZero's start)", "zero")
+    unvisited_value: str = _spec(one_of(*UNVISITED_VALUES), "pUCT value term of an unvisited child: zero (MuZero's pseudocode: Q_norm = 0, the worst under min-max) or parent (the parent's mean value V(s), normalised and clipped to [0, 1], after LightZero's mean-Q start)", "zero")
 
     def __post_init__(self):
         for f in fields(self):
