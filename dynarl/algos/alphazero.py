@@ -56,7 +56,7 @@ class AlphaZeroConfig(RunConfig):
     dirichlet_alpha: float = param(0.3, positive, "root Dirichlet noise alpha in self-play (AlphaZero: 0.3 chess, 0.03 Go)")
     root_exploration_fraction: float = param(0.25, unit_interval, "weight eps of the Dirichlet noise in the root priors in self-play (evaluation: none)")
     normalize_q: bool = param(False, help="min-max normalise Q per tree (MuZero); AlphaZero's values are already in [-1, 1]")
-    unvisited_value: str = param("zero", one_of(*UNVISITED_VALUES), "pUCT value of an unvisited child: zero (Q = 0, a draw's value) or parent (the parent's mean value, as LightZero)")
+    unvisited_value: str = param("zero", one_of(*UNVISITED_VALUES), "pUCT value of an unvisited child: zero (Q = 0, a draw's value) or parent (the parent's mean value, after LightZero)")
     temperature_moves: int = param(4, non_negative, "plies of each self-play game whose move is sampled from the visit counts (T = 1); later ones take the most visited")
     augment: bool = param(True, help="store every board symmetry of each position (8 for TicTacToe, 2 for Connect Four)")
     buffer_size: int = param(20_000, positive, "replay of the most recent positions (augmented copies included)")

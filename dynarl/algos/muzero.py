@@ -73,7 +73,7 @@ class MuZeroConfig(RunConfig):
     pb_c_base: float = param(19652.0, positive, "pUCT c2")
     dirichlet_alpha: float = param(0.25, positive, "root Dirichlet noise alpha in self-play (muzero-general CartPole: 0.25)")
     root_exploration_fraction: float = param(0.25, unit_interval, "weight of the Dirichlet noise in the root prior in self-play (evaluation: none)")
-    unvisited_value: str = param("zero", one_of(*UNVISITED_VALUES), "pUCT value of an unvisited child: zero (MuZero's pseudocode; the worst under min-max normalisation) or parent (the parent's mean value, as LightZero)")
+    unvisited_value: str = param("zero", one_of(*UNVISITED_VALUES), "pUCT value of an unvisited child: zero (MuZero's pseudocode; the worst under min-max normalisation) or parent (the parent's mean value, after LightZero)")
     buffer_size: int = param(100_000, positive, "replay capacity in env steps (all sub-envs together)")
     batch_size: int = param(128, positive, "positions per gradient step")
     unroll_steps: int = param(5, positive, "K: dynamics steps unrolled per position")
