@@ -351,9 +351,9 @@ TINY = {"n_envs": 2, "num_simulations": 4, "batch_size": 8, "learning_starts": 3
         "eval_episodes": 1, "eval_every": 10_000, "log_every": 20, "checkpoint_every": 40, "quiet": True}  # fmt: skip
 
 
-@pytest.mark.parametrize("reanalyse", ["off", "network", "search"])
-def test_resume_from_a_checkpoint_is_bit_identical(reanalyse, tmp_path):
-    whole = MuZero("CartPole-v1", seed=5, reanalyse=reanalyse, **TINY).learn(100, run_dir=tmp_path / "whole")
+@pytest.mark.parametrize("reanalyse,reanalyse_policy", [("off", False), ("network", False), ("search", False), ("off", True)])
+def test_resume_from_a_checkpoint_is_bit_identical(reanalyse, reanalyse_policy, tmp_path):
+    whole = MuZero("CartPole-v1", seed=5, reanalyse=reanalyse, reanalyse_policy=reanalyse_policy, **TINY).learn(100, run_dir=tmp_path / "whole")
     assert whole.gradient_steps == int((100 - 30) * 0.5) and whole.temperature() == 0.25
     first = sorted((tmp_path / "whole" / "checkpoints").glob("step_*.safetensors"))[0]
     assert int(first.stem.split("_")[1]) < 100
@@ -382,6 +382,29 @@ def test_self_play_stores_visit_distributions_and_reanalysis_uses_the_target_net
     expected = agent.learner.initial_inference(flat, target=True)[2].reshape(batch.bootstrap_value.shape)
     torch.testing.assert_close(batch.bootstrap_value, expected)
     assert not torch.allclose(expected, agent.learner.initial_inference(flat)[2].reshape(expected.shape))
+
+
+def test_reanalysed_policy_targets_are_a_fresh_search_at_the_unrolled_positions():
+    """reanalyse_policy: pi_{t+k} is the visit distribution of a search from o_{t+k} with the target network (no root
+    noise here, so the search can be repeated), zero past the episode's end; without it the stored ones stay."""
+    agent = MuZero("dynarl/TicTacToe-v0", seed=4, **{**TINY, "n_envs": 4, "num_simulations": 6, "root_exploration_fraction": 0.0, "reanalyse_policy": True, "temperatures": (1.0, 0.5, 0.25)})
+    for _ in range(25):
+        agent.play()
+    with torch.no_grad():  # a target network unlike the online one, so the targets must come from the target
+        gen = torch.Generator().manual_seed(1)
+        for p in agent.learner.target_net.parameters():
+            p.add_(torch.randn(p.shape, generator=gen))
+    state = agent.generator.get_state()
+    stored = agent.buffer.sample(agent.cfg.batch_size, agent.generator)
+    agent.generator.set_state(state)
+    batch = agent.sample_batch()
+    assert torch.equal(batch.unroll_obs, stored.unroll_obs) and torch.equal(batch.obs, batch.unroll_obs[:, 0])
+    obs = batch.unroll_obs.reshape(-1, *batch.unroll_obs.shape[2:])
+    visits = agent.run_search(obs, agent.self_play_search, target=True).visit_counts.float()
+    expected = (visits / visits.sum(-1, keepdim=True)).reshape(batch.target_policy.shape) * batch.policy_mask.unsqueeze(-1)
+    torch.testing.assert_close(batch.target_policy, expected)
+    assert batch.policy_mask.min() == 0 and not torch.equal(batch.target_policy, stored.target_policy)
+    assert torch.equal(batch.policy_mask, stored.policy_mask)
 
 
 @pytest.mark.parametrize("temperature_moves", [2, 5])

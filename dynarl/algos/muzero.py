@@ -16,8 +16,11 @@ discounted by gamma. Only Discrete action spaces and flat Box observations are t
 
 Reanalysis (``reanalyse``): ``network`` bootstraps every sampled value target from the target network's
 f(h(o_{t+k+n})) (muzero-general's ``use_last_model_value``); ``search`` runs a fresh search from
-o_{t+k+n} with the target network and bootstraps from its root value (MuZero Reanalyze's value targets;
-the policy targets stay the stored ones). ``learner.target_update_interval=1`` makes it the current network.
+o_{t+k+n} with the target network and bootstraps from its root value (MuZero Reanalyze's value targets).
+``reanalyse_policy`` also replaces the policy targets pi_{t+k} of the sampled positions by the visit
+distribution of a fresh search from o_{t+k} (target network, self-play's root noise; MuZero Reanalyze's
+policy targets); otherwise they stay the stored ones. ``learner.target_update_interval=1`` makes the target
+the current network.
 
 Two-player board games (``dynarl/TicTacToe-v0``, ``dynarl/ConnectFour-v0``; observations from the perspective
 of the player to move): one search plays both sides (``SearchConfig.two_player``: G = r - gamma G_child, values
@@ -85,6 +88,7 @@ class MuZeroConfig(RunConfig):
     temperature_moves: int = param(0, non_negative, "board games: plies of each self-play game played at the temperature above; later plies take the most visited action (the paper's board-game rule, 30 moves in chess and Go); 0: every ply")
     eval_opponent: str = param("rule", one_of("random", "rule", "perfect"), "two-player board games: the runner's evaluation opponent (perfect: TicTacToe only); the random one is always played too")
     reanalyse: str = param("off", one_of("off", "network", "search"), "recompute the bootstrapped values of sampled targets with the target network: its value (network) or a fresh search (search)")
+    reanalyse_policy: bool = param(False, help="replace the policy targets of sampled positions by the visit distribution of a fresh search with the target network and root noise (MuZero Reanalyze; LightZero's reanalysed policy)")
     learner: MuZeroLearnerConfig = field(default_factory=MuZeroLearnerConfig)
 
     def check(self) -> str | None:
@@ -237,14 +241,19 @@ class MuZero(Algorithm):
 
     def sample_batch(self) -> SegmentBatch:
         batch = self.buffer.sample(self.cfg.batch_size, self.generator)
-        if self.cfg.reanalyse == "off":
-            return batch
-        obs = batch.bootstrap_obs.reshape(-1, *batch.bootstrap_obs.shape[2:])
-        if self.cfg.reanalyse == "network":
-            value = self.learner.initial_inference(obs, target=True)[2]
-        else:
-            value = self.run_search(obs, self.eval_search, target=True).root_value
-        return batch.replace(bootstrap_value=value.reshape(batch.bootstrap_value.shape))
+        if self.cfg.reanalyse != "off":
+            obs = batch.bootstrap_obs.reshape(-1, *batch.bootstrap_obs.shape[2:])
+            if self.cfg.reanalyse == "network":
+                value = self.learner.initial_inference(obs, target=True)[2]
+            else:
+                value = self.run_search(obs, self.eval_search, target=True).root_value
+            batch = batch.replace(bootstrap_value=value.reshape(batch.bootstrap_value.shape))
+        if self.cfg.reanalyse_policy:  # pi_{t+k} from a fresh search at o_{t+k}, k = 0..K (zero past the end, as stored)
+            obs = batch.unroll_obs.reshape(-1, *batch.unroll_obs.shape[2:])
+            visits = self.run_search(obs, self.self_play_search, self.generator, target=True).visit_counts.float()
+            pi = (visits / visits.sum(-1, keepdim=True)).reshape(batch.target_policy.shape)
+            batch = batch.replace(target_policy=pi * batch.policy_mask.unsqueeze(-1))
+        return batch
 
     def metrics(self) -> dict[str, float]:
         return {**super().metrics(), "rollout/temperature": self.temperature(), **{f"eval/{k}": v for k, v in self._eval.items()}}

@@ -61,6 +61,7 @@ class SegmentBatch:
     value_mask: torch.Tensor  # [B, K+1]
     target_policy: torch.Tensor  # [B, K+1, A] visit distributions (zero past the end)
     policy_mask: torch.Tensor  # [B, K+1]
+    unroll_obs: torch.Tensor | None = None  # [B, K+1, *obs] o_{t+k}, for reanalysing the policy targets (rows past the end: any)
 
     @property
     def target_value(self) -> torch.Tensor:
@@ -198,6 +199,7 @@ class GameSegmentBuffer:
             value_mask=value_mask,
             target_policy=policy,
             policy_mask=inside.float(),
+            unroll_obs=self.obs[envs[:, : K + 1], rows[:, : K + 1]],
         )
 
     # --- checkpoint state ---------------------------------------------------------------------------------
