@@ -255,7 +255,9 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_identical(sig, tmp_path, un
     deadline = time.time() + 300
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.2)  # on past the periodic checkpoint, mid-episode
+    metrics = out / "metrics.csv"  # on past the periodic checkpoint, mid-episode: step 750's row is written (a fixed sleep can fall short on a loaded machine)
+    while proc.poll() is None and time.time() < deadline and not any(row.startswith("750,") for row in metrics.read_text().splitlines()):
+        time.sleep(0.02)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
