@@ -62,8 +62,8 @@ def test_min_max_scaling():
 
 
 def test_reward_read_from_the_next_state():
-    """reward_from="next_state": r^k = reward_net(s^k), a function of the state reached alone (two actions that reach
-    the same s^k get the same reward), 0 at initialisation; the default computes it with s^k in one MLP."""
+    """reward_from="next_state": r^k = reward_net(s^k), a function of the state reached alone, 0 at initialisation;
+    the default computes it with s^k in one MLP."""
     torch.manual_seed(0)
     net = MuZeroNetwork(4, 3, latent_dim=6, hidden_sizes=(8,), value_support=0, reward_support=0, reward_from="next_state")
     state = min_max_scale(torch.randn(5, 6))
@@ -386,7 +386,7 @@ def test_self_play_stores_visit_distributions_and_reanalysis_uses_the_target_net
 
 def test_reanalysed_policy_targets_are_a_fresh_search_at_the_unrolled_positions():
     """reanalyse_policy: pi_{t+k} is the visit distribution of a search from o_{t+k} with the target network (no root
-    noise here, so the search can be repeated), zero past the episode's end; without it the stored ones stay."""
+    noise here, so the search can be repeated), zero past the episode's end, and unlike the stored ones."""
     agent = MuZero("dynarl/TicTacToe-v0", seed=4, **{**TINY, "n_envs": 4, "num_simulations": 6, "root_exploration_fraction": 0.0, "reanalyse_policy": True, "temperatures": (1.0, 0.5, 0.25)})
     for _ in range(25):
         agent.play()
