@@ -116,12 +116,11 @@ class OfflineAlgorithm(Algorithm):
         dataset's metadata when it is still present."""
         env = self.eval_env
         self.check_spaces(env.observation_space, env.action_space)
-        self.ref_scores = (None, None)
         try:
             meta = dataset_metadata(self.cfg.dataset)
-            self.ref_scores = (meta.get("ref_min_score"), meta.get("ref_max_score"))
-        except DatasetError:
-            pass  # evaluation needs only the env; the score is then left out
+        except DatasetError:  # the dataset is gone: evaluation needs only the env, and the score is left out
+            meta = {}
+        self.ref_scores = (meta.get("ref_min_score"), meta.get("ref_max_score"))
         self.dataset = None
         self.obs_normalizer = Normalizer(flat_dim(self.observation_space)).to(self.device)
         self.learner = self.learner_cls(self.cfg.learner, self.observation_space, self.action_space, self.device)
