@@ -300,14 +300,16 @@ def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, i
         if config.normalize_q:  # the tree's MinMaxStats (scope: this tree only): Q_norm = (Q - min) / (max - min) once max > min
             spread = q_max - q_min
             ok = spread > 0
-            value_score = (q3 - torch.where(ok, q_min, 0.0)).div_(torch.where(ok, spread, 1.0))
+            q_low, q_range = torch.where(ok, q_min, 0.0), torch.where(ok, spread, 1.0)
+            value_score = (q3 - q_low).div_(q_range)
         else:
             value_score = q3
         if puct:  # Q_norm (0 unvisited) + P sqrt(N) c(N) / (1 + N(s, a)), MuZero pseudocode ucb_score
-            if parent_start:  # an unvisited child starts at its parent's mean value V(s) = W / N (LightZero)
+            if parent_start:  # an unvisited child starts at its parent's mean value V(s) = W / N (after LightZero)
                 fill = (node3[_W] / node3[_N].clamp(min=1)).unsqueeze(2)
-                if config.normalize_q:
-                    fill = torch.where(ok, ((fill - q_min) / torch.where(ok, spread, 1.0)).clamp_(0.0, 1.0), fill)
+                if config.normalize_q:  # normalised like the Qs, clipped to [0, 1] once there is a range
+                    fill = (fill - q_low).div_(q_range)
+                    fill = torch.where(ok, fill.clamp(0.0, 1.0), fill)
                 value_score = torch.where(n == 0, fill, value_score)
             elif config.normalize_q:
                 value_score.masked_fill_(n == 0, 0.0)
