@@ -157,8 +157,8 @@ def test_buffer_state_round_trip_and_ring():
     buf = _filled_buffer()
     other = GameSegmentBuffer(100, (1,), 2, 1, K, N, GAMMA)
     other.load_state_dict(buf.state_dict())
-    a = buf.sample(64, torch.Generator().manual_seed(1))
-    b = other.sample(64, torch.Generator().manual_seed(1))
+    a = buf.sample(64, torch.Generator().manual_seed(1), unroll_obs=True)
+    b = other.sample(64, torch.Generator().manual_seed(1), unroll_obs=True)
     for name in SegmentBatch.__dataclass_fields__:
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     # a ring of 8 rows wraps: only the newest 8 rows remain, and windows never read past the newest row
@@ -395,7 +395,7 @@ def test_reanalysed_policy_targets_are_a_fresh_search_at_the_unrolled_positions(
         for p in agent.learner.target_net.parameters():
             p.add_(torch.randn(p.shape, generator=gen))
     state = agent.generator.get_state()
-    stored = agent.buffer.sample(agent.cfg.batch_size, agent.generator)
+    stored = agent.buffer.sample(agent.cfg.batch_size, agent.generator, unroll_obs=True)
     agent.generator.set_state(state)
     batch = agent.sample_batch()
     assert torch.equal(batch.unroll_obs, stored.unroll_obs) and torch.equal(batch.obs, batch.unroll_obs[:, 0])
@@ -405,6 +405,7 @@ def test_reanalysed_policy_targets_are_a_fresh_search_at_the_unrolled_positions(
     torch.testing.assert_close(batch.target_policy, expected)
     assert batch.policy_mask.min() == 0 and not torch.equal(batch.target_policy, stored.target_policy)
     assert torch.equal(batch.policy_mask, stored.policy_mask)
+    assert agent.buffer.sample(4, torch.Generator().manual_seed(0)).unroll_obs is None  # gathered only when asked for
 
 
 @pytest.mark.parametrize("temperature_moves", [2, 5])

@@ -240,7 +240,7 @@ class MuZero(Algorithm):
         return {**super().summary(), **{f"eval_{k}": v for k, v in self._eval.items()}}
 
     def sample_batch(self) -> SegmentBatch:
-        batch = self.buffer.sample(self.cfg.batch_size, self.generator)
+        batch = self.buffer.sample(self.cfg.batch_size, self.generator, unroll_obs=self.cfg.reanalyse_policy)
         if self.cfg.reanalyse != "off":
             obs = batch.bootstrap_obs.reshape(-1, *batch.bootstrap_obs.shape[2:])
             if self.cfg.reanalyse == "network":

@@ -61,7 +61,7 @@ class SegmentBatch:
     value_mask: torch.Tensor  # [B, K+1]
     target_policy: torch.Tensor  # [B, K+1, A] visit distributions (zero past the end)
     policy_mask: torch.Tensor  # [B, K+1]
-    unroll_obs: torch.Tensor | None = None  # [B, K+1, *obs] o_{t+k}, for reanalysing the policy targets (rows past the end: any)
+    unroll_obs: torch.Tensor | None = None  # [B, K+1, *obs] o_{t+k} when asked for (reanalysis of the policy targets; rows past the end: any)
 
     @property
     def target_value(self) -> torch.Tensor:
@@ -131,8 +131,9 @@ class GameSegmentBuffer:
         self.youngest = torch.minimum(self.episode_rows, torch.tensor(self.K + self.n, device=self.device)).clamp(max=self.count)
         return self.count - self.youngest
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> SegmentBatch:
-        """``batch_size`` positions uniformly over the sampleable ones (with replacement), with their targets."""
+    def sample(self, batch_size: int, generator: torch.Generator | None = None, unroll_obs: bool = False) -> SegmentBatch:
+        """``batch_size`` positions uniformly over the sampleable ones (with replacement), with their targets;
+        ``unroll_obs``: also o_{t+k}, k = 0..K (for reanalysing the policy targets)."""
         counts = self._valid_counts()
         total = int(counts.sum())
         if total == 0:
@@ -199,7 +200,7 @@ class GameSegmentBuffer:
             value_mask=value_mask,
             target_policy=policy,
             policy_mask=inside.float(),
-            unroll_obs=self.obs[envs[:, : K + 1], rows[:, : K + 1]],
+            unroll_obs=self.obs[envs[:, : K + 1], rows[:, : K + 1]] if unroll_obs else None,
         )
 
     # --- checkpoint state ---------------------------------------------------------------------------------
