@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import sys
 import time
 
 import numpy as np
@@ -32,20 +31,21 @@ from dynarl.envs.opponents import RandomOpponent, RuleBasedOpponent, minimax_val
 from dynarl.planning.mcts import SearchConfig
 
 
+def _board(cells: tuple[int, ...]) -> np.ndarray:
+    return np.array(cells, dtype=np.int8).reshape(3, 3)
+
+
 def _mover(cells: tuple[int, ...]) -> int:
-    return 1 if cells.count(1) == cells.count(2) else 2
+    """The cell code (1 or 2) of the player to move."""
+    return TICTACTOE.to_play(_board(cells)) + 1
 
 
 def _won(cells: tuple[int, ...], code: int) -> bool:
-    return any(all(cells[i] == code for i in line) for line in TICTACTOE.lines.tolist())
+    return TICTACTOE.has_line(_board(cells), code - 1)
 
 
 def _over(cells: tuple[int, ...]) -> bool:
-    return _won(cells, 3 - _mover(cells)) or all(cells)
-
-
-def _board(cells: tuple[int, ...]) -> np.ndarray:
-    return np.array(cells, dtype=np.int8).reshape(3, 3)
+    return TICTACTOE.is_terminal(_board(cells))
 
 
 def live_positions() -> list[tuple[int, ...]]:
@@ -146,4 +146,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    main()
