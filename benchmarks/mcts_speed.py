@@ -9,8 +9,10 @@ logits + 1 value), 4-dim latent, 2 actions, pUCT with root noise. A tree-simulat
 one tree, so a batched search of B trees does B x simulations of them. ``speedup_vs_scalar_b64`` is the
 batched rate at B = 64 over the scalar rate (the network call included on both sides). ``network_share``
 is the share of the search's wall time spent inside ``recurrent_fn`` (timed around each call; on CUDA with
-a synchronize). Both sides run under ``torch.inference_mode``; the repeats interleave the two sides and each
-speed-up is the median of ratios of runs taken side by side. ``--device cuda`` also runs B = 1024; the scalar
+a synchronize). Both sides run under ``torch.inference_mode``; the repeats interleave the sides and each
+speed-up is the median of ratios of runs taken side by side. The batched search runs with its default
+backend (compiled numba kernels on the CPU, tensor ops on CUDA); on the CPU the tensor backend is timed
+beside it too (``batched_tensor_backend``; ``--no-tensor`` skips it). ``--device cuda`` also runs B = 1024; the scalar
 reference always runs on the CPU. Prints
 one JSON line last.
 """
@@ -78,12 +80,12 @@ def _roots(net, B, device, generator):
     return RootOutput(prior_logits=logits, value=value, embedding=state)
 
 
-def batched_once(net, root, B, config, device, noise_gen):
+def batched_once(net, root, B, config, device, noise_gen, backend="auto"):
     timed = Timed(net.recurrent_fn, device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
-    result = search(root, timed, config, generator=noise_gen)
+    result = search(root, timed, config, generator=noise_gen, backend=backend)
     int(result.visit_counts.sum())  # waits for the device
     dt = time.perf_counter() - t
     return B * config.num_simulations / dt, timed.seconds / dt
@@ -116,6 +118,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="1,16,64", help="batch sizes B (64 is needed for speedup_vs_scalar_b64); cuda adds 1024")
     parser.add_argument("--scalar-trees", type=int, default=4, help="trees searched one by one per scalar measurement")
+    parser.add_argument("--no-tensor", action="store_true", help="on the CPU, skip the tensor backend (timed beside the default compiled one)")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -128,38 +131,46 @@ def main(argv=None):
     net_dev = MuZeroNet().to(device).eval()
     net_dev.load_state_dict(net.state_dict())
     sizes = [int(x) for x in args.sizes.split(",")] + ([1024] if device.type == "cuda" else [])
+    backends = ["auto"] + (["tensor"] if device.type == "cpu" and not args.no_tensor else [])  # auto: compiled on the CPU, tensor elsewhere
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with torch.inference_mode():  # both sides: pure inference
         scalar_root = _roots(net, args.scalar_trees, torch.device("cpu"), torch.Generator().manual_seed(123))
         roots = {B: _roots(net_dev, B, device, torch.Generator().manual_seed(B)) for B in sizes}
         noise_gen = torch.Generator(device=device).manual_seed(0)
         scalar_once(net, scalar_root, config)  # warm-up
-        for B in sizes:
-            batched_once(net_dev, roots[B], B, config, device, noise_gen)
-        # repeats interleave the two sides, so that a change of machine load hits both; speed-ups are medians of
+        for backend in backends:
+            for B in sizes:
+                batched_once(net_dev, roots[B], B, config, device, noise_gen, backend)
+        # repeats interleave the sides, so that a change of machine load hits all; speed-ups are medians of
         # the ratios of measurements taken side by side
-        scalar_runs, runs = [], {B: [] for B in sizes}
+        scalar_runs, runs = [], {(backend, B): [] for backend in backends for B in sizes}
         for _ in range(args.repeats):
             scalar_runs.append(scalar_once(net, scalar_root, config))
-            for B in sizes:
-                runs[B].append(batched_once(net_dev, roots[B], B, config, device, noise_gen))
+            for backend, B in runs:
+                runs[backend, B].append(batched_once(net_dev, roots[B], B, config, device, noise_gen, backend))
     scalar = statistics.median(r for r, _ in scalar_runs)
     scalar_share = statistics.median(s for _, s in scalar_runs)
     print(f"scalar reference (cpu): {scalar:,.0f} tree-simulations/s, network share {scalar_share:.0%}")
-    batched = {}
-    for B in sizes:
-        rate = statistics.median(r for r, _ in runs[B])
-        share = statistics.median(s for _, s in runs[B])
-        speedup = statistics.median(r / sr for (r, _), (sr, _) in zip(runs[B], scalar_runs))
-        batched[str(B)] = {"tree_simulations_per_s": round(rate, 1), "searches_per_s": round(rate / B / args.simulations, 2), "network_share": round(share, 3),
-                           "speedup_vs_scalar": round(speedup, 2)}
-        print(f"batched B={B:5d} ({device.type}): {rate:,.0f} tree-simulations/s, {rate / B / args.simulations:,.1f} searches/s, network share {share:.0%}, x{speedup:.1f} vs scalar")
+    batched = {backend: {} for backend in backends}
+    for (backend, B), timings in runs.items():
+        rate = statistics.median(r for r, _ in timings)
+        share = statistics.median(s for _, s in timings)
+        speedup = statistics.median(r / sr for (r, _), (sr, _) in zip(timings, scalar_runs))
+        batched[backend][str(B)] = {"tree_simulations_per_s": round(rate, 1), "searches_per_s": round(rate / B / args.simulations, 2), "network_share": round(share, 3),
+                                    "speedup_vs_scalar": round(speedup, 2)}
+        name = {"auto": "compiled" if device.type == "cpu" else "tensor"}.get(backend, backend)
+        print(f"batched {name:8s} B={B:5d} ({device.type}): {rate:,.0f} tree-simulations/s, {rate / B / args.simulations:,.1f} searches/s, network share {share:.0%}, x{speedup:.1f} vs scalar")
+    tensor = batched.pop("tensor", None)
+    batched = batched["auto"]
     summary = {
         "benchmark": "mcts_speed", "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "threads": torch.get_num_threads(), "load_average_1min": load, "torch": torch.__version__, "simulations": args.simulations, "actions": ACTIONS,
         "latent": LATENT, "hidden": HIDDEN, "repeats": args.repeats, "scalar_tree_simulations_per_s": round(scalar, 1), "scalar_network_share": round(scalar_share, 3),
-        "batched": batched, "speedup_vs_scalar_b64": batched["64"]["speedup_vs_scalar"] if "64" in batched else None,
+        "backend": "compiled" if device.type == "cpu" else "tensor", "batched": batched,
+        "speedup_vs_scalar_b64": batched["64"]["speedup_vs_scalar"] if "64" in batched else None,
     }
+    if tensor is not None:
+        summary["batched_tensor_backend"] = tensor
     print(json.dumps(summary))
 
 

@@ -13,6 +13,7 @@ from dynarl.errors import ConfigError
 from dynarl.planning.mcts import RootOutput, SearchConfig, StepOutput, search, visit_policy
 
 MOD = 2147483647.0
+BACKENDS = ["compiled", "tensor"]  # numba kernels over numpy trees (the CPU default), torch ops over tensor trees (any device)
 
 
 def toy_recurrent_fn(A: int, gamma: float = 0.9):
@@ -52,7 +53,8 @@ def toy_roots(A: int = 3):
 @pytest.mark.parametrize("masked_and_noisy", [False, True])
 @pytest.mark.parametrize("max_depth", [None, 3])
 @pytest.mark.parametrize("unvisited_value", ["zero", "parent"])
-def test_batched_search_matches_the_scalar_reference_tree_by_tree(rule, two_player, normalize_q, masked_and_noisy, max_depth, unvisited_value):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batched_search_matches_the_scalar_reference_tree_by_tree(rule, two_player, normalize_q, masked_and_noisy, max_depth, unvisited_value, backend):
     A, sims = 3, 30
     root = toy_roots(A)
     fn = toy_recurrent_fn(A)
@@ -63,7 +65,7 @@ def test_batched_search_matches_the_scalar_reference_tree_by_tree(rule, two_play
         invalid[1, 0] = invalid[3, 2] = invalid[5, 1] = True
     config = SearchConfig(num_simulations=sims, rule=rule, two_player=two_player, normalize_q=normalize_q, max_depth=max_depth, unvisited_value=unvisited_value,
                           root_exploration_fraction=0.25 if masked_and_noisy else 0.0, dirichlet_alpha=0.3)
-    result = search(root, fn, config, invalid_actions=invalid, generator=torch.Generator().manual_seed(3))
+    result = search(root, fn, config, invalid_actions=invalid, generator=torch.Generator().manual_seed(3), backend=backend)
     assert result.visit_counts.dtype == torch.long and (result.visit_counts.sum(1) == sims).all()
     for b in range(B):
         visits, root_value, q, tree = reference_search(root.prior_logits[b], float(root.value[b]), root.embedding[b : b + 1], fn, config,
@@ -77,7 +79,7 @@ def test_batched_search_matches_the_scalar_reference_tree_by_tree(rule, two_play
     # the trees are independent: each one searched alone gives the same tree (no per-tree state leaks across the batch)
     if not masked_and_noisy:
         for b in (0, 3, 5):
-            alone = search(RootOutput(root.prior_logits[b : b + 1], root.value[b : b + 1], root.embedding[b : b + 1]), fn, config)
+            alone = search(RootOutput(root.prior_logits[b : b + 1], root.value[b : b + 1], root.embedding[b : b + 1]), fn, config, backend=backend)
             assert torch.equal(alone.visit_counts[0], result.visit_counts[b])
             assert torch.equal(alone.children_index[0], result.children_index[b])
             assert float(alone.root_value[0]) == float(result.root_value[b])
@@ -113,7 +115,8 @@ def _two_armed_bandit(r0: float, r1: float):
     return root, fn
 
 
-def test_uct_choice_on_two_arms_matches_the_ucb1_formula_by_hand():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_uct_choice_on_two_arms_matches_the_ucb1_formula_by_hand(backend):
     """UCT (001's Score, N(s) counting the root's own first visit): simulations 1 and 2 try the unvisited arms
     in order; then Q + c sqrt(ln N / n). With c = 1, r = (0.5, 0.3):
     sim 3: N = 3, n = (1, 1): 0.5 + sqrt(ln 3) = 1.548 > 0.3 + sqrt(ln 3) = 1.348 -> arm 0;
@@ -124,12 +127,12 @@ def test_uct_choice_on_two_arms_matches_the_ucb1_formula_by_hand():
     expected = {1: [1, 0], 2: [1, 1], 3: [2, 1], 4: [2, 2]}
     for sims, counts in expected.items():
         config = SearchConfig(num_simulations=sims, rule="uct", c_uct=1.0, normalize_q=False)
-        result = search(root, fn, config)
+        result = search(root, fn, config, backend=backend)
         assert result.visit_counts[0].tolist() == counts, sims
         assert result.q_values[0].tolist() == [0.5, 0.3 if counts[1] else 0.0]
     # with MuZero's min-max normalisation Q becomes (1, 0): sim 4 then scores 1 + sqrt(ln 4 / 2) = 1.833 > 0 + sqrt(ln 4) = 1.177
     assert 1 + math.sqrt(math.log(4) / 2) > math.sqrt(math.log(4))
-    assert search(root, fn, SearchConfig(num_simulations=4, rule="uct", c_uct=1.0, normalize_q=True)).visit_counts[0].tolist() == [3, 1]
+    assert search(root, fn, SearchConfig(num_simulations=4, rule="uct", c_uct=1.0, normalize_q=True), backend=backend).visit_counts[0].tolist() == [3, 1]
 
 
 def test_puct_first_choice_follows_the_prior_and_the_muzero_constant():
@@ -145,7 +148,8 @@ def test_puct_first_choice_follows_the_prior_and_the_muzero_constant():
 
 
 @pytest.mark.parametrize(("unvisited_value", "visits"), [("zero", [2, 0]), ("parent", [1, 1])])
-def test_unvisited_child_starts_at_zero_or_at_the_parent_value_by_hand(unvisited_value, visits):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unvisited_child_starts_at_zero_or_at_the_parent_value_by_hand(unvisited_value, visits, backend):
     """Two equal priors, root value 0.5, every transition r = 0.1, gamma = 0.9, v = 1, so Q(s, 0) = 1 after the
     first simulation (one Q seen: min = max, so Q_norm = Q). Second pick, c = 1.25 + log(19655 / 19652):
     child 0 scores 1 + 0.5 sqrt(2) c / 2 = 1.442; the unvisited child 1 scores 0 + 0.5 sqrt(2) c = 0.884 from
@@ -160,7 +164,7 @@ def test_unvisited_child_starts_at_zero_or_at_the_parent_value_by_hand(unvisited
     c = 1.25 + math.log(19655 / 19652)
     assert 1.0 + 0.5 * math.sqrt(2) * c / 2 > 0.5 * math.sqrt(2) * c
     assert 0.75 + 0.5 * math.sqrt(2) * c > 1.0 + 0.5 * math.sqrt(2) * c / 2
-    result = search(root, fn, SearchConfig(num_simulations=2, unvisited_value=unvisited_value))
+    result = search(root, fn, SearchConfig(num_simulations=2, unvisited_value=unvisited_value), backend=backend)
     assert result.visit_counts[0].tolist() == visits
 
 
@@ -186,7 +190,8 @@ def _chain(two_player: bool):
 
 
 @pytest.mark.parametrize("two_player", [False, True])
-def test_backup_of_rewards_and_discounts_on_a_chain_by_hand(two_player):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backup_of_rewards_and_discounts_on_a_chain_by_hand(two_player, backend):
     """Simulations 1-3 grow the chain, simulation 4 re-evaluates the terminal node (its value 7 never counts).
     One player: G = r + gamma G_child; two players: G = r - gamma G_child."""
     root, fn, config = _chain(two_player)
@@ -196,7 +201,7 @@ def test_backup_of_rewards_and_discounts_on_a_chain_by_hand(two_player):
     g3_n2 = 0.25 + s * 0.0 * 7.0  # sims 3 and 4: leaf n3 is terminal, so n2 gets r3 only
     g3_n1 = -0.5 + s * 0.8 * g3_n2
     g2, g3 = 1.0 + s * 0.9 * g2_n1, 1.0 + s * 0.9 * g3_n1
-    result = search(root, fn, config)
+    result = search(root, fn, config, backend=backend)
     assert result.visit_counts.tolist() == [[4]]
     assert result.node_visits[0, :4].tolist() == [5, 4, 3, 2]
     assert float(result.root_value[0]) == pytest.approx((0.1 + g1 + g2 + 2 * g3) / 5, abs=1e-12)
@@ -242,12 +247,34 @@ def test_root_noise_comes_from_the_generator_and_covers_only_legal_actions():
     assert torch.allclose(a.root_prior[:, :2], 0.75 * clean + 0.25 * a.root_noise[:, :2])
 
 
-def test_a_root_without_legal_actions_is_refused_and_float32_trees_work():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_root_without_legal_actions_is_refused_and_float32_trees_work(backend):
     root, fn = toy_roots(3), toy_recurrent_fn(3)
     with pytest.raises(ValueError, match="no legal action"):
-        search(root, fn, SearchConfig(num_simulations=4), invalid_actions=torch.ones(6, 3, dtype=torch.bool))
+        search(root, fn, SearchConfig(num_simulations=4), invalid_actions=torch.ones(6, 3, dtype=torch.bool), backend=backend)
     # a float32 tree (the dtype follows root.value), embeddings of another dtype are kept as they are
     root32 = RootOutput(root.prior_logits.float(), root.value.float(), root.embedding)
-    result = search(root32, fn, SearchConfig(num_simulations=12, rule="uct"))
+    result = search(root32, fn, SearchConfig(num_simulations=12, rule="uct"), backend=backend)
     assert result.root_value.dtype == torch.float32 and (result.visit_counts.sum(1) == 12).all()
     assert not result.root_value.is_inference()
+
+
+@pytest.mark.parametrize("config", [SearchConfig(num_simulations=40), SearchConfig(num_simulations=40, rule="uct", two_player=True, max_depth=4),
+                                    SearchConfig(num_simulations=40, unvisited_value="parent", normalize_q=False, root_exploration_fraction=0.25)])
+def test_the_compiled_and_tensor_backends_build_the_same_trees(config):
+    """Every field of the result, node by node (slots never used included), from the same roots and noise seed."""
+    root, fn = toy_roots(3), toy_recurrent_fn(3)
+    compiled, tensor = (search(root, fn, config, generator=torch.Generator().manual_seed(5), backend=b) for b in BACKENDS)
+    for name in ("visit_counts", "node_visits", "children_index", "children_visits", "num_nodes", "root_prior", "root_noise"):
+        assert torch.equal(getattr(compiled, name), getattr(tensor, name)), name
+    for name in ("root_value", "q_values", "node_values", "raw_values", "children_q"):
+        assert torch.allclose(getattr(compiled, name), getattr(tensor, name), rtol=0, atol=1e-12), name
+        assert getattr(compiled, name).dtype == getattr(tensor, name).dtype == torch.float64
+
+
+def test_the_search_backend_is_checked():
+    root, fn = toy_roots(3), toy_recurrent_fn(3)
+    with pytest.raises(ValueError, match="backend='numpy'.*auto, compiled or tensor"):
+        search(root, fn, SearchConfig(num_simulations=2), backend="numpy")
+    assert torch.equal(search(root, fn, SearchConfig(num_simulations=9)).visit_counts,
+                       search(root, fn, SearchConfig(num_simulations=9), backend="compiled").visit_counts)  # auto on the CPU: compiled

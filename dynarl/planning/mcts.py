@@ -30,10 +30,13 @@ embedding; per edge (node, a): the child's row, Q(s, a), prior, legality. One si
    and ``Q(s, a) = r + gamma W(s') / N(s')`` (``r - gamma V(s')``) on every edge of it (MuZero's backup,
    inventory A8: ``Q_{k+1} = (N_k Q_k + G) / (N_k + 1)``).
 
-Cost: per simulation a constant number of small tensor ops plus one per depth level, independent of B; the
+Two backends build the same trees (``search(backend=...)``). The **tensor** path above keeps the trees on the
+roots' device: per simulation about 130 small tensor ops plus one per depth level, independent of B; the
 score refresh touches B x N x A values, negligible for MuZero-sized searches (hundreds of simulations, tens of
-actions). On a CPU the per-op overhead dominates, so the speed-up over a scalar search grows with B
-(``benchmarks/mcts_speed.py``).
+actions). On a CPU that per-op overhead dominates, so there the default is the **compiled** path: the same
+layout as numpy arrays, selection and backup of all B trees in two numba calls per simulation
+(``dynarl.planning.mcts_kernels``, node by node as the scalar reference walks them), with the network
+still called once for the B leaves (``benchmarks/mcts_speed.py``).
 
 Conventions (stated because they change the search with few simulations):
 
@@ -56,6 +59,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -63,6 +67,7 @@ from dynarl.config import one_of
 from dynarl.errors import ConfigError
 
 RULES = ("puct", "uct")
+BACKENDS = ("auto", "compiled", "tensor")
 UNVISITED_VALUES = ("zero", "parent")
 
 
@@ -209,21 +214,109 @@ def _check_step(out: StepOutput, emb: Tensor, B: int, A: int, emb_shape: torch.S
 
 
 def search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, *, invalid_actions: Tensor | None = None,
-           generator: torch.Generator | None = None) -> SearchResult:
+           generator: torch.Generator | None = None, backend: str = "auto") -> SearchResult:
     """Run ``config.num_simulations`` simulations in each of the B trees rooted at ``root``.
 
     ``recurrent_fn(embedding (B, ...), action LongTensor (B,)) -> (StepOutput, next_embedding)`` is called once
     per simulation for all B trees, under ``torch.inference_mode`` (the search is pure inference; the returned
-    tensors are ordinary tensors). ``invalid_actions`` (B, A) bool marks illegal root actions. The tree uses
+    tensors are ordinary tensors). ``invalid_actions`` (B, A) bool marks illegal root actions. The results use
     the dtype of ``root.value``; ``generator`` (on the tensors' device) feeds the root Dirichlet noise.
+
+    ``backend``: ``"compiled"`` keeps the trees in numpy arrays and walks them with the numba kernels of
+    ``dynarl.planning.mcts_kernels`` (CPU only; float64 bookkeeping whatever the dtype), ``"tensor"`` keeps
+    them in torch tensors on the roots' device (the float ops in ``root.value``'s dtype), ``"auto"`` picks
+    compiled on the CPU and tensor elsewhere. Both build the same trees as the scalar reference in the tests.
     """
     with torch.inference_mode():  # ~10% fewer dispatcher costs than no_grad on the many small ops
-        result = _search(root, recurrent_fn, config, invalid_actions, generator)
+        result = _search(root, recurrent_fn, config, invalid_actions, generator, backend)
     # inference tensors cannot be saved for backward, and targets built from the result may be
     return SearchResult(**{f.name: getattr(result, f.name).clone() for f in fields(result)})
 
 
-def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, invalid_actions: Tensor | None, generator: torch.Generator | None) -> SearchResult:
+def _root_priors(logits: Tensor, invalid_actions: Tensor | None, config: SearchConfig, generator: torch.Generator | None, dtype: torch.dtype):
+    """The roots' legal actions (B, A), priors (softmax over the legal actions, Dirichlet noise mixed in) and the noise."""
+    B, A = logits.shape
+    legal = torch.isfinite(logits)
+    if invalid_actions is not None:
+        if invalid_actions.shape != (B, A):
+            raise ValueError(f"invalid_actions must be ({B}, {A}) bool, got shape {tuple(invalid_actions.shape)}")
+        legal = legal & ~invalid_actions.to(device=logits.device, dtype=torch.bool)
+    if bool((~legal.any(1)).any()):
+        raise ValueError("a root has no legal action (all masked or -inf prior logits); search only states with a legal move")
+    root_prior = torch.softmax(logits.to(dtype).masked_fill(~legal, -math.inf), 1)
+    noise = torch.zeros_like(root_prior)
+    if config.root_exploration_fraction > 0:
+        noise = dirichlet_noise(legal, config.dirichlet_alpha, generator, dtype)
+        root_prior = (1 - config.root_exploration_fraction) * root_prior + config.root_exploration_fraction * noise
+    return legal, root_prior, noise
+
+
+def _search_compiled(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, legal: Tensor, root_prior: Tensor, noise: Tensor,
+                     dtype: torch.dtype, max_depth: int) -> SearchResult:
+    """The simulations with the trees in numpy arrays walked by ``mcts_kernels`` (CPU): per simulation one
+    compiled selection over the B trees, ONE ``recurrent_fn`` call for the B leaves, one compiled backup."""
+    from dynarl.planning import mcts_kernels as k  # numba: imported (and its kernels loaded) on the first search
+
+    B, A = legal.shape
+    S, N1 = config.num_simulations, config.num_simulations + 1
+    puct = config.rule == "puct"
+    nodes = np.zeros((5, B, N1))
+    nodes[k._RAW, :, 0] = nodes[k._W, :, 0] = root.value.to(torch.float64).numpy()
+    nodes[k._N, :, 0] = 1.0  # the root's network value is its first sample
+    depth, expandable = np.zeros((B, N1), np.int64), np.zeros((B, N1), np.bool_)
+    expandable[:, 0] = True
+    child = np.full((B, N1, A), -1, np.int64)
+    prior, legal_np = np.zeros((B, N1, A)), np.zeros((B, N1, A), np.bool_)
+    prior[:, 0], legal_np[:, 0] = root_prior.to(torch.float64).numpy(), legal.numpy()
+    minmax = np.array([[math.inf], [-math.inf]]).repeat(B, 1)
+    path, path_len = np.zeros((B, N1 + 1), np.int64), np.zeros(B, np.int64)
+    parent, action = np.zeros(B, np.int64), np.zeros(B, np.int64)
+    parent_t = torch.from_numpy(parent)  # shares memory with the kernels' output
+    emb_shape = root.embedding.shape
+    embeddings = torch.zeros((B * N1,) + tuple(emb_shape[1:]), dtype=root.embedding.dtype)
+    base = torch.arange(B) * N1
+    embeddings.index_copy_(0, base, root.embedding)
+    for sim in range(S):
+        slot = sim + 1
+        k.select(nodes, expandable, child, prior, legal_np, minmax, path, path_len, parent, action,
+                 puct, config.c_uct, config.pb_c_init, config.pb_c_base, config.normalize_q, puct and config.unvisited_value == "parent")
+        out, next_emb = recurrent_fn(embeddings.index_select(0, base + parent_t), torch.from_numpy(action.copy()))
+        if sim == 0:
+            _check_step(out, next_emb, B, A, emb_shape)
+        embeddings.index_copy_(0, base + slot, next_emb.to(embeddings.dtype))
+        packed = torch.cat([torch.stack([out.reward, out.discount, out.value], 1), out.prior_logits], 1)
+        k.expand_and_backup(packed.to("cpu", torch.float64).numpy(), slot, nodes, depth, expandable, child, prior, legal_np, minmax,
+                            path, path_len, parent, action, config.two_player, config.normalize_q, max_depth)
+
+    # --- results -------------------------------------------------------------------------------------------
+    n, w = nodes[k._N], nodes[k._W]
+    expanded = child >= 0
+    at_child = child.clip(0).reshape(B, -1)
+    children_visits = np.where(expanded, np.take_along_axis(n, at_child, 1).reshape(B, N1, A), 0.0)
+    children_q = np.where(expanded, (np.take_along_axis(nodes[k._R], at_child, 1) + np.take_along_axis(nodes[k._G], at_child, 1)
+                                     * np.take_along_axis(w / n.clip(1), at_child, 1)).reshape(B, N1, A), 0.0)
+
+    def out_tensor(x, to=dtype):
+        return torch.from_numpy(np.ascontiguousarray(x)).to(to)
+
+    return SearchResult(
+        visit_counts=out_tensor(children_visits[:, 0], torch.long),
+        root_value=out_tensor(w[:, 0] / n[:, 0]),
+        q_values=out_tensor(children_q[:, 0]),
+        root_prior=root_prior,
+        root_noise=noise,
+        node_visits=out_tensor(n, torch.long),
+        node_values=out_tensor(w / n.clip(1)),
+        raw_values=out_tensor(nodes[k._RAW]),
+        children_index=torch.from_numpy(child),
+        children_visits=out_tensor(children_visits, torch.long),
+        children_q=out_tensor(children_q),
+        num_nodes=out_tensor((n > 0).sum(1), torch.long),
+    )
+
+
+def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, invalid_actions: Tensor | None, generator: torch.Generator | None,
+            backend: str) -> SearchResult:
     if not isinstance(config, SearchConfig):
         raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
     logits = root.prior_logits
@@ -236,6 +329,15 @@ def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, i
     dtype = root.value.dtype if root.value.is_floating_point() else torch.get_default_dtype()
     S = config.num_simulations
     max_depth = S if config.max_depth is None else min(config.max_depth, S)  # a tree of S + 1 nodes is at most S deep
+    legal, root_prior, noise = _root_priors(logits, invalid_actions, config, generator, dtype)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not a search backend; use one of {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}")
+    if backend == "auto":
+        backend = "compiled" if device.type == "cpu" else "tensor"
+    if backend == "compiled" and device.type != "cpu":
+        raise ValueError(f"backend='compiled' walks the trees on the CPU, but the roots are on {device}; use backend='tensor' (or 'auto') there")
+    if backend == "compiled":
+        return _search_compiled(root, recurrent_fn, config, legal, root_prior, noise, dtype, max_depth)
     puct = config.rule == "puct"
     parent_start = puct and config.unvisited_value == "parent"
     N1 = S + 1  # node slots per tree
@@ -261,18 +363,6 @@ def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, i
     legal_bonus = 0.0 if puct else inf
 
     # --- root ----------------------------------------------------------------------------------------------
-    legal = torch.isfinite(logits)
-    if invalid_actions is not None:
-        if invalid_actions.shape != (B, A):
-            raise ValueError(f"invalid_actions must be ({B}, {A}) bool, got shape {tuple(invalid_actions.shape)}")
-        legal = legal & ~invalid_actions.to(device=device, dtype=torch.bool)
-    if bool((~legal.any(1)).any()):
-        raise ValueError("a root has no legal action (all masked or -inf prior logits); search only states with a legal move")
-    root_prior = torch.softmax(logits.to(dtype).masked_fill(~legal, -inf), 1)
-    noise = torch.zeros_like(root_prior)
-    if config.root_exploration_fraction > 0:
-        noise = dirichlet_noise(legal, config.dirichlet_alpha, generator, dtype)
-        root_prior = (1 - config.root_exploration_fraction) * root_prior + config.root_exploration_fraction * noise
     prior3[:, 0] = root_prior
     static3[:, 0] = torch.where(legal, legal_bonus, -inf)
     node3[_RAW, :, 0] = root.value
