@@ -1,4 +1,4 @@
-"""Batched Monte Carlo tree search: B trees at once, as fixed-size tensors (inventory A7 UCT, A8 MuZero).
+"""Batched Monte Carlo tree search: B trees at once, in fixed-size tensors or arrays (inventory A7 UCT, A8 MuZero).
 
 Layout (after mctx, ``google-deepmind/mctx`` ``tree.py``): every tree has ``N = num_simulations + 1`` node
 slots; node 0 is the root and simulation ``s`` writes its new node into slot ``s + 1``. All trees live in
