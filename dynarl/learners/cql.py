@@ -40,6 +40,8 @@ from dynarl.errors import EnvError
 from dynarl.learners.base import adam, flat_dim
 from dynarl.learners.sac import SACLearner, SACLearnerConfig
 
+CRITIC_ROWS_PER_PASS = 1024  # state-action rows per critic pass over the importance samples
+
 
 @dataclass
 class CQLLearnerConfig(SACLearnerConfig):
@@ -96,9 +98,18 @@ class CQLLearner(SACLearner):
         return act, log_density
 
     def cql_logsumexp(self, obs: torch.Tensor, act: torch.Tensor, log_density: torch.Tensor) -> torch.Tensor:
-        """T logsumexp_j (Q_i(s, a_j)/T - log mu(a_j|s)) per critic and state: [members, B] (one critic pass for all samples)."""
+        """T logsumexp_j (Q_i(s, a_j)/T - log mu(a_j|s)) per critic and state: [members, B].
+
+        The critics see the B x 3N samples in passes of about ``CRITIC_ROWS_PER_PASS`` rows: one pass over all
+        7,680 rows (batch 256, N = 10) keeps 16 MB activations that stream from memory, and was 20-30% slower
+        per update in fp32 and 35% in bf16 on one CPU core (``benchmarks/offline_speed.py``)."""
         b, m = act.shape[:2]
-        q = self.critic(obs.repeat_interleave(m, 0), act.reshape(b * m, -1)).view(-1, b, m)
+        per_pass = max(1, CRITIC_ROWS_PER_PASS // b)  # proposals per pass
+        passes = []
+        for part in act.split(per_pass, 1):
+            k = part.shape[1]
+            passes.append(self.critic(obs.repeat_interleave(k, 0), part.reshape(b * k, -1)).view(-1, b, k))
+        q = torch.cat(passes, 2)
         t = self.cfg.cql_temperature
         return t * torch.logsumexp(q / t - log_density, dim=-1)
 
