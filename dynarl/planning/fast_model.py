@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from dynarl.models import losses
 from dynarl.models.dynamics import DynamicsModel
+from dynarl.nn.ensemble import in_row_passes
 
 
 def _network(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
@@ -43,7 +44,7 @@ def _predict(obs, act, weights, biases, low, extra: dict, t: int, d: int, probab
     x = ((x - extra["in_mean"]) / extra["in_std"]).to(low)
     if x.dim() == 2:
         x = x.unsqueeze(0).expand(weights[0].shape[0], *x.shape)
-    out = _network(x, weights, biases).float()
+    out = in_row_passes(lambda part: _network(part, weights, biases), x, max(w.shape[-1] for w in weights)).float()
     mean = out[..., :t] * extra["out_std"] + extra["out_mean"]
     if probabilistic:
         logvar = losses.soft_bound_logvar(out[..., t : 2 * t], extra["max_logvar"], extra["min_logvar"])
