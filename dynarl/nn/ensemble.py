@@ -16,19 +16,15 @@ public ports that drop them do not reproduce the papers:
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynarl.nn.mlp import EnsembleLinear
+from dynarl.nn.mlp import EnsembleLinear, in_row_passes
 
 # MBPO's per-layer decays for its 4x200 model, from input to output (mbpo/models/constructor.py).
 MBPO_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
-
-INFERENCE_ROWS_PER_PASS = 512  # rows per member in each pass of a large forward without autograd (see in_row_passes)
-SINGLE_PASS_BYTES = 1 << 20  # ... and the widest activation per member up to which it stays one pass (about one core's L2)
 
 # name -> (out-of-place, in-place); the in-place form is used when no autograd graph is recorded
 _ACTIVATIONS = {
@@ -38,19 +34,6 @@ _ACTIVATIONS = {
     "tanh": (torch.tanh, torch.tanh_),
     "elu": (F.elu, lambda x: F.elu(x, inplace=True)),
 }
-
-
-def in_row_passes(layers: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, width: int) -> torch.Tensor:
-    """``layers(x)`` for per-member rows x [E, rows, in] without autograd, split into passes of
-    ``INFERENCE_ROWS_PER_PASS`` rows per member once a member's widest activation (rows x ``width`` values of
-    x's dtype) would pass ``SINGLE_PASS_BYTES``. Model rollouts and MOPO's penalty push tens of thousands of
-    rows through the ensemble; in passes of a few hundred, each layer's activations stay in cache, where one
-    pass over 16-50k rows streamed them from memory and was 1.3-1.8x slower on one CPU core (fp32 and bf16).
-    Below the bound (PETS's bf16 planning, a SAC batch) one pass was as fast. The rows do not interact, so
-    the outputs are the same."""
-    if x.shape[1] * width * x.element_size() <= SINGLE_PASS_BYTES:
-        return layers(x)
-    return torch.cat([layers(part) for part in x.split(INFERENCE_ROWS_PER_PASS, 1)], 1)
 
 
 def truncated_normal_init_(layer: EnsembleLinear, generator: torch.Generator | None = None) -> None:

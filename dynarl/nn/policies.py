@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynarl.nn.mlp import EnsembleMLP, mlp
+from dynarl.nn.mlp import EnsembleMLP, in_row_passes, mlp
 from dynarl.nn.noise import normal_like
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -43,9 +43,17 @@ class TanhGaussianActor(nn.Module):
         super().__init__()
         self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1])
         self.head = nn.Linear(hidden[-1], 2 * act_dim)
+        self.width = max(hidden)
+
+    def _net(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.trunk(obs)))
 
     def _mean_log_std(self, obs):
-        mean, log_std = self.head(F.relu(self.trunk(obs))).float().chunk(2, dim=-1)
+        if torch.is_grad_enabled():
+            out = self._net(obs)
+        else:  # model rollouts act on tens of thousands of states at once
+            out = in_row_passes(self._net, obs, self.width)
+        mean, log_std = out.float().chunk(2, dim=-1)
         # squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive at the bounds)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std

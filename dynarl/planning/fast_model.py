@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from dynarl.models import losses
 from dynarl.models.dynamics import DynamicsModel
-from dynarl.nn.ensemble import in_row_passes
+from dynarl.nn.mlp import in_row_passes
 
 
 def _network(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
