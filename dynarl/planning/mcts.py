@@ -261,8 +261,8 @@ def _search_compiled(root: RootOutput, recurrent_fn: RecurrentFn, config: Search
     S, N1 = config.num_simulations, config.num_simulations + 1
     puct = config.rule == "puct"
     nodes = np.zeros((5, B, N1))
-    nodes[k._RAW, :, 0] = nodes[k._W, :, 0] = root.value.to(torch.float64).numpy()
-    nodes[k._N, :, 0] = 1.0  # the root's network value is its first sample
+    nodes[k.RAW, :, 0] = nodes[k.VALUE_SUM, :, 0] = root.value.to(torch.float64).numpy()
+    nodes[k.VISITS, :, 0] = 1.0  # the root's network value is its first sample
     depth, expandable = np.zeros((B, N1), np.int64), np.zeros((B, N1), np.bool_)
     expandable[:, 0] = True
     child = np.full((B, N1, A), -1, np.int64)
@@ -289,11 +289,11 @@ def _search_compiled(root: RootOutput, recurrent_fn: RecurrentFn, config: Search
                             path, path_len, parent, action, config.two_player, config.normalize_q, max_depth)
 
     # --- results -------------------------------------------------------------------------------------------
-    n, w = nodes[k._N], nodes[k._W]
+    n, w = nodes[k.VISITS], nodes[k.VALUE_SUM]
     expanded = child >= 0
     at_child = child.clip(0).reshape(B, -1)
     children_visits = np.where(expanded, np.take_along_axis(n, at_child, 1).reshape(B, N1, A), 0.0)
-    children_q = np.where(expanded, (np.take_along_axis(nodes[k._R], at_child, 1) + np.take_along_axis(nodes[k._G], at_child, 1)
+    children_q = np.where(expanded, (np.take_along_axis(nodes[k.REWARD], at_child, 1) + np.take_along_axis(nodes[k.DISCOUNT], at_child, 1)
                                      * np.take_along_axis(w / n.clip(1), at_child, 1)).reshape(B, N1, A), 0.0)
 
     def out_tensor(x, to=dtype):
@@ -307,7 +307,7 @@ def _search_compiled(root: RootOutput, recurrent_fn: RecurrentFn, config: Search
         root_noise=noise,
         node_visits=out_tensor(n, torch.long),
         node_values=out_tensor(w / n.clip(1)),
-        raw_values=out_tensor(nodes[k._RAW]),
+        raw_values=out_tensor(nodes[k.RAW]),
         children_index=torch.from_numpy(child),
         children_visits=out_tensor(children_visits, torch.long),
         children_q=out_tensor(children_q),
@@ -329,13 +329,13 @@ def _search(root: RootOutput, recurrent_fn: RecurrentFn, config: SearchConfig, i
     dtype = root.value.dtype if root.value.is_floating_point() else torch.get_default_dtype()
     S = config.num_simulations
     max_depth = S if config.max_depth is None else min(config.max_depth, S)  # a tree of S + 1 nodes is at most S deep
-    legal, root_prior, noise = _root_priors(logits, invalid_actions, config, generator, dtype)
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not a search backend; use one of {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}")
     if backend == "auto":
         backend = "compiled" if device.type == "cpu" else "tensor"
     if backend == "compiled" and device.type != "cpu":
         raise ValueError(f"backend='compiled' walks the trees on the CPU, but the roots are on {device}; use backend='tensor' (or 'auto') there")
+    legal, root_prior, noise = _root_priors(logits, invalid_actions, config, generator, dtype)
     if backend == "compiled":
         return _search_compiled(root, recurrent_fn, config, legal, root_prior, noise, dtype, max_depth)
     puct = config.rule == "puct"

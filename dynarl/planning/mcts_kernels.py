@@ -6,8 +6,8 @@ the way the scalar reference does, which on a CPU costs far less than the ~130 s
 of the tensor path (``benchmarks/mcts_speed.py``); on other devices the tensor path keeps the trees there.
 
 Arrays (per tree b, node slot n, action a; slot 0 is the root, simulation s writes slot s + 1):
-``nodes`` (5, B, N1) float64 rows _R reward into the node, _G signed discount (-gamma two-player), _RAW network
-value, _N visits, _W sum of backed-up returns; ``depth`` (B, N1) int64; ``expandable`` (B, N1) bool;
+``nodes`` (5, B, N1) float64 rows REWARD of the edge into the node, DISCOUNT of that edge (signed: -gamma
+two-player), RAW network value, VISITS, VALUE_SUM of backed-up returns; ``depth`` (B, N1) int64; ``expandable`` (B, N1) bool;
 ``child`` (B, N1, A) int64 slot of the child, -1 until expanded; ``prior`` (B, N1, A) float64, 0 where illegal;
 ``legal`` (B, N1, A) bool; ``minmax`` (2, B) float64 the tree's MinMaxStats (min, max of every backed-up Q);
 ``path`` (B, N1 + 1) int64 and ``path_len`` (B,) the slots of the current simulation's path.
@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import njit
 
-_R, _G, _RAW, _N, _W = range(5)
+REWARD, DISCOUNT, RAW, VISITS, VALUE_SUM = range(5)  # the rows of ``nodes``
 
 
 @njit(cache=True, nogil=True)
@@ -37,13 +37,13 @@ def _pick(b, node, nodes, child, prior, legal, minmax, puct, c_uct, pb_c_init, p
         for a in range(A):
             if legal[b, node, a] and child[b, node, a] < 0:
                 return a
-    n_parent = nodes[_N, b, node]
+    n_parent = nodes[VISITS, b, node]
     pb_c, root_n, fill = 0.0, 0.0, 0.0
     if puct:
         pb_c = math.log((n_parent + pb_c_base + 1.0) / pb_c_base) + pb_c_init
         root_n = math.sqrt(n_parent)
         if parent_start:
-            fill = nodes[_W, b, node] / n_parent
+            fill = nodes[VALUE_SUM, b, node] / n_parent
             if normalize_q and hi > lo:
                 fill = min(1.0, max(0.0, (fill - lo) / (hi - lo)))
     best, best_action = -np.inf, -1
@@ -51,9 +51,9 @@ def _pick(b, node, nodes, child, prior, legal, minmax, puct, c_uct, pb_c_init, p
         if not legal[b, node, a]:
             continue
         c = child[b, node, a]
-        n = nodes[_N, b, c] if c >= 0 else 0.0
+        n = nodes[VISITS, b, c] if c >= 0 else 0.0
         if n > 0:
-            q = nodes[_R, b, c] + nodes[_G, b, c] * (nodes[_W, b, c] / n)
+            q = nodes[REWARD, b, c] + nodes[DISCOUNT, b, c] * (nodes[VALUE_SUM, b, c] / n)
             value_score = _normalized(q, lo, hi) if normalize_q else q
         else:
             value_score = fill
@@ -69,8 +69,9 @@ def _pick(b, node, nodes, child, prior, legal, minmax, puct, c_uct, pb_c_init, p
 @njit(cache=True, nogil=True)
 def select(nodes, expandable, child, prior, legal, minmax, path, path_len, parent, action,
            puct, c_uct, pb_c_init, pb_c_base, normalize_q, parent_start):
-    """Descend every tree from its root; fills ``path``/``path_len`` (the existing nodes on the way) and the
-    edge to expand or re-take: ``parent`` slot and ``action``. Returns nothing; the caller reads ``child``."""
+    """Descend every tree from its root. Writes ``path``/``path_len`` (the existing nodes on the way, the root
+    first) and the edge taken last, ``parent`` slot and ``action``: an edge never taken (to expand) or one into a
+    node that cannot be expanded (a terminal, at max depth, or without a legal action; re-evaluated)."""
     for b in range(path.shape[0]):
         node, length = 0, 1
         path[b, 0] = 0
@@ -98,9 +99,9 @@ def expand_and_backup(out, slot, nodes, depth, expandable, child, prior, legal, 
     B, A = child.shape[0], child.shape[2]
     for b in range(B):
         # a tree that re-evaluates a leaf still took part in the call; its output only fills the unused slot
-        nodes[_R, b, slot] = out[b, 0]
-        nodes[_G, b, slot] = -out[b, 1] if two_player else out[b, 1]
-        nodes[_RAW, b, slot] = out[b, 2]
+        nodes[REWARD, b, slot] = out[b, 0]
+        nodes[DISCOUNT, b, slot] = -out[b, 1] if two_player else out[b, 1]
+        nodes[RAW, b, slot] = out[b, 2]
         length = path_len[b]
         if child[b, parent[b], action[b]] < 0:
             d = depth[b, parent[b]] + 1
@@ -118,22 +119,22 @@ def expand_and_backup(out, slot, nodes, depth, expandable, child, prior, legal, 
                 p = math.exp(out[b, 3 + a] - top) if legal[b, slot, a] else 0.0
                 prior[b, slot, a] = p
                 total += p
-            for a in range(A):
-                if total > 0:
+            if total > 0:  # else no legal action: the priors stay 0 and the node is not expandable
+                for a in range(A):
                     prior[b, slot, a] /= total
             expandable[b, slot] = out[b, 1] != 0 and any_legal and d < max_depth
             child[b, parent[b], action[b]] = slot
             path[b, length] = slot
             length += 1
             path_len[b] = length
-        G = nodes[_RAW, b, path[b, length - 1]]
+        G = nodes[RAW, b, path[b, length - 1]]
         for i in range(length - 1, -1, -1):
             node = path[b, i]
-            nodes[_N, b, node] += 1.0
-            nodes[_W, b, node] += G
+            nodes[VISITS, b, node] += 1.0
+            nodes[VALUE_SUM, b, node] += G
             if i > 0:
                 if normalize_q:
-                    q = nodes[_R, b, node] + nodes[_G, b, node] * (nodes[_W, b, node] / nodes[_N, b, node])
+                    q = nodes[REWARD, b, node] + nodes[DISCOUNT, b, node] * (nodes[VALUE_SUM, b, node] / nodes[VISITS, b, node])
                     minmax[0, b] = min(minmax[0, b], q)
                     minmax[1, b] = max(minmax[1, b], q)
-                G = nodes[_R, b, node] + nodes[_G, b, node] * G
+                G = nodes[REWARD, b, node] + nodes[DISCOUNT, b, node] * G
