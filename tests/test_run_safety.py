@@ -273,6 +273,28 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_identical(sig, tmp_path, un
         assert torch.equal(final[k], uninterrupted[k]), k
 
 
+def test_a_signal_that_lands_while_a_step_is_logged_still_gets_its_checkpoint(tmp_path):
+    """The signal arrives inside the runner's after-step work (here: from a step callback at step 130, as a
+    scheduler's SIGTERM can land while a metrics row is written). The loop must not stop on that step
+    without its checkpoint: it saves at the next step and says so; resuming then equals a straight run."""
+
+    def terminate_at_130(algo):
+        if algo.env_steps == 130:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return True
+
+    with pytest.raises(RunInterrupted, match="SIGTERM at step 131 of 300; checkpoint saved") as stopped:
+        _sac(seed=5).learn(run_dir=tmp_path / "r", callbacks=terminate_at_130)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert [p.name for p in (tmp_path / "r" / "checkpoints").glob("step_*.safetensors")] == ["step_000000131.safetensors"]
+    resumed = dynarl.load(tmp_path / "r")
+    resumed.learn(run_dir=tmp_path / "r")
+    straight = _sac(seed=5).learn(run_dir=tmp_path / "whole")
+    a, b = load_file(_latest(tmp_path / "r")), load_file(_latest(tmp_path / "whole"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.env_steps == resumed.env_steps == 300
+
+
 def test_sigterm_during_mbpo_model_training_resumes_bit_identically(tmp_path):
     from test_mbpo import SMALL, SMALL_CLI
 

@@ -62,11 +62,12 @@ class Runner:
                 while algo.steps() < self.total:
                     before = algo.steps()
                     algo.train_step()
-                    keep_going = self.after_step(before, stop.signum)
-                    if stop.signum:
+                    signum = stop.signum  # read once: a signal that lands during after_step is handled (saved) next step
+                    keep_going = self.after_step(before, signum)
+                    if signum:
                         raise RunInterrupted(
                             f"stopped by {stop.name} at step {algo.steps()} of {self.total}; checkpoint saved. Continue with `dynarl resume {self.folder.path}`",
-                            128 + stop.signum,
+                            128 + signum,
                         )
                     if not keep_going:
                         break

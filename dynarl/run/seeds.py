@@ -124,13 +124,14 @@ def learn_seeds(vector: SeedVector, run_dirs: list[RunDir], total_steps: int | N
                 before = [a.steps() for a in agents]
                 vector.train_step()
                 keep_going = True
+                signum = stop.signum  # read once, so that every seed saves or none does; a later signal is handled next step
                 for i, runner in enumerate(runners):
                     with vector.generators.use(i):  # a checkpoint holds this seed's own torch stream
-                        keep_going = runner.after_step(before[i], stop.signum) and keep_going
-                if stop.signum:
+                        keep_going = runner.after_step(before[i], signum) and keep_going
+                if signum:
                     hint = resume_hint or " ".join(str(r.folder.path) for r in runners)
                     raise RunInterrupted(
-                        f"stopped by {stop.name} at step {vector.steps()} of {total}; every seed's checkpoint saved. Continue with `dynarl resume {hint}`", 128 + stop.signum)
+                        f"stopped by {stop.name} at step {vector.steps()} of {total}; every seed's checkpoint saved. Continue with `dynarl resume {hint}`", 128 + signum)
                 if not keep_going:
                     break
         for runner in runners:
