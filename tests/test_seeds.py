@@ -281,3 +281,29 @@ def test_sigint_checkpoints_every_seed_and_the_seeds_resume_together(tmp_path):
     assert steps[0] == steps[1] and steps[0] >= 100  # both seeds saved the step the signal arrived in
     summary = _cli("resume", str(out), "--steps", str(steps[0] + 20))
     assert [r["env_steps"] for r in summary["runs"]] == [steps[0] + 20] * 2
+
+
+def test_a_signal_during_one_seeds_logging_still_checkpoints_every_seed(tmp_path, monkeypatch):
+    """SIGTERM lands while seed 0's after-step work runs (as it can while a metrics row is written): the loop must
+    not stop with seed 1 saved and seed 0 not. Every seed saves the next step, and the message says so."""
+    import os
+    import signal
+
+    import dynarl
+    from dynarl.errors import RunInterrupted
+    from dynarl.run.runner import Runner
+
+    real = Runner.after_step
+
+    def after_step(self, before, stop_signum=0):
+        if self.algo.cfg.seed == 0 and self.algo.steps() == 70:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, before, stop_signum)
+
+    monkeypatch.setattr(Runner, "after_step", after_step)
+    vector = dynarl.SeedVector.make("sac", "Pendulum-v1", seeds=[0, 1], learning_starts=50, batch_size=32, quiet=True, eval_every=10**6,
+                                    checkpoint_every=10**6, **{"learner.hidden_sizes": (32,)})
+    with pytest.raises(RunInterrupted, match="SIGTERM at step 71 of 200; every seed's checkpoint saved"):
+        vector.learn(200, out=tmp_path / "seeds")
+    saved = [[p.name for p in (tmp_path / "seeds" / f"s{s}" / "checkpoints").glob("step_*.safetensors")] for s in (0, 1)]
+    assert saved == [["step_000000071.safetensors"]] * 2
