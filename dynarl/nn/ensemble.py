@@ -83,8 +83,6 @@ class EnsembleNet(nn.Module):
             x = x.unsqueeze(0).expand(n, *x.shape)  # a view: the shared input is not copied
         grad = torch.is_grad_enabled()
         params = [(layer.weight, layer.bias) if members is None else (layer.weight[members], layer.bias[members]) for layer in self.layers]
-        if grad:
-            return self._layers(x, params, grad)
         return in_row_passes(lambda part: self._layers(part, params, grad), x, max(w.shape[-1] for w, _ in params))
 
     def _layers(self, x: torch.Tensor, params: list[tuple[torch.Tensor, torch.Tensor]], grad: bool) -> torch.Tensor:

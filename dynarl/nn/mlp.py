@@ -13,14 +13,15 @@ SINGLE_PASS_BYTES = 1 << 20  # ... and the widest activation (per member) up to 
 
 
 def in_row_passes(layers: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, width: int) -> torch.Tensor:
-    """``layers(x)`` for rows x [..., rows, in] without autograd (an ensemble's [E, rows, in] or a plain
-    [rows, in]), split into passes of ``ROWS_PER_PASS`` rows once the widest activation (per member: rows x
-    ``width`` values of x's dtype) would pass ``SINGLE_PASS_BYTES``. Model rollouts and MOPO's penalty push tens
+    """``layers(x)`` for rows x [..., rows, in] (an ensemble's [E, rows, in] or a plain [rows, in]). Without
+    autograd it is split into passes of ``ROWS_PER_PASS`` rows once the widest activation (per member: rows x
+    ``width`` values of x's dtype) would pass ``SINGLE_PASS_BYTES``; with autograd it is always one pass (the
+    graph keeps every activation anyway). Model rollouts and MOPO's penalty push tens
     of thousands of rows through the ensemble and the policy; in passes of a few hundred each layer's
     activations stay in cache, where one pass over 16-50k rows streamed them from memory and was 1.3-1.8x
     slower on one CPU core (fp32 and bf16). Below the bound (PETS's bf16 planning, a SAC batch) one pass was
     as fast. The rows do not interact, so the outputs are the same."""
-    if x.shape[-2] * width * x.element_size() <= SINGLE_PASS_BYTES:
+    if torch.is_grad_enabled() or x.shape[-2] * width * x.element_size() <= SINGLE_PASS_BYTES:
         return layers(x)
     return torch.cat([layers(part) for part in x.split(ROWS_PER_PASS, -2)], -2)
 

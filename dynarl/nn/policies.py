@@ -49,11 +49,8 @@ class TanhGaussianActor(nn.Module):
         return self.head(F.relu(self.trunk(obs)))
 
     def _mean_log_std(self, obs):
-        if torch.is_grad_enabled():
-            out = self._net(obs)
-        else:  # model rollouts act on tens of thousands of states at once
-            out = in_row_passes(self._net, obs, self.width)
-        mean, log_std = out.float().chunk(2, dim=-1)
+        # model rollouts act on tens of thousands of states at once, without a graph
+        mean, log_std = in_row_passes(self._net, obs, self.width).float().chunk(2, dim=-1)
         # squash log_std smoothly into [LOG_STD_MIN, LOG_STD_MAX] (keeps gradients alive at the bounds)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return mean, log_std
