@@ -310,6 +310,31 @@ def test_termination_persists_within_a_rollout():
     assert not out["terminated"][1, 0].any() and out["return"][1, 0] == 8
 
 
+def test_a_score_runs_every_member_on_the_live_rows_once_and_leaves_the_rollout_unchanged():
+    """With ``score`` (MOPO's penalty) each step predicts with every member, elites or not, on the rows still
+    running; each row keeps the member and draws it had without a score, and gets score(predictions)."""
+    seen = []
+
+    def score(pred):
+        seen.append(tuple(pred["next_obs_mean"].shape))
+        return pred["next_obs_mean"][..., 0].sum(0)  # sum_m (x + CONSTANTS[m]) = 4 x + 1111
+
+    def term(obs, act, next_obs):
+        return next_obs[..., 0] >= 1500.0
+
+    start, acts = torch.tensor([[0.0, 0.0], [-5000.0, 0.0], [1000.0, 0.0]]), torch.zeros(3, 6, 1)
+    runs = [ModelEnv(_signature_model((0, 2, 3)), reward_fn=_zero, termination_fn=term, propagation="ts1", seed=3, score=s).rollout(start, acts, particles=2) for s in (None, score)]
+    for key in ("obs", "reward", "terminated", "alive", "member"):
+        assert torch.equal(runs[0][key], runs[1][key]), key
+    out = runs[1]
+    alive, x = out["alive"], out["obs"][..., :-1, 0]
+    assert seen[0] == (4, 6, 2) and [n for _, n, _ in seen] == alive.sum((0, 1)).tolist()  # all 4 members, live rows only
+    assert not alive.all() and alive[1].all()  # the third start's particles terminate, the second's never do
+    assert torch.equal(out["score"], torch.where(alive, 4 * x + CONSTANTS.sum(), 0.0))
+    with pytest.raises(ConfigError, match="score"):
+        ModelEnv(_signature_model(), reward_fn=_zero, propagation="expectation", score=score)
+
+
 def test_model_env_policy_rollout_known_reward_and_seeded_determinism():
     from dynarl.envs import get_task
 

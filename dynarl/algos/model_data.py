@@ -77,9 +77,10 @@ class ModelData:
 
     cfg: ModelDataConfig
 
-    def _setup_model_data(self, real, rollouts_per_epoch: float, reward_transform: RewardTransform | None = None) -> None:
+    def _setup_model_data(self, real, rollouts_per_epoch: float, reward_transform: RewardTransform | None = None, score=None) -> None:
         """``real``: the real transitions (a replay buffer, or a dataset source) that rollouts start from;
-        ``rollouts_per_epoch``: rounds of rollouts per retain epoch (sizes the model buffer)."""
+        ``rollouts_per_epoch``: rounds of rollouts per retain epoch (sizes the model buffer); ``score``: a
+        per-row function of every member's prediction that the rollouts compute on the way (the model env's)."""
         cfg, dev = self.cfg, self.device
         self.real, self.rollouts_per_epoch = real, rollouts_per_epoch
         task = get_task(self.env_name)
@@ -94,7 +95,7 @@ class ModelData:
         self.rollout_generator = torch.Generator(device=dev).manual_seed(cfg.seed + 13)
         # what rollouts (and MOPO's penalty) predict with: the model itself, or its bf16 copy (re-cast after each fit)
         self.rollout_model = self.model if cfg.rollout_precision == "fp32" else PlanningModel(self.model, "bf16")
-        model_env = ModelEnv(self.rollout_model, reward_fn=None, termination_fn=self.termination_fn, propagation=cfg.propagation, generator=self.rollout_generator)
+        model_env = ModelEnv(self.rollout_model, reward_fn=None, termination_fn=self.termination_fn, propagation=cfg.propagation, generator=self.rollout_generator, score=score)
         self.rollouts = ModelRollouts(model_env, real, self.rollout_generator, cfg.rollout_action, reward_transform)
         self.model_buffer = ReplayBuffer(self._model_capacity(), self.obs_dim, self.act_dim, dev)
         self.model_fits = 0

@@ -66,7 +66,7 @@ class OfflineModelLoop(ModelData):
             return
         self.rollout_length = self.cfg.rollout_length
         self._check_holdout()
-        self._setup_model_data(self.dataset, self.cfg.epoch_length / self.cfg.rollout_freq, self._reward_transform())
+        self._setup_model_data(self.dataset, self.cfg.epoch_length / self.cfg.rollout_freq, self._reward_transform(), self._rollout_score())
 
     def _check_holdout(self) -> None:
         t, n = self.cfg.trainer, len(self.dataset)
@@ -78,6 +78,9 @@ class OfflineModelLoop(ModelData):
             )
 
     def _reward_transform(self):
+        return None
+
+    def _rollout_score(self):
         return None
 
     def parts(self) -> dict:
@@ -128,21 +131,30 @@ class MOPO(OfflineModelLoop, OfflineAlgorithm):
 
     def uncertainty(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """u(s, a) [B] from every member's prediction for the same rows (in chunks)."""
-        cfg = self.cfg
-        out = []
-        for i in range(0, obs.shape[0], PENALTY_CHUNK):
-            mean, var = ensemble_outputs(self.rollout_model.predict(obs[i : i + PENALTY_CHUNK], act[i : i + PENALTY_CHUNK]), INCLUDES_REWARD[cfg.penalty])
-            if cfg.penalty == "aleatoric":
-                out.append(aleatoric(mean, var, norm=cfg.aleatoric_norm))
-            elif cfg.penalty == "tv_bound":
-                out.append(tv_bound(mean, var, reduce=cfg.tv_reduce))
-            else:
-                out.append(PENALTIES[cfg.penalty](mean, var))
+        out = [self.penalty(self.rollout_model.predict(obs[i : i + PENALTY_CHUNK], act[i : i + PENALTY_CHUNK])) for i in range(0, obs.shape[0], PENALTY_CHUNK)]
         return torch.cat(out) if out else obs.new_zeros(0)
 
+    def penalty(self, pred: dict[str, torch.Tensor]) -> torch.Tensor:
+        """u [B] from every member's prediction ``model.predict(obs, act)`` for the same B rows."""
+        cfg = self.cfg
+        mean, var = ensemble_outputs(pred, INCLUDES_REWARD[cfg.penalty])
+        if cfg.penalty == "aleatoric":
+            return aleatoric(mean, var, norm=cfg.aleatoric_norm)
+        if cfg.penalty == "tv_bound":
+            return tv_bound(mean, var, reduce=cfg.tv_reduce)
+        return PENALTIES[cfg.penalty](mean, var)
+
+    def _rollout_score(self):
+        """u computed by the rollouts' model env on its way: one pass of every member per step then serves both
+        the TS1 step and the penalty, as in OfflineRL-Kit's model env. With lambda = 0 the rollouts stay MBPO's
+        own passes (so they are MBPO's rollouts by construction) and u, a diagnostic only, is computed apart."""
+        fused = self.cfg.penalty_coef > 0 and self.cfg.propagation != "expectation"
+        return self.penalty if fused else None
+
     def _reward_transform(self):
-        def penalise(obs, act, reward, next_obs):
-            u = self.uncertainty(obs, act)
+        def penalise(obs, act, reward, next_obs, u):
+            if u is None:
+                u = self.uncertainty(obs, act)
             q = torch.quantile(u, torch.tensor([0.5, 0.9, 0.99], device=u.device)) if u.numel() else u.new_full((3,), math.nan)
             self._diagnostics.update(penalty_mean=float(u.mean()), penalty_p50=float(q[0]), penalty_p90=float(q[1]), penalty_p99=float(q[2]), penalty_max=float(u.max()) if u.numel() else math.nan)
             return penalized_reward(reward, u, self.cfg.penalty_coef)

@@ -20,6 +20,12 @@ batched matmul per layer and no Python loop touches members or particles. Sample
 Rewards and terminations come from the task registry (exact, batched) or from the model's learned heads.
 A terminated particle stays terminated: its state is frozen and its later rewards are zero (000: sample
 "until a terminal state"). Every random draw uses the env's seeded ``torch.Generator``.
+
+``score``: a function of every ensemble member's prediction for the same rows ([members, R, ...], the
+output of ``model.predict(obs, act)``) to one value per row, such as MOPO's uncertainty. With it, each
+sampled step runs every member on every row once, takes each row's chosen elite's output from that pass
+(the same member choice and draws as without it) and reports ``score`` per row; a caller that needs both
+the rollout and such a score then pays for one ensemble pass per step, not two.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class ModelEnv:
         deterministic: bool = False,
         generator: torch.Generator | None = None,
         seed: int = 0,
+        score: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     ):
         if propagation not in PROPAGATIONS:
             raise ConfigError(f"propagation={propagation!r} is invalid: must be one of {', '.join(map(repr, PROPAGATIONS))}")
@@ -64,8 +71,11 @@ class ModelEnv:
         self.termination_fn = termination_fn or (task.termination_fn if task is not None else None)
         if self.reward_fn is None and not model.cfg.learn_reward:
             raise ConfigError("the model env needs a reward: pass task=<env id>, reward_fn=..., or use a model with learn_reward=True")
+        if score is not None and propagation == "expectation":
+            raise ConfigError("score needs a sampled propagation (ts1, ts_inf or random): under expectation no member predicts a row alone")
         self.propagation = propagation
         self.deterministic = deterministic
+        self.score = score
         self.generator = generator if generator is not None else torch.Generator(device=model.device).manual_seed(seed)
         self.obs: torch.Tensor | None = None
         self.done: torch.Tensor | None = None
@@ -107,6 +117,18 @@ class ModelEnv:
     def _ungrouped(self, y: torch.Tensor) -> torch.Tensor:
         return y.reshape(-1, *y.shape[2:])[self._slot]
 
+    def _member_predictions(self, obs: torch.Tensor, act: torch.Tensor, member: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
+        """Each row's prediction by its own member, and the rows' ``score`` (None without one): with a score,
+        from one pass of every member over every live row (terminated rows get zeros: :meth:`step` keeps their
+        state); else from one pass of each elite over its own rows."""
+        if self.score is None:
+            pred = self.model.predict(self._grouped(obs), self._grouped(act), self._elites)
+            return {k: self._ungrouped(v) for k, v in pred.items()}, None
+        live = (~self.done).nonzero().squeeze(1)  # a terminated row keeps its state: no member predicts it
+        every = self.model.predict(obs[live], act[live])  # [members, live rows, ...]
+        pred = {k: v.new_zeros((obs.shape[0], *v.shape[2:])).index_copy_(0, live, v[member[live], torch.arange(live.numel(), device=obs.device)]) for k, v in every.items()}
+        return pred, obs.new_zeros(obs.shape[0]).index_copy_(0, live, self.score(every))
+
     # ------------------------------------------------------------------------------------------ env API
 
     def reset(self, start_obs: torch.Tensor, particles: int = 1) -> torch.Tensor:
@@ -123,21 +145,24 @@ class ModelEnv:
 
     @torch.no_grad()
     def step(self, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-        """Advance every row one step with actions [R, act]: ``(next_obs, reward, terminated, info)``."""
+        """Advance every row one step with actions [R, act]: ``(next_obs, reward, terminated, info)``; ``info``
+        holds each row's ``member``, whether it was ``alive`` before the step and, with ``score``, its ``score``."""
         if self.obs is None:
             raise RuntimeError("call reset(start_obs) before step()")
         obs, act = self.obs, act.to(self.obs)
         if self.propagation == "ts1":
             self._draw_slots()
         member = self.member
+        info = {"member": member, "alive": ~self.done}
         if self.propagation == "expectation":
             pred = self.model.predict(obs, act, self._elites)
             next_obs = pred["next_obs_mean"].mean(0)
             reward = pred["reward_mean"].mean(0) if "reward_mean" in pred else None
             term_prob = pred["termination_prob"].mean(0) if "termination_prob" in pred else None
         else:
-            pred = self.model.predict(self._grouped(obs), self._grouped(act), self._elites)
-            pred = {k: self._ungrouped(v) for k, v in pred.items()}
+            pred, score = self._member_predictions(obs, act, member)
+            if score is not None:
+                info["score"] = score
             next_obs, var = pred["next_obs_mean"], pred["next_obs_var"]
             reward = pred.get("reward_mean")
             if not self.deterministic and self.model.probabilistic:
@@ -161,7 +186,7 @@ class ModelEnv:
         reward = torch.where(was_done, torch.zeros_like(reward), reward)
         self.done = was_done | terminated
         self.obs = next_obs
-        return next_obs, reward, self.done, {"member": member, "alive": ~was_done}
+        return next_obs, reward, self.done, info
 
     @torch.no_grad()
     def rollout(
@@ -177,8 +202,8 @@ class ModelEnv:
         Driven by ``actions`` [N, H, act] (one sequence per rollout, shared by its particles; PETS/CEM) or
         [N, P, H, act], or by ``policy(obs [R, obs]) -> act [R, act]`` (MBPO/SLBO). Returns tensors shaped
         [N, P, H(+1), ...]: ``obs`` (H+1 states), ``act``, ``reward``, ``terminated``, ``alive`` (the step
-        started from a live state; use it to drop post-termination transitions), ``member``, and ``return``
-        [N, P] (undiscounted sum of rewards).
+        started from a live state; use it to drop post-termination transitions), ``member``, ``score`` (with
+        ``score``), and ``return`` [N, P] (undiscounted sum of rewards).
         """
         if (actions is None) == (policy is None):
             raise ValueError("pass exactly one of actions=[N, H, act] or policy=callable")
@@ -193,12 +218,12 @@ class ModelEnv:
             if actions.dim() == 3:
                 actions = actions.unsqueeze(1).expand(N, P, *actions.shape[1:])
             actions = actions.reshape(N * P, actions.shape[-2], actions.shape[-1])
-        traj = {"obs": [obs], "act": [], "reward": [], "terminated": [], "alive": [], "member": []}
+        traj = {"obs": [obs]}
         for t in range(rollout_length):  # a loop over time steps only
             act = actions[:, t] if actions is not None else policy(obs)
             obs, reward, terminated, info = self.step(act)
-            for key, value in (("obs", obs), ("act", act), ("reward", reward), ("terminated", terminated), ("alive", info["alive"]), ("member", info["member"])):
-                traj[key].append(value)
+            for key, value in (("obs", obs), ("act", act), ("reward", reward), ("terminated", terminated), *info.items()):
+                traj.setdefault(key, []).append(value)
         out = {k: torch.stack(v, dim=1).reshape(N, P, len(v), *v[0].shape[1:]) for k, v in traj.items()}
         out["return"] = out["reward"].sum(-1)
         return out

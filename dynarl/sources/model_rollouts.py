@@ -2,7 +2,7 @@
 
     sample N start states uniformly from the start buffer (real data: D_env, or a dataset)
     roll the model k steps from them, actions from the policy (or the stored action at the first step, or
-    uniform random); r~ = reward_transform(s, a, r^, s')   (identity for MBPO; MOPO's penalty later)
+    uniform random); r~ = reward_transform(s, a, r^, s', score)   (identity for MBPO; MOPO's penalty)
     add every step that started from a live state, time-major (so a FIFO drops the oldest steps first)
 
 Branched rollouts are MBPO's (Janner et al. 2019, section 4): short model rollouts started from states of
@@ -19,7 +19,9 @@ from dynarl.data.replay import ReplayBuffer
 from dynarl.models.model_env import ModelEnv
 
 ROLLOUT_ACTIONS = ("policy", "buffer", "random")
-RewardTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (obs, act, reward, next_obs, score) -> the reward used for learning; score is the model env's per-row score
+# (see ModelEnv), or None when it has none
+RewardTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 class ModelRollouts:
@@ -29,7 +31,7 @@ class ModelRollouts:
     def __init__(self, model_env: ModelEnv, starts: ReplayBuffer, generator: torch.Generator, action_source: str = "policy", reward_transform: RewardTransform | None = None):
         self.model_env, self.starts, self.generator = model_env, starts, generator
         self.action_source = action_source
-        self.reward_transform = reward_transform  # (obs, act, reward, next_obs) -> reward used for learning
+        self.reward_transform = reward_transform
         self.added = 0
 
     def _actions(self, policy: Callable[[torch.Tensor], torch.Tensor], first_act: torch.Tensor, act_dim: int):
@@ -63,12 +65,15 @@ class ModelRollouts:
             "terminated": out["terminated"][:, 0].reshape(n_k).float(),
             "truncated": torch.zeros(n_k, device=device),
         }
+        if "score" in out:
+            rows["score"] = out["score"][:, 0].reshape(n_k)
         # time-major order, so the FIFO drops the oldest steps first; steps after a termination are dropped
         order = torch.arange(n_k, device=device).view(n, length).t().reshape(-1)
         keep = order[alive[order]]
         rows = {k: v[keep] for k, v in rows.items()}
+        score = rows.pop("score", None)
         if self.reward_transform is not None:
-            rows["reward"] = self.reward_transform(rows["obs"], rows["act"], rows["reward"], rows["next_obs"])
+            rows["reward"] = self.reward_transform(rows["obs"], rows["act"], rows["reward"], rows["next_obs"], score)
         into.add_batch(rows)
         self.added += int(keep.numel())
         return {"model_rollout_reward": float(rows["reward"].mean()), "rollout_rows": int(keep.numel())}
