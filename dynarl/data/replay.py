@@ -73,9 +73,11 @@ class ReplayBuffer:
         n = rows["obs"].shape[0]
         if n > self.capacity:
             rows, n = {k: v[-self.capacity :] for k, v in rows.items()}, self.capacity
-        idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
+        first = min(n, self.capacity - self.pos)  # rows up to the end of storage, then the rest from the start
         for k in _FIELDS:
-            self.storage[k][idx] = rows[k].to(self.device, torch.float32)
+            v = rows[k].to(self.device, torch.float32)
+            self.storage[k][self.pos : self.pos + first] = v[:first]
+            self.storage[k][: n - first] = v[first:]
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
