@@ -93,8 +93,9 @@ def test_the_penalised_reward_is_r_minus_lambda_u_with_u_by_hand():
 
 
 def test_bf16_rollouts_and_penalty_stay_close_to_fp32():
-    """rollout_precision=bf16 runs the rollouts and the penalty through the bf16 planning model; from the same fit
-    and streams the penalty and the first step's next states agree with fp32 to bf16's precision."""
+    """rollout_precision=bf16 runs the rollouts and the penalty through the bf16 planning model and the policy under
+    bf16 autocast; from the same fit and streams the penalty, the first actions and the first next states agree
+    with fp32 to bf16's precision."""
     fp32, bf16 = _fitted(MOPO, penalty_coef=1.0), _fitted(MOPO, penalty_coef=1.0, rollout_precision="bf16")
     assert bf16.rollout_model is not bf16.model and fp32.rollout_model is fp32.model
     obs, act = fp32.dataset.obs_act(torch.arange(64))
@@ -105,6 +106,9 @@ def test_bf16_rollouts_and_penalty_stay_close_to_fp32():
     n = fp32.cfg.rollout_batch_size  # time-major: the first rows are every rollout's first step
     a, b = fp32.model_buffer.storage, bf16.model_buffer.storage
     assert torch.equal(a["obs"][:n], b["obs"][:n])
+    # the policy's matmuls run in bf16 too: the same noise, the actions within bf16's precision but not identical
+    torch.testing.assert_close(b["act"][:n], a["act"][:n], rtol=0.03, atol=0.03)
+    assert not torch.equal(b["act"][:n], a["act"][:n])
     torch.testing.assert_close(b["next_obs"][:n], a["next_obs"][:n], rtol=0.03, atol=0.03)
     assert torch.isfinite(b["reward"][: len(bf16.model_buffer)]).all()
 

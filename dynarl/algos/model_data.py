@@ -57,7 +57,7 @@ class ModelDataConfig:
     real_ratio: float = param(0.05, unit_interval, "share of real transitions in each learner batch (MBPO: 0.05)")
     propagation: str = param("ts1", one_of(*PROPAGATIONS), "ensemble propagation in rollouts (MBPO: a random elite per row and step = ts1)")
     learned_termination: bool = param(False, help="learn a termination classifier with the model (for tasks with no known termination)")
-    rollout_precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: rollouts (and MOPO's penalty) run the ensemble in bfloat16, as PETS's planner can (2-3x on CPUs with AVX512-BF16 or AMX); fitting stays fp32")
+    rollout_precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: rollouts (the ensemble, MOPO's penalty and the policy's matmuls) run in bfloat16, as PETS's planner can (2-3x on CPUs with AVX512-BF16 or AMX); fitting and learning stay fp32")
     model: DynamicsModelConfig = field(default_factory=mbpo_ensemble)
     trainer: ModelTrainerConfig = field(default_factory=mbpo_trainer)
 
@@ -133,8 +133,16 @@ class ModelData:
     def _generate_rollouts(self) -> None:
         """One round of branched rollouts of the current length, with the current (stochastic) policy."""
         with self._timed("rollout"):
-            out = self.rollouts.generate(self.cfg.rollout_batch_size, self.rollout_length, lambda o: self.learner.act(o, deterministic=False), self.model_buffer)
+            out = self.rollouts.generate(self.cfg.rollout_batch_size, self.rollout_length, self._rollout_policy, self.model_buffer)
         self._diagnostics.update(rollout_length=self.rollout_length, **out)
+
+    def _rollout_policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The current stochastic policy's actions for rollout states; with ``rollout_precision=bf16`` its
+        matmuls run in bfloat16 too (autocast; the sampling and the squashing stay float32)."""
+        if self.cfg.rollout_precision == "fp32":
+            return self.learner.act(obs, deterministic=False)
+        with torch.autocast(obs.device.type, dtype=torch.bfloat16):
+            return self.learner.act(obs, deterministic=False).float()
 
     def sample_batch(self) -> Batch:
         """real_ratio of the batch from the real data (first rows), the rest from D_model (all real until rollouts exist)."""
