@@ -30,7 +30,7 @@ from dynarl.errors import ConfigError
 from dynarl.learners.base import flat_dim
 from dynarl.models import DynamicsModel, DynamicsModelConfig, ModelTrainer, ModelTrainerConfig
 from dynarl.models.diagnostics import fit_summary
-from dynarl.models.model_env import PROPAGATIONS, ModelEnv
+from dynarl.models.model_env import PROPAGATIONS, ModelEnv, Score
 from dynarl.planning.fast_model import PlanningModel
 from dynarl.seeding import EVAL_SEED_OFFSET
 from dynarl.sources.model_rollouts import ROLLOUT_ACTIONS, ModelRollouts, RewardTransform
@@ -57,7 +57,7 @@ class ModelDataConfig:
     real_ratio: float = param(0.05, unit_interval, "share of real transitions in each learner batch (MBPO: 0.05)")
     propagation: str = param("ts1", one_of(*PROPAGATIONS), "ensemble propagation in rollouts (MBPO: a random elite per row and step = ts1)")
     learned_termination: bool = param(False, help="learn a termination classifier with the model (for tasks with no known termination)")
-    rollout_precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: rollouts (the ensemble, MOPO's penalty and the policy's matmuls) run in bfloat16, as PETS's planner can (2-3x on CPUs with AVX512-BF16 or AMX); fitting and learning stay fp32")
+    rollout_precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: rollouts (ensemble, MOPO's penalty, policy matmuls) in bfloat16, as PETS's planner can (2-3x on CPUs with AVX512-BF16 or AMX); fits and updates stay fp32")
     model: DynamicsModelConfig = field(default_factory=mbpo_ensemble)
     trainer: ModelTrainerConfig = field(default_factory=mbpo_trainer)
 
@@ -77,7 +77,7 @@ class ModelData:
 
     cfg: ModelDataConfig
 
-    def _setup_model_data(self, real, rollouts_per_epoch: float, reward_transform: RewardTransform | None = None, score=None) -> None:
+    def _setup_model_data(self, real, rollouts_per_epoch: float, reward_transform: RewardTransform | None = None, score: Score | None = None) -> None:
         """``real``: the real transitions (a replay buffer, or a dataset source) that rollouts start from;
         ``rollouts_per_epoch``: rounds of rollouts per retain epoch (sizes the model buffer); ``score``: a
         per-row function of every member's prediction that the rollouts compute on the way (the model env's)."""

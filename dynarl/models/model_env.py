@@ -23,7 +23,7 @@ A terminated particle stays terminated: its state is frozen and its later reward
 
 ``score``: a function of every ensemble member's prediction for the same rows ([members, R, ...], the
 output of ``model.predict(obs, act)``) to one value per row, such as MOPO's uncertainty. With it, each
-sampled step runs every member on every row once, takes each row's chosen elite's output from that pass
+sampled step runs every member once on every row still running, takes each row's chosen elite's output from that pass
 (the same member choice and draws as without it) and reports ``score`` per row; a caller that needs both
 the rollout and such a score then pays for one ensemble pass per step, not two.
 """
@@ -39,6 +39,7 @@ from dynarl.errors import ConfigError
 from dynarl.models.dynamics import DynamicsModel
 
 PROPAGATIONS = ("ts1", "ts_inf", "expectation", "random")
+Score = Callable[[dict[str, torch.Tensor]], torch.Tensor]  # every member's prediction for R rows -> [R]
 
 
 class ModelEnv:
@@ -53,7 +54,7 @@ class ModelEnv:
         deterministic: bool = False,
         generator: torch.Generator | None = None,
         seed: int = 0,
-        score: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+        score: Score | None = None,
     ):
         if propagation not in PROPAGATIONS:
             raise ConfigError(f"propagation={propagation!r} is invalid: must be one of {', '.join(map(repr, PROPAGATIONS))}")
@@ -126,8 +127,12 @@ class ModelEnv:
             return {k: self._ungrouped(v) for k, v in pred.items()}, None
         live = (~self.done).nonzero().squeeze(1)  # a terminated row keeps its state: no member predicts it
         every = self.model.predict(obs[live], act[live])  # [members, live rows, ...]
-        pred = {k: v.new_zeros((obs.shape[0], *v.shape[2:])).index_copy_(0, live, v[member[live], torch.arange(live.numel(), device=obs.device)]) for k, v in every.items()}
-        return pred, obs.new_zeros(obs.shape[0]).index_copy_(0, live, self.score(every))
+        own = (member[live], torch.arange(live.numel(), device=obs.device))  # each live row's own member
+
+        def to_rows(v: torch.Tensor) -> torch.Tensor:  # live rows' values into all R rows (zeros elsewhere)
+            return v.new_zeros((obs.shape[0], *v.shape[1:])).index_copy_(0, live, v)
+
+        return {k: to_rows(v[own]) for k, v in every.items()}, to_rows(self.score(every))
 
     # ------------------------------------------------------------------------------------------ env API
 
