@@ -163,8 +163,13 @@ def test_read_runs_grouping_and_errors(tmp_path):
     runs = read_runs([d])
     assert runs[0]["config"]["learner"]["tau"] == 0.005 and runs[0]["run_dir"] == str(d)
     assert list(group_runs(runs, ("algo", "learner.tau"))) == ["sac 0.005"]
-    with pytest.raises(DynarlError, match="no such summary or config key"):
+    with pytest.raises(DynarlError, match="no run has such a summary or config key"):
         group_runs(runs, ("learner.gamma",))
+    m = _fake_run(tmp_path, "m", {"algo": "mopo", "env": "E", "seed": 0, "eval_return_mean": 1.0}, ["env_steps", "eval/mean_reward"], [[10, 1.0]])
+    config = json.loads((m / "config.json").read_text())
+    (m / "config.json").write_text(json.dumps({**config, "penalty_coef": 5.0}))
+    # a key that only some runs have: the others read "-" (BC beside MOPO runs grouped by lambda)
+    assert list(group_runs(read_runs([d, m]), ("algo", "penalty_coef"))) == ["mopo 5.0", "sac -"]
     (d / "summary.json").unlink()
     with pytest.raises(DynarlError, match="has no summary.json"):
         read_runs([d])

@@ -231,24 +231,31 @@ def read_runs(run_dirs: Sequence[str | Path]) -> list[dict]:
     return runs
 
 
-def _value(run: dict, key: str):
-    """A key of the summary, else of the config (dotted keys reach into nested config sections)."""
+def _lookup(run: dict, key: str) -> tuple[bool, object]:
+    """``(True, value)`` of a summary key, else of a config key (dotted keys reach into nested config
+    sections); ``(False, None)`` where the run has neither."""
     if key in run:
-        return run[key]
+        return True, run[key]
     node = run["config"]
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise DynarlError(f"cannot group by '{key}': run '{run['run_dir']}' has no such summary or config key")
+            return False, None
         node = node[part]
-    return node
+    return True, node
 
 
 def group_runs(runs: list[dict], keys: Sequence[str] = ("algo", "env")) -> dict[str, list[dict]]:
     """Runs by the values of ``keys`` (summary keys, or config keys such as ``learner.tau``), e.g.
-    ``{"sac Pendulum-v1": [...]}``, in sorted order."""
+    ``{"sac Pendulum-v1": [...]}``, in sorted order. A key that only some runs have (``penalty_coef`` for MOPO
+    runs beside BC runs) reads ``-`` in the others' labels; a key that no run has is an error (a typo, mostly)."""
+    found = {k: [_lookup(run, k) for run in runs] for k in keys}
+    for k, lookups in found.items():
+        if runs and not any(has for has, _ in lookups):
+            raise DynarlError(f"cannot group by '{k}': no run has such a summary or config key (run '{runs[0]['run_dir']}', for one)")
     groups: dict[str, list[dict]] = {}
-    for run in runs:
-        groups.setdefault(" ".join(str(_value(run, k)) for k in keys), []).append(run)
+    for i, run in enumerate(runs):
+        label = " ".join(str(found[k][i][1]) if found[k][i][0] else "-" for k in keys)
+        groups.setdefault(label, []).append(run)
     return dict(sorted(groups.items()))
 
 
