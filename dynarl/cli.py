@@ -379,6 +379,8 @@ def _list(args) -> None:
     print("presets (algorithm, task: source):")
     for (algo, env), preset in sorted(all_presets().items()):
         print(f"  {algo:5s} {env:27s} {preset.source}")
+        for level, variant in preset.levels.items():
+            print(f"  {'':5s} {'  ' + level + ' data':27s} {variant.source}")
 
 
 def _list_algorithm(cls, presets: dict) -> None:
@@ -404,10 +406,11 @@ def _list_algorithm(cls, presets: dict) -> None:
     if not mine:
         print(f"presets: none for {cls.name} (the defaults above apply to every task)")
         return
-    print("presets (task: source; the keys they set):")
+    print("presets (task: source; the keys they set; a dataset of another level picks that level's):")
     for env, preset in mine:
-        print(f"  {env}: {preset.source}")
-        print("      " + " ".join(f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v, separators=(',', ':'))}" for k, v in preset.overrides.items()))
+        for name, variant in [(env, preset)] + [(f"{env}, {level} data", v) for level, v in preset.levels.items()]:
+            print(f"  {name}: {variant.source}")
+            print("      " + " ".join(f"{k}={json.dumps(list(v) if isinstance(v, tuple) else v, separators=(',', ':'))}" for k, v in variant.overrides.items()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,7 +76,7 @@ def test_list_sac_shows_every_key_with_its_default(capsys):
     assert by_key["learner.hidden_sizes"].split()[3] == "list[int]"
     assert "algorithm name" in by_key["algo"]  # redeclared in SACConfig without help: the base field's help
     presets = sorted(env for algo, env in all_presets() if algo == "sac")
-    header = lines.index("presets (task: source; the keys they set):")
+    header = lines.index("presets (task: source; the keys they set; a dataset of another level picks that level's):")
     assert presets and header > max(where.values())
     for env in presets:
         assert any(line.startswith(f"  {env}: ") for line in lines[header:]), env

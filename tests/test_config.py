@@ -17,20 +17,46 @@ def test_defaults_preset_then_overrides():
     assert d["learner"]["gamma"] == 0.99 and d["buffer_size"] > 0 and d["algo"] == "sac"
 
 
-@pytest.mark.parametrize("algo,env", sorted(all_presets()))
-def test_every_preset_builds_a_valid_config_with_its_values(algo, env):
+PRESET_CASES = sorted((algo, env, level) for (algo, env), preset in all_presets().items() for level in ["", *preset.levels])
+
+
+@pytest.mark.parametrize("algo,env,level", PRESET_CASES)
+def test_every_preset_builds_a_valid_config_with_its_values(algo, env, level):
     """Each preset names real keys with valid values, and a run on its task gets them (offline ones: on a dataset
-    of that task, whose env picks the preset)."""
+    of that task, whose env picks the preset, and whose level picks the level's variant)."""
     from dynarl.algos import get_algorithm
     from dynarl.config import flat_keys
 
-    extra = {"dataset": "local/any/medium-v0"} if "dataset" in flat_keys(get_algorithm(algo).config_cls()) else {}
+    dataset = f"local/any/{level or 'medium'}-v0"
+    extra = {"dataset": dataset} if "dataset" in flat_keys(get_algorithm(algo).config_cls()) else {}
     cfg = to_dict(build_config(algo, env, extra))
-    for key, value in get_preset(algo, env).overrides.items():
+    preset = get_preset(algo, env, dataset)
+    assert preset is (get_preset(algo, env).levels[level] if level else get_preset(algo, env))
+    for key, value in preset.overrides.items():
         node = cfg
         for part in key.split("."):
             node = node[part]
-        assert node == (list(value) if isinstance(value, tuple) else value), (algo, env, key)
+        assert node == (list(value) if isinstance(value, tuple) else value), (algo, env, level, key)
+
+
+def test_a_dataset_id_picks_its_levels_preset_and_overrides_still_win():
+    """OfflineRL-Kit's MOPO lambda is 5 on hopper-medium and 2.5 on hopper-medium-replay; CORL's Hopper CQL
+    normalises rewards on medium only. Minari, D4RL and CORL spellings of a level all name it."""
+    from dynarl.presets.common import dataset_level
+
+    levels = ("medium-replay", "medium-expert", "expert", "random")
+    for dataset, level in [("local/hopper/medium-replay-v0", "medium-replay"), ("hopper-medium-replay-v2", "medium-replay"),
+                           ("x/hopper/medium_expert-v1", "medium-expert"), ("mujoco/hopper/expert-v0", "expert"),
+                           ("local/hopper/medium-v0", None), ("mujoco/hopper/simple-v0", None), ("local/hopper/not-random-enough-v0", None)]:
+        assert dataset_level(dataset, levels) == level, dataset
+    assert build_config("mopo", "Hopper-v5", {"dataset": "local/hopper/medium-v0"}).penalty_coef == 5.0
+    assert build_config("mopo", "Hopper-v5", {"dataset": "local/hopper/medium-replay-v0"}).penalty_coef == 2.5
+    assert build_config("mopo", "Hopper-v5", parse_overrides(["dataset=local/hopper/medium-replay-v0", "penalty_coef=1"]), raw=True).penalty_coef == 1.0
+    assert build_config("combo", "Walker2d-v5", {"dataset": "d/walker2d/medium-replay-v0"}).learner.cql_alpha == 0.5
+    assert build_config("cql", "Hopper-v5", {"dataset": "local/hopper/medium-v0"}).normalize_reward is True
+    assert build_config("cql", "Hopper-v5", {"dataset": "local/hopper/medium-replay-v0"}).normalize_reward is False
+    iql = build_config("iql", "Hopper-v5", {"dataset": "local/hopper/medium-expert-v0"})
+    assert (iql.learner.beta, iql.learner.expectile, iql.learner.actor) == (6.0, 0.5, "gaussian")
 
 
 def test_unknown_key_suggests_close_matches():

@@ -32,7 +32,8 @@ def get_algorithm(name: str):
 
 
 def build_config(algo: str, env: str | None, overrides: dict | None = None, *, raw: bool = False):
-    """The resolved config: the algorithm's defaults, then the (algo, env) preset, then ``overrides``.
+    """The resolved config: the algorithm's defaults, then the (algo, env) preset (for offline runs, the one of the
+    dataset's level where there is one), then ``overrides``.
 
     ``raw`` marks override values as CLI strings (``"1e-3"``, ``"[256,256]"``) to parse by field type.
     """
@@ -41,7 +42,7 @@ def build_config(algo: str, env: str | None, overrides: dict | None = None, *, r
     overrides = dict(overrides or {})
     cfg.env = env or overrides.pop("env", None) or cls.default_env(overrides) or cfg.env
     overrides.pop("algo", None)
-    preset = get_preset(cls.name, cfg.env)
+    preset = get_preset(cls.name, cfg.env, str(overrides.get("dataset", getattr(cfg, "dataset", ""))))
     if preset is not None:
         apply_overrides(cfg, preset.overrides)
     apply_overrides(cfg, overrides, raw=raw)
