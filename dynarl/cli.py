@@ -165,8 +165,18 @@ def _train(args) -> dict:
     _current_run[0] = run
     if not cfg.quiet:
         print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps (seed {cfg.seed}); run folder {run.path}", flush=True)
+        _say_preset(cls, cfg)
     agent.learn(run_dir=run)
     return agent.summary() | {"run_dir": str(run.path)}
+
+
+def _say_preset(cls, cfg) -> None:
+    """Name the built-in preset a run started from, so a changed default is never a surprise."""
+    from dynarl.presets import get_preset
+
+    preset = get_preset(cls.name, cfg.env, getattr(cfg, "dataset", ""))
+    if preset is not None:
+        print(f"dynarl: preset from {preset.source}; `dynarl list {cls.name}` shows its keys, key=value overrides win", flush=True)
 
 
 def _takes_dataset(cls) -> bool:
@@ -190,6 +200,7 @@ def _train_seeds(args, cls, cfg) -> dict:
     runs = create_seed_runs(out, vector)
     if not cfg.quiet:
         print(f"dynarl: training {cls.name.upper()} on {cfg.env} for {cfg.steps} steps, seeds {seeds} vectorised in one process; seeds folder {out}", flush=True)
+        _say_preset(cls, cfg)
     learn_seeds(vector, runs, resume_hint=str(out))
     return _seeds_summary(vector, out)
 

@@ -43,6 +43,12 @@ def test_train_writes_the_run_folder(finished_run):
     assert config["learner"]["hidden_sizes"] == [32, 32] and config["learner"]["gamma"] == 0.99  # resolved, defaults filled
 
 
+def test_train_names_the_preset_it_started_from(tmp_path):
+    proc = run_cli("train", "sac", "--env", "Pendulum-v1", "--steps", "20", "--out", str(tmp_path / "run"), *[a for a in TINY if a != "quiet=true"])
+    assert proc.returncode == 0, proc.stderr
+    assert "dynarl: preset from RL Baselines3 Zoo sac.yml" in proc.stdout and "`dynarl list sac`" in proc.stdout, proc.stdout
+
+
 def test_eval_plot_list_and_resume_finished(finished_run, tmp_path):
     out, _ = finished_run
     proc = run_cli("eval", str(out), "--episodes", "2")
