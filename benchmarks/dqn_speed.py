@@ -2,7 +2,7 @@
 learning starts 1k, train_freq 256 with 128 gradient steps, [256, 256]), dynarl against Stable-Baselines3
 in the same run, one torch thread each (``--threads``). Prints one JSON line with ``speedup_vs_sb3``.
 
-    python benchmarks/dqn_speed.py [--steps 20000] [--threads 1] [--repeats 3]
+    python benchmarks/dqn_speed.py [--steps 20000] [--threads 1] [--repeats 3] [--device cpu|cuda]
 
 Each measurement is a whole ``learn(steps)`` from scratch in its own process (collection, exploration and
 the 128-update rounds: everything a user waits for), timed from the first env step to the last, with the
@@ -27,20 +27,20 @@ ZOO = {"lr": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts"
        "target_update_interval": 10, "exploration_fraction": 0.16, "exploration_final_eps": 0.04, "net_arch": [256, 256]}  # fmt: skip
 
 
-def _measure_dynarl(steps: int, threads: int) -> dict:
+def _measure_dynarl(steps: int, threads: int, device: str) -> dict:
     import torch
 
     import dynarl
 
     # one 1-episode evaluation at the end is all that runs besides training (SB3's learn evaluates nothing)
-    agent = dynarl.DQN("CartPole-v1", seed=0, steps=steps, torch_threads=threads, quiet=True, eval_every=10**9, eval_episodes=1, log_every=10**9, checkpoint_every=10**9)
+    agent = dynarl.DQN("CartPole-v1", seed=0, steps=steps, torch_threads=threads, device=device, quiet=True, eval_every=10**9, eval_episodes=1, log_every=10**9, checkpoint_every=10**9)
     t = time.perf_counter()
     agent.learn(steps)
     dt = time.perf_counter() - t
     return {"env_steps_per_s": steps / dt, "updates": agent.learner.num_updates, "threads": torch.get_num_threads(), "bytes_per_transition": agent.buffer.nbytes()}
 
 
-def _measure_sb3(steps: int, threads: int) -> dict:
+def _measure_sb3(steps: int, threads: int, device: str) -> dict:
     import gymnasium as gym
     import torch
     from stable_baselines3 import DQN
@@ -50,7 +50,7 @@ def _measure_sb3(steps: int, threads: int) -> dict:
     model = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_rate=z["lr"], batch_size=z["batch_size"], buffer_size=z["buffer_size"], learning_starts=z["learning_starts"],
                 gamma=z["gamma"], train_freq=z["train_freq"], gradient_steps=z["gradient_steps"], target_update_interval=z["target_update_interval"],
                 exploration_fraction=z["exploration_fraction"], exploration_final_eps=z["exploration_final_eps"], policy_kwargs={"net_arch": z["net_arch"]},
-                seed=0, device="cpu", verbose=0)  # fmt: skip
+                seed=0, device=device, verbose=0)  # fmt: skip
     t = time.perf_counter()
     model.learn(steps)
     dt = time.perf_counter() - t
@@ -59,14 +59,14 @@ def _measure_sb3(steps: int, threads: int) -> dict:
     return {"env_steps_per_s": steps / dt, "updates": model._n_updates, "threads": torch.get_num_threads(), "bytes_per_transition": per_row}
 
 
-def _child(impl: str, steps: int, threads: int) -> None:
-    out = _measure_sb3(steps, threads) if impl == "sb3" else _measure_dynarl(steps, threads)
+def _child(impl: str, steps: int, threads: int, device: str) -> None:
+    out = _measure_sb3(steps, threads, device) if impl == "sb3" else _measure_dynarl(steps, threads, device)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
 
-def _run(impl: str, steps: int, threads: int) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", impl, str(steps), str(threads)], capture_output=True, text=True)
+def _run(impl: str, steps: int, threads: int, device: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", impl, str(steps), str(threads), device], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{impl} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -74,12 +74,13 @@ def _run(impl: str, steps: int, threads: int) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        _child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="both sides on this torch device (cpu, cuda)")
     args = p.parse_args()
     try:
         import stable_baselines3
@@ -90,8 +91,8 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"dynarl": [], "sb3": []}
     for _ in range(args.repeats):
         for impl in runs:
-            runs[impl].append(_run(impl, args.steps, args.threads))
-    result = {"benchmark": "dqn_speed", "env": "CartPole-v1", "settings": {**ZOO, "steps": args.steps}, "threads": args.threads, "sb3": sb3,
+            runs[impl].append(_run(impl, args.steps, args.threads, args.device))
+    result = {"benchmark": "dqn_speed", "env": "CartPole-v1", "settings": {**ZOO, "steps": args.steps}, "threads": args.threads, "device": args.device, "sb3": sb3,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}  # fmt: skip
     for impl, rs in runs.items():
         result[impl] = {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]} | {"runs": len(rs)}

@@ -9,7 +9,9 @@ and the ratio printed as ``speedup_vs_d3rlpy_cql`` / ``speedup_vs_d3rlpy_iql``.
 d3rlpy needs its own environment (it pins gym); point ``--d3rlpy-python`` at that interpreter:
 
     python -m venv /tmp/d3venv && /tmp/d3venv/bin/pip install torch==2.13.0 d3rlpy
-    python benchmarks/offline_speed.py --d3rlpy-python /tmp/d3venv/bin/python
+    python benchmarks/offline_speed.py --d3rlpy-python /tmp/d3venv/bin/python [--device cuda]
+
+On a GPU (``--device cuda``) both sides' dataset lives on the device; dynarl is timed to a sync after its last update.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _data():
     }
 
 
-def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: bool) -> float:
+def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: bool, device: str) -> float:
     import gymnasium as gym
     import torch
 
@@ -49,10 +51,11 @@ def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: 
     from dynarl.sources.dataset import DatasetSource
 
     torch.manual_seed(0)
-    source = DatasetSource(_data(), torch.device("cpu"))
+    device = torch.device(device)
+    source = DatasetSource(_data(), device)
     obs_space, act_space = gym.spaces.Box(-10, 10, (OBS,)), gym.spaces.Box(-1, 1, (ACT,))
     cfg_cls, learner_cls = (CQLLearnerConfig, CQLLearner) if algo == "cql" else (IQLLearnerConfig, IQLLearner)
-    learner = learner_cls(cfg_cls(precision=precision, compile=compile_), obs_space, act_space, torch.device("cpu"))
+    learner = learner_cls(cfg_cls(precision=precision, compile=compile_), obs_space, act_space, device)
     for _ in range(warmup):
         learner.update(source.sample(BATCH))
     start = time.perf_counter()
@@ -62,14 +65,14 @@ def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: 
     return steps / (time.perf_counter() - start)
 
 
-def worker_d3rlpy(algo: str, steps: int, warmup: int) -> float:
+def worker_d3rlpy(algo: str, steps: int, warmup: int, device: str) -> float:
     import d3rlpy
     import numpy as np
 
     d = _data()
     dataset = d3rlpy.dataset.MDPDataset(d["obs"], d["act"], d["reward"], d["terminated"], timeouts=d["truncated"])
     config = d3rlpy.algos.CQLConfig(batch_size=BATCH) if algo == "cql" else d3rlpy.algos.IQLConfig(batch_size=BATCH)
-    agent = config.create(device="cpu:0")
+    agent = config.create(device=f"{device}:0")
     quiet = dict(logger_adapter=d3rlpy.logging.NoopAdapterFactory(), show_progress=False, save_interval=10**9)
     np.random.seed(0)
     agent.fit(dataset, n_steps=warmup, n_steps_per_epoch=warmup, **quiet)
@@ -79,7 +82,7 @@ def worker_d3rlpy(algo: str, steps: int, warmup: int) -> float:
 
 
 def _run(python: str, side: str, algo: str, args) -> float:
-    cmd = [python, __file__, "--worker", side, "--algo", algo, "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads), "--precision", args.precision]
+    cmd = [python, __file__, "--worker", side, "--algo", algo, "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads), "--precision", args.precision, "--device", args.device]
     if args.compile:
         cmd.append("--compile")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
@@ -101,15 +104,16 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="dynarl's precision option")
     p.add_argument("--compile", action="store_true", help="dynarl's torch.compile option")
     p.add_argument("--d3rlpy-python", default=sys.executable, help="an interpreter with d3rlpy installed")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="both sides on this torch device")
     args = p.parse_args()
     if args.worker:
         import torch
 
         torch.set_num_threads(args.threads)
-        rate = worker_dynarl(args.algo, args.steps, args.warmup, args.precision, args.compile) if args.worker == "dynarl" else worker_d3rlpy(args.algo, args.steps, args.warmup)
+        rate = worker_dynarl(args.algo, args.steps, args.warmup, args.precision, args.compile, args.device) if args.worker == "dynarl" else worker_d3rlpy(args.algo, args.steps, args.warmup, args.device)
         print(rate)
         return
-    results = {"threads": args.threads, "steps": args.steps, "batch": BATCH, "obs": OBS, "act": ACT, "precision": args.precision, "compile": args.compile}
+    results = {"device": args.device, "threads": args.threads, "steps": args.steps, "batch": BATCH, "obs": OBS, "act": ACT, "precision": args.precision, "compile": args.compile}
     for algo in args.algos.split(","):
         ours, theirs = [], []
         for _ in range(args.repeats):  # A B A B

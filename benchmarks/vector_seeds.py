@@ -4,6 +4,7 @@ side on the same cores, in the same session. Prints one JSON line per algorithm 
 ``speedup_vs_sequential`` (goal >= 3) and ``speedup_vs_parallel``.
 
     python benchmarks/vector_seeds.py [--algos sac,dqn,ppo] [--seeds 8] [--steps 1500] [--learning-starts 500]
+    python benchmarks/vector_seeds.py --algos sac --seeds 64 --device cuda --sequential-seeds 4   # a GPU row
 
 Every measurement is a fresh process: the agents are built, then ``train_step`` runs until every seed has
 ``--steps`` env steps (the first ``--learning-starts`` of them uniformly random, then one update per step
@@ -13,6 +14,10 @@ random phase); the clock covers the training loop only
 parallel sides; the vectorised side is measured with 1 thread (the cores one sequential process uses) and
 with 2 threads (the cores the two parallel processes use). SAC uses Pendulum-v1 with the standard
 256x256 networks and batch 256; DQN and PPO use their CartPole-v1 presets.
+
+``--device cuda`` puts every side's networks and replay on the GPU. ``--sequential-seeds K`` times only the
+first K seeds on the sequential and parallel sides: their figure is a rate (env steps / s), which K seeds
+give as well as all of them, and 64 sequential runs would take most of a GPU lease.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ TASKS = {
 ON_POLICY = {"ppo"}  # no learning_starts: every step's action comes from the policy
 
 
-def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int) -> dict:
+def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int, device: str) -> dict:
     import torch
 
     from dynarl.algos import build_config, get_algorithm
@@ -44,7 +49,7 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
     cls = get_algorithm(algo)
     if algo not in ON_POLICY:
         overrides = dict(overrides, learning_starts=str(learning_starts))
-    configs = [build_config(algo, env, dict(overrides, seed=str(s), torch_threads=str(threads), quiet="true")) for s in seeds]
+    configs = [build_config(algo, env, dict(overrides, seed=str(s), torch_threads=str(threads), device=device, quiet="true")) for s in seeds]
     if mode == "vector":
         vector = SeedVector.from_configs(cls, configs)
         t = time.perf_counter()
@@ -68,7 +73,7 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
 def _run(mode: str, algo: str, seeds: list[int], args, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--worker", mode, "--algos", algo, "--seed-list", ",".join(map(str, seeds)), "--steps", str(args.steps),
-           "--learning-starts", str(args.learning_starts), "--threads", str(threads)]
+           "--learning-starts", str(args.learning_starts), "--threads", str(threads), "--device", args.device]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -84,14 +89,15 @@ def measure(algo: str, args) -> dict:
     from dynarl.algos.seeds import supported_names, supports
 
     seeds = list(range(args.seeds))
-    row = {"benchmark": "vector_seeds", "algo": algo, "env": TASKS.get(algo, ("?",))[0], "seeds": args.seeds, "steps_per_seed": args.steps, "learning_starts": args.learning_starts}
+    row = {"benchmark": "vector_seeds", "algo": algo, "env": TASKS.get(algo, ("?",))[0], "seeds": args.seeds, "steps_per_seed": args.steps, "learning_starts": args.learning_starts, "device": args.device}
     if algo not in TASKS or not supports(get_algorithm(algo)):
         return row | {"result": f"not measured: {algo.upper()} does not train with vectorised seeds yet (supported: {', '.join(supported_names())})"}
     vector_1 = _result(_run("vector", algo, seeds, args, 1))
     vector_2 = _result(_run("vector", algo, seeds, args, 2))
-    sequential = _result(_run("sequential", algo, seeds, args, 1))
-    half = len(seeds) // 2
-    procs = [_run("sequential", algo, seeds[:half], args, 1), _run("sequential", algo, seeds[half:], args, 1)]
+    timed = seeds[: args.sequential_seeds or len(seeds)]
+    sequential = _result(_run("sequential", algo, timed, args, 1))
+    half = len(timed) // 2
+    procs = [_run("sequential", algo, timed[:half], args, 1), _run("sequential", algo, timed[half:], args, 1)]
     t = time.perf_counter()
     parallel = [_result(p) for p in procs]
     parallel_wall = time.perf_counter() - t  # both processes side by side: the slower one sets the time
@@ -111,6 +117,7 @@ def measure(algo: str, args) -> dict:
         "speedup_vs_sequential_same_core": round(sps(vector_1) / sps(sequential), 2),
         "speedup_vs_sequential": round(best / sps(sequential), 2),
         "speedup_vs_parallel": round(best / parallel_sps, 2),
+        "sequential_seeds_timed": len(timed),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
 
@@ -124,12 +131,16 @@ def main() -> None:
     p.add_argument("--worker", choices=("vector", "sequential"), help=argparse.SUPPRESS)
     p.add_argument("--seed-list", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", help="every side on this torch device (cpu, cuda)")
+    p.add_argument("--sequential-seeds", type=int, default=0, help="time only this many seeds (even) on the sequential and parallel sides (0: all)")
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.algos, [int(s) for s in args.seed_list.split(",")], args.steps, args.learning_starts, args.threads)))
+        print(json.dumps(_worker(args.worker, args.algos, [int(s) for s in args.seed_list.split(",")], args.steps, args.learning_starts, args.threads, args.device)))
         return
     if args.seeds < 2 or args.seeds % 2:
         p.error("--seeds must be an even number >= 2 (the parallel side splits them over 2 processes)")
+    if args.sequential_seeds < 0 or args.sequential_seeds % 2 or args.sequential_seeds > args.seeds:
+        p.error("--sequential-seeds must be an even number between 2 and --seeds (or 0: all seeds)")
     for algo in args.algos.split(","):
         print(json.dumps(measure(algo.strip(), args)), flush=True)
 
