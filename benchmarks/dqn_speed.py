@@ -2,13 +2,15 @@
 learning starts 1k, train_freq 256 with 128 gradient steps, [256, 256]), dynarl against Stable-Baselines3
 in the same run, one torch thread each (``--threads``). Prints one JSON line with ``speedup_vs_sb3``.
 
-    python benchmarks/dqn_speed.py [--steps 20000] [--threads 1] [--repeats 3] [--device cpu|cuda]
+    python benchmarks/dqn_speed.py [--steps 20000] [--threads 1] [--repeats 3] [--device cpu|cuda] [--compile]
 
 Each measurement is a whole ``learn(steps)`` from scratch in its own process (collection, exploration and
 the 128-update rounds: everything a user waits for), timed from the first env step to the last, with the
 same seed on both sides. ``--repeats R`` alternates the sides (A B A B) and reports medians; the speedup is
 the median of the ratios of runs taken side by side. The figures also give the bytes per transition of each
-replay buffer (dynarl stores each observation once).
+replay buffer (dynarl stores each observation once). ``--compile`` adds a side with ``learner.compile=true``,
+timed from the end of its first training round (which compiles) to the last step, so it excludes the fast
+random steps before that round too: a conservative figure.
 """
 
 from __future__ import annotations
@@ -27,17 +29,21 @@ ZOO = {"lr": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts"
        "target_update_interval": 10, "exploration_fraction": 0.16, "exploration_final_eps": 0.04, "net_arch": [256, 256]}  # fmt: skip
 
 
-def _measure_dynarl(steps: int, threads: int, device: str) -> dict:
+def _measure_dynarl(steps: int, threads: int, device: str, compile_: bool = False) -> dict:
     import torch
 
     import dynarl
 
     # one 1-episode evaluation at the end is all that runs besides training (SB3's learn evaluates nothing)
-    agent = dynarl.DQN("CartPole-v1", seed=0, steps=steps, torch_threads=threads, device=device, quiet=True, eval_every=10**9, eval_episodes=1, log_every=10**9, checkpoint_every=10**9)
+    agent = dynarl.DQN("CartPole-v1", seed=0, steps=steps, torch_threads=threads, device=device, quiet=True, eval_every=10**9, eval_episodes=1, log_every=10**9,
+                       checkpoint_every=10**9, **{"learner.compile": compile_})  # fmt: skip
+    start = ZOO["learning_starts"] + ZOO["train_freq"] if compile_ else 0
+    if start:
+        agent.learn(start)  # the compiling round
     t = time.perf_counter()
     agent.learn(steps)
     dt = time.perf_counter() - t
-    return {"env_steps_per_s": steps / dt, "updates": agent.learner.num_updates, "threads": torch.get_num_threads(), "bytes_per_transition": agent.buffer.nbytes()}
+    return {"env_steps_per_s": (steps - start) / dt, "updates": agent.learner.num_updates, "threads": torch.get_num_threads(), "bytes_per_transition": agent.buffer.nbytes()}
 
 
 def _measure_sb3(steps: int, threads: int, device: str) -> dict:
@@ -60,7 +66,7 @@ def _measure_sb3(steps: int, threads: int, device: str) -> dict:
 
 
 def _child(impl: str, steps: int, threads: int, device: str) -> None:
-    out = _measure_sb3(steps, threads, device) if impl == "sb3" else _measure_dynarl(steps, threads, device)
+    out = _measure_sb3(steps, threads, device) if impl == "sb3" else _measure_dynarl(steps, threads, device, compile_=impl == "dynarl_compile")
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
@@ -81,6 +87,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", help="both sides on this torch device (cpu, cuda)")
+    p.add_argument("--compile", action="store_true", help="also measure dynarl with learner.compile=true")
     args = p.parse_args()
     try:
         import stable_baselines3
@@ -88,7 +95,7 @@ def main() -> None:
         sb3 = f"stable-baselines3 {stable_baselines3.__version__}"
     except ImportError as e:
         raise SystemExit(f"stable-baselines3 is not importable ({e}); pip install stable-baselines3") from None
-    runs: dict[str, list[dict]] = {"dynarl": [], "sb3": []}
+    runs: dict[str, list[dict]] = {"dynarl": [], "sb3": []} | ({"dynarl_compile": []} if args.compile else {})
     for _ in range(args.repeats):
         for impl in runs:
             runs[impl].append(_run(impl, args.steps, args.threads, args.device))
@@ -96,7 +103,9 @@ def main() -> None:
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}  # fmt: skip
     for impl, rs in runs.items():
         result[impl] = {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]} | {"runs": len(rs)}
-    result["speedup_vs_sb3"] = round(statistics.median(a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(runs["dynarl"], runs["sb3"])), 2)
+    for ours, key in (("dynarl", "speedup_vs_sb3"), ("dynarl_compile", "speedup_vs_sb3_compile")):
+        if ours in runs:  # the median of the ratios of runs taken side by side
+            result[key] = round(statistics.median(a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(runs[ours], runs["sb3"])), 2)
     print(json.dumps(result))
 
 

@@ -4,7 +4,7 @@
 # repo root, after `bash benchmarks/gpu_wheels.sh` here:
 #   run(command="bash benchmarks/gpu_rows.sh", carry=[".whl", ".whl-d3"], timeout_s=570)
 # Writes one JSON file per row, gpu.txt and stderr.log to $OUT (7 files; the device tool returns at most 8).
-#   dqn.json           DQN CartPole-v1 env-steps/s, dynarl against SB3, both on the GPU (issue 18)
+#   dqn.json           DQN CartPole-v1 env-steps/s against SB3 on the GPU, eager and torch.compile (issue 18)
 #   sac_pendulum.json  SAC env-steps/s against SB3 on the GPU: fp32, bf16 autocast, torch.compile (issue 18)
 #   sac_cheetah.json   the same on HalfCheetah-v5
 #   offline.json       CQL and IQL updates/s against d3rlpy, both on the GPU, fp32 then dynarl bf16 (issue 19)
@@ -35,7 +35,7 @@ step() {
   timeout "$limit" "$@" > "$OUT/$name.json" 2>> "$OUT/stderr.log"
   echo "rc=$? $(tail -c 400 "$OUT/$name.json")"
 }
-step dqn 120 $PY benchmarks/dqn_speed.py --steps $DQN_STEPS --repeats 1 --device $DEVICE
+step dqn 150 $PY benchmarks/dqn_speed.py --steps $DQN_STEPS --repeats 1 --device $DEVICE --compile
 step sac_pendulum 150 $PY benchmarks/sac_speed.py --measure-steps $SAC_STEPS --envs Pendulum-v1 --compile --device $DEVICE
 step sac_cheetah 120 $PY benchmarks/sac_speed.py --measure-steps $SAC_STEPS --envs HalfCheetah-v5 --device $DEVICE
 step offline 90 $PY benchmarks/offline_speed.py --steps $OFF_STEPS --warmup 10 --repeats 1 --d3rlpy-python "$D3PY" --device $DEVICE

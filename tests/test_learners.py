@@ -134,6 +134,24 @@ def test_non_finite_loss_is_detected():
     assert not learner.all_finite()
 
 
+def test_dqn_compiled_loss_updates_as_the_eager_one():
+    from gymnasium import spaces
+
+    from dynarl.learners.dqn import DQNLearner, DQNLearnerConfig
+
+    torch.manual_seed(0)
+    b = _batch()
+    b = Batch(obs=b.obs, act=(b.act[:, 0] > 0).float(), reward=b.reward, next_obs=b.next_obs, terminated=b.terminated, truncated=b.truncated)
+    eager, compiled = (DQNLearner(DQNLearnerConfig(hidden_sizes=(16, 16), compile=c), box(3), spaces.Discrete(2), CPU) for c in (False, True))
+    compiled.q.load_state_dict(eager.q.state_dict())
+    compiled.q_target.load_state_dict(eager.q_target.state_dict())
+    for _ in range(3):
+        m_eager, m_compiled = eager.update(b), compiled.update(b)
+        assert torch.allclose(m_eager["q_loss"], m_compiled["q_loss"], rtol=1e-5, atol=1e-6)
+    for p, q in zip(eager.q.parameters(), compiled.q.parameters()):
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-6)
+
+
 def test_bf16_and_compiled_losses_update_and_stay_fp32():
     torch.manual_seed(0)
     b = _batch()
