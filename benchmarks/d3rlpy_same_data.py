@@ -58,6 +58,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     d3rlpy.seed(args.seed)
     env_id, meta, obs, act, rew, term, trunc = read(args.dataset)
+    env = gym.make(env_id)  # before training: a missing MuJoCo fails now, not after the whole fit
     dataset = d3rlpy.dataset.MDPDataset(obs, act, rew, term, timeouts=trunc)
     scaler = d3rlpy.preprocessing.StandardObservationScaler()
     config = (d3rlpy.algos.CQLConfig if args.algo == "cql" else d3rlpy.algos.IQLConfig)(observation_scaler=scaler)
@@ -65,7 +66,6 @@ def main() -> None:
     start = time.perf_counter()
     agent.fit(dataset, n_steps=args.steps, n_steps_per_epoch=args.steps, logger_adapter=d3rlpy.logging.NoopAdapterFactory(), show_progress=False)
     train_s = time.perf_counter() - start
-    env = gym.make(env_id)
     returns = []
     for k in range(args.eval_episodes):
         o, _ = env.reset(seed=args.seed + EVAL_SEED_OFFSET + k)
