@@ -161,3 +161,13 @@ def test_bf16_and_compiled_losses_update_and_stay_fp32():
             m = learner.update(b)
         assert m["critic_loss"].dtype == torch.float32 and learner.all_finite()
         assert all(p.dtype == torch.float32 for p in learner.critic.parameters())
+    from gymnasium import spaces
+
+    from dynarl.learners.dqn import DQNLearner, DQNLearnerConfig
+
+    dqn = DQNLearner(DQNLearnerConfig(precision="bf16", hidden_sizes=(16, 16), dueling=True), box(3), spaces.Discrete(2), CPU)
+    b = Batch(obs=b.obs, act=(b.act[:, 0] > 0).float(), reward=b.reward, next_obs=b.next_obs, terminated=b.terminated, truncated=b.truncated)
+    for _ in range(3):
+        m = dqn.update(b)
+    assert m["q_loss"].dtype == torch.float32 and m["q"].dtype == torch.float32 and dqn.all_finite()
+    assert all(p.dtype == torch.float32 for p in dqn.q.parameters())

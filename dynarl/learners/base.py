@@ -16,7 +16,15 @@ from dynarl.nn.optim import FusedAdam, one_device_and_dtype
 
 
 @dataclass
-class ActorCriticConfig:
+class LossOptions:
+    """How a learner runs its pure loss methods (:meth:`Learner._wrap_losses`): in bf16 autocast, compiled, or both."""
+
+    precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: autocast the networks' matmuls to bfloat16 (fp32 weights, optimiser and losses)")
+    compile: bool = param(False, help="torch.compile the loss computations (first update compiles, ~30 s on CPU; on GPUs it fuses small kernels)")
+
+
+@dataclass
+class ActorCriticConfig(LossOptions):
     """Hyper-parameters shared by the off-policy actor-critics (SAC, TD3, DDPG)."""
 
     gamma: float = param(0.99, unit_interval_open_closed, "discount")
@@ -24,8 +32,6 @@ class ActorCriticConfig:
     actor_lr: float = param(3e-4, positive, "actor Adam learning rate")
     critic_lr: float = param(3e-4, positive, "critic Adam learning rate")
     hidden_sizes: tuple[int, ...] = param((256, 256), positive_sizes, "hidden layer widths of actor and critics")
-    precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: autocast the networks' matmuls to bfloat16 (fp32 weights, optimiser and losses)")
-    compile: bool = param(False, help="torch.compile the loss computations (first update compiles, ~30 s on CPU)")
 
 
 class Learner(abc.ABC):

@@ -27,12 +27,12 @@ from torch.nn import functional as F
 from dynarl.config import non_negative, one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 from dynarl.data.batch import Batch
 from dynarl.errors import EnvError
-from dynarl.learners.base import Learner, adam, soft_update, target_copy
+from dynarl.learners.base import Learner, LossOptions, adam, soft_update, target_copy
 from dynarl.nn.q_networks import QNetwork
 
 
 @dataclass
-class DQNLearnerConfig:
+class DQNLearnerConfig(LossOptions):
     """DQN hyper-parameters; defaults are Stable-Baselines3's (RL Zoo tunes CartPole-v1 to lr 2.3e-3).
 
     ``target_update_interval`` counts *learner updates* (gradient steps). Stable-Baselines3 counts env
@@ -50,7 +50,6 @@ class DQNLearnerConfig:
     target_update_interval: int = param(2500, positive, "learner updates between hard target copies (SB3's 10_000 env steps / train_freq 4)")
     tau: float = param(0.005, unit_interval, "Polyak rate: phi' <- (1 - tau) phi' + tau phi after every update (DDPG's convention, Lillicrap et al. 2016)")
     max_grad_norm: float = param(10.0, non_negative, "clip the gradient's global norm to this (0: no clipping)")
-    compile: bool = param(False, help="torch.compile the loss (fuses its small kernels: for GPUs, where launches dominate; slower on CPUs)")
 
 
 def _check_spaces(obs_space, action_space) -> None:
@@ -92,8 +91,7 @@ class DQNLearner(Learner):
         self.modules = {"q": self.q, "q_target": self.q_target}
         self.optimizers = {"q": adam(self.q.parameters(), cfg.lr)}
         self.last_td_error: torch.Tensor | None = None
-        if cfg.compile:
-            self.q_loss = torch.compile(self.q_loss)
+        self._wrap_losses("q_loss")
 
     def _obs(self, obs: torch.Tensor) -> torch.Tensor:
         # Discrete observation spaces may start at a value other than 0; the network one-hots indices

@@ -55,10 +55,10 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = self.features(obs)
         if not self.dueling:
-            return self.net(x)
+            return self.net(x).float()  # float32 under bf16 autocast too, as every network here returns
         h = self.trunk(x)
-        adv = self.advantage(h)
-        return self.value(h) + adv - adv.mean(1, keepdim=True)
+        adv = self.advantage(h).float()
+        return self.value(h).float() + adv - adv.mean(1, keepdim=True)
 
     def advantages(self, obs: torch.Tensor) -> torch.Tensor:
         """A(s, .) - mean_a A(s, a) of the dueling head (mean zero over actions); for tests and diagnostics."""
