@@ -12,6 +12,11 @@ d3rlpy needs its own environment (it pins gym); point ``--d3rlpy-python`` at tha
     python benchmarks/offline_speed.py --d3rlpy-python /tmp/d3venv/bin/python [--device cuda]
 
 On a GPU (``--device cuda``) both sides' dataset lives on the device; dynarl is timed to a sync after its last update.
+
+``--floor`` (CPU) also counts the matmul FLOPs of one dynarl update and times a large square matmul on the same
+threads (``update_floor.py``): ``{algo}_flops_bound_updates_per_s`` is the update rate if every matmul ran at that
+rate, and ``ceiling_speedup_vs_d3rlpy_{algo}`` that bound over d3rlpy's measured rate, the most any implementation
+of the same update at this precision could gain over d3rlpy here.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def _data():
     }
 
 
-def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: bool, device: str) -> float:
+def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: bool, device: str, floor: bool) -> str:
     import gymnasium as gym
     import torch
 
@@ -62,7 +67,14 @@ def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: 
     for _ in range(steps):
         learner.update(source.sample(BATCH))
     learner.all_finite()  # one sync at the end, as the runner does at each log row
-    return steps / (time.perf_counter() - start)
+    rate = steps / (time.perf_counter() - start)
+    if not floor:
+        return str(rate)
+    from update_floor import peak_gflop_per_s, update_floor
+
+    flops, _, _ = update_floor(learner, source.sample(BATCH))
+    peak = peak_gflop_per_s(torch.bfloat16 if precision == "bf16" else torch.float32) * 1e9
+    return f"{rate} {peak / flops}"
 
 
 def worker_d3rlpy(algo: str, steps: int, warmup: int, device: str) -> float:
@@ -81,15 +93,17 @@ def worker_d3rlpy(algo: str, steps: int, warmup: int, device: str) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def _run(python: str, side: str, algo: str, args) -> float:
+def _run(python: str, side: str, algo: str, args) -> list[float]:
     cmd = [python, __file__, "--worker", side, "--algo", algo, "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads), "--precision", args.precision, "--device", args.device]
     if args.compile:
         cmd.append("--compile")
+    if args.floor and side == "dynarl":
+        cmd.append("--floor")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{side} {algo} failed:\n{out.stderr[-2000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+    return [float(v) for v in out.stdout.strip().splitlines()[-1].split()]
 
 
 def main() -> None:
@@ -105,23 +119,28 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="dynarl's torch.compile option")
     p.add_argument("--d3rlpy-python", default=sys.executable, help="an interpreter with d3rlpy installed")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="both sides on this torch device")
+    p.add_argument("--floor", action="store_true", help="also print the FLOP-bound update rate and the ceiling it puts on the speedup (CPU)")
     args = p.parse_args()
     if args.worker:
         import torch
 
         torch.set_num_threads(args.threads)
-        rate = worker_dynarl(args.algo, args.steps, args.warmup, args.precision, args.compile, args.device) if args.worker == "dynarl" else worker_d3rlpy(args.algo, args.steps, args.warmup, args.device)
-        print(rate)
+        print(worker_dynarl(args.algo, args.steps, args.warmup, args.precision, args.compile, args.device, args.floor) if args.worker == "dynarl" else worker_d3rlpy(args.algo, args.steps, args.warmup, args.device))
         return
     results = {"device": args.device, "threads": args.threads, "steps": args.steps, "batch": BATCH, "obs": OBS, "act": ACT, "precision": args.precision, "compile": args.compile}
     for algo in args.algos.split(","):
-        ours, theirs = [], []
+        ours, theirs, bounds = [], [], []
         for _ in range(args.repeats):  # A B A B
-            ours.append(_run(sys.executable, "dynarl", algo, args))
-            theirs.append(_run(args.d3rlpy_python, "d3rlpy", algo, args))
+            rate, *bound = _run(sys.executable, "dynarl", algo, args)
+            ours.append(rate)
+            bounds += bound
+            theirs.append(_run(args.d3rlpy_python, "d3rlpy", algo, args)[0])
             print(f"{algo}: dynarl {ours[-1]:.1f} updates/s, d3rlpy {theirs[-1]:.1f} updates/s", file=sys.stderr, flush=True)
         a, b = statistics.median(ours), statistics.median(theirs)
         results.update({f"{algo}_dynarl_updates_per_s": round(a, 2), f"{algo}_d3rlpy_updates_per_s": round(b, 2), f"speedup_vs_d3rlpy_{algo}": round(a / b, 3)})
+        if bounds:
+            bound = statistics.median(bounds)
+            results.update({f"{algo}_flops_bound_updates_per_s": round(bound, 2), f"ceiling_speedup_vs_d3rlpy_{algo}": round(bound / b, 3)})
     print(json.dumps(results))
 
 

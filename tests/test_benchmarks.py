@@ -57,3 +57,15 @@ def test_pets_speed_says_when_mbrl_lib_cannot_be_measured(monkeypatch):
     reason = pets_speed._mbrl_lib_missing()
     assert reason.startswith("not measured: mbrl-lib is not importable")
     assert all("reference_seconds_per_env_step" not in task for task in pets_speed.TASKS.values())
+
+
+def test_update_floor_counts_every_matmul_of_an_update_forward_and_backward():
+    """DQN at the CartPole preset (obs 4, [256, 256], 2 actions, batch 64), counted by hand: the online forward,
+    the target forward (no graph), every layer's weight gradient, and the input gradients of the two upper layers
+    (the observations need none): 3 x 2*64*(4*256 + 256*256 + 256*2) + 2*64*(256*256 + 256*2)."""
+    update_floor = _load("update_floor")
+    learner, batch = update_floor.build("dqn", "fp32")
+    flops, floor_s, count = update_floor.update_floor(learner, batch)
+    forward = 2 * 64 * (4 * 256 + 256 * 256 + 256 * 2)
+    assert flops == 3 * forward + 2 * 64 * (256 * 256 + 256 * 2)
+    assert count == 11 and floor_s > 0
