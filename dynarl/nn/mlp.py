@@ -52,9 +52,9 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(members, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.out_dim == 1 and x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
+        if self.out_dim == 1 and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
             # A value head (twin critics): one output per member. fp32 batched matmuls with one output column take
-            # a slow path on CPUs (a [2, 1024, 256] x [2, 256, 1] forward and backward: 2.0 ms against 0.4 ms for
+            # a slow path on the CPU (a [2, 1024, 256] x [2, 256, 1] forward and backward: 2.0 ms against 0.4 ms for
             # this product and sum, whose backward is elementwise too); bf16 autocast keeps the matmul, which is fast.
             return (x * self.weight.transpose(-1, -2)).sum(-1, keepdim=True) + self.bias
         if x.dim() == 2:  # rows shared by every member; the bias add stays fused into the matmul
