@@ -1,0 +1,42 @@
+"""EnsembleLinear's CPU shortcuts (a value head's product and sum in fp32, shared rows expanded into baddbmm)
+compute what each member's own linear layer computes, forward and backward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dynarl.nn.mlp import EnsembleLinear
+
+
+def _per_member(layer: EnsembleLinear, x: torch.Tensor) -> torch.Tensor:
+    rows = [x if x.dim() == 2 else x[e] for e in range(layer.members)]
+    return torch.stack([rows[e] @ layer.weight[e] + layer.bias[e] for e in range(layer.members)])
+
+
+@pytest.mark.parametrize("out_dim", [1, 5])
+@pytest.mark.parametrize("shared_rows", [True, False])
+def test_outputs_and_gradients_match_each_members_own_layer(out_dim, shared_rows):
+    torch.manual_seed(0)
+    layer = EnsembleLinear(3, 16, out_dim)
+    x = torch.randn(40, 16) if shared_rows else torch.randn(3, 40, 16)
+    grads = []
+    for forward in (layer, lambda v: _per_member(layer, v)):
+        xi = x.clone().requires_grad_()
+        layer.zero_grad()
+        y = forward(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads.append((y.detach(), xi.grad, layer.weight.grad.clone(), layer.bias.grad.clone()))
+    assert grads[0][0].shape == (3, 40, out_dim)
+    for ours, reference in zip(*grads):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_a_value_head_under_bf16_autocast_keeps_the_matmul_and_agrees_to_bf16_precision():
+    torch.manual_seed(0)
+    layer = EnsembleLinear(2, 64, 1)
+    x = torch.randn(2, 100, 64)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), _per_member(layer, x).detach(), rtol=2e-2, atol=5e-2)
