@@ -105,7 +105,7 @@ def peak_gflop_per_s(dtype: torch.dtype = torch.float32, size: int = 1024) -> fl
 def _batch(obs_space, act_space, n: int):
     from dynarl.data.batch import Batch
 
-    obs = torch.as_tensor(obs_space.sample()[None].repeat(n, 0)) + torch.randn(n, *obs_space.shape)
+    obs = torch.randn(n, *obs_space.shape)
     if isinstance(act_space, gym.spaces.Discrete):
         act = torch.randint(act_space.n, (n,))
     else:

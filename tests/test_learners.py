@@ -8,6 +8,7 @@ from torch.distributions.transforms import TanhTransform
 from dynarl.data.batch import Batch
 from dynarl.learners import DDPGLearner, DDPGLearnerConfig, SACLearner, SACLearnerConfig, TD3Learner, TD3LearnerConfig
 from dynarl.learners.base import soft_update
+from dynarl.learners.dqn import DQNLearner, DQNLearnerConfig
 from dynarl.nn.mlp import EnsembleMLP, mlp
 from dynarl.nn.policies import TanhGaussianActor
 
@@ -161,11 +162,7 @@ def test_bf16_and_compiled_losses_update_and_stay_fp32():
             m = learner.update(b)
         assert m["critic_loss"].dtype == torch.float32 and learner.all_finite()
         assert all(p.dtype == torch.float32 for p in learner.critic.parameters())
-    from gymnasium import spaces
-
-    from dynarl.learners.dqn import DQNLearner, DQNLearnerConfig
-
-    dqn = DQNLearner(DQNLearnerConfig(precision="bf16", hidden_sizes=(16, 16), dueling=True), box(3), spaces.Discrete(2), CPU)
+    dqn = DQNLearner(DQNLearnerConfig(precision="bf16", hidden_sizes=(16, 16), dueling=True), box(3), gym.spaces.Discrete(2), CPU)
     b = Batch(obs=b.obs, act=(b.act[:, 0] > 0).float(), reward=b.reward, next_obs=b.next_obs, terminated=b.terminated, truncated=b.truncated)
     for _ in range(3):
         m = dqn.update(b)
