@@ -50,6 +50,19 @@ class _RecordMatmuls(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
+class CountMatmulFlops(TorchDispatchMode):
+    """Adds up the FLOPs of every matmul run inside it (no call list kept: for whole training runs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in _MATMULS:
+            self.flops += _flops(func, [(a.shape, None, None) for a in args if isinstance(a, torch.Tensor)])
+        return func(*args, **(kwargs or {}))
+
+
 def _flops(func, layouts) -> int:
     shapes = [s for s, _, _ in layouts]
     if func in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default):

@@ -15,6 +15,12 @@ parallel sides; the vectorised side is measured with 1 thread (the cores one seq
 with 2 threads (the cores the two parallel processes use). SAC uses Pendulum-v1 with the standard
 256x256 networks and batch 256; DQN and PPO use their CartPole-v1 presets.
 
+``--floor`` adds what no implementation could beat here: one seed's run again, untimed, with the FLOPs of every
+matmul it runs (acting and updates, forward and backward) counted, and this core's matmul rate on one large
+square product (``update_floor.py``). ``flops_bound_steps_per_s`` is the env-steps/s if those matmuls ran at that
+rate and nothing else cost anything; over the sequential rate it gives ``ceiling_speedup_vs_sequential``, the
+most any batching of the seeds on one thread could show (every seed runs the same matmuls either way).
+
 ``--device cuda`` puts every side's networks and replay on the GPU. ``--sequential-seeds K`` times only the
 first K seeds on the sequential and parallel sides: their figure is a rate (env steps / s), which K seeds
 give as well as all of them, and 64 sequential runs would take most of a GPU lease.
@@ -50,6 +56,15 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
     if algo not in ON_POLICY:
         overrides = dict(overrides, learning_starts=str(learning_starts))
     configs = [build_config(algo, env, dict(overrides, seed=str(s), torch_threads=str(threads), device=device, quiet="true")) for s in seeds]
+    if mode == "flops":  # seed 0 alone, untimed, its matmul FLOPs counted
+        from update_floor import CountMatmulFlops, peak_gflop_per_s
+
+        agent = cls(config=configs[0])
+        with CountMatmulFlops() as counter:
+            while agent.steps() < steps:
+                agent.train_step()
+        agent.close()
+        return {"flops_per_seed_step": counter.flops / agent.steps(), "peak_gflop_per_s": max(peak_gflop_per_s() for _ in range(5))}
     if mode == "vector":
         vector = SeedVector.from_configs(cls, configs)
         t = time.perf_counter()
@@ -107,6 +122,12 @@ def measure(algo: str, args) -> dict:
         return r["env_steps"] / r["seconds"]
 
     best = max(sps(vector_1), sps(vector_2))
+    floor = {}
+    if args.floor:
+        counted = _result(_run("flops", algo, seeds[:1], args, 1))
+        bound = counted["peak_gflop_per_s"] * 1e9 / counted["flops_per_seed_step"]
+        floor = {"matmul_mflop_per_seed_step": round(counted["flops_per_seed_step"] / 1e6, 2), "peak_gflop_per_s": round(counted["peak_gflop_per_s"], 1),
+                 "flops_bound_steps_per_s": round(bound, 1), "ceiling_speedup_vs_sequential": round(bound / sps(sequential), 2)}
     return row | {
         "updates_per_seed": vector_1["updates_per_seed"],
         "vector_1_thread_steps_per_s": round(sps(vector_1), 1),
@@ -119,7 +140,7 @@ def measure(algo: str, args) -> dict:
         "speedup_vs_parallel": round(best / parallel_sps, 2),
         "sequential_seeds_timed": len(timed),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-    }
+    } | floor
 
 
 def main() -> None:
@@ -128,7 +149,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=1500, help="env steps per seed")
     p.add_argument("--learning-starts", type=int, default=500)
-    p.add_argument("--worker", choices=("vector", "sequential"), help=argparse.SUPPRESS)
+    p.add_argument("--floor", action="store_true", help="also count the matmul FLOPs per seed-step and print the ceiling they put on the speedup")
+    p.add_argument("--worker", choices=("vector", "sequential", "flops"), help=argparse.SUPPRESS)
     p.add_argument("--seed-list", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help="every side on this torch device (cpu, cuda)")

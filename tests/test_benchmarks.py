@@ -69,3 +69,7 @@ def test_update_floor_counts_every_matmul_of_an_update_forward_and_backward():
     forward = 2 * 64 * (4 * 256 + 256 * 256 + 256 * 2)
     assert flops == 3 * forward + 2 * 64 * (256 * 256 + 256 * 2)
     assert count == 11 and floor_s > 0
+    with update_floor.CountMatmulFlops() as counter:  # vector_seeds.py --floor's counter, over two updates
+        learner.update(batch)
+        learner.update(batch)
+    assert counter.flops == 2 * flops
