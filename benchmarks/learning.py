@@ -22,6 +22,13 @@ from pathlib import Path
 import numpy as np
 
 
+def _rates(results: list[dict]) -> dict:
+    """Env steps per second; an offline run (no env steps) reports its gradient steps per second instead."""
+    if all(r["env_steps"] == 0 for r in results):
+        return {"gradient_steps_per_second": [round(r["gradient_steps"] / r["wall_seconds"], 1) for r in results]}
+    return {"env_steps_per_second": [r["env_steps_per_second"] for r in results]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("algo")
@@ -51,7 +58,7 @@ def main() -> None:
         "benchmark": "learning", "algo": args.algo, "env": args.env, "env_steps": args.steps, "seeds": args.seeds,
         "final_eval_returns": [round(float(x), 1) for x in finals], "mean": round(float(finals.mean()), 1),
         "std": round(float(finals.std()), 1), "min": round(float(finals.min()), 1), "iqm": round(iqm, 1),
-        "wall_seconds_per_run": [r["wall_seconds"] for r in results], "env_steps_per_second": [r["env_steps_per_second"] for r in results],
+        "wall_seconds_per_run": [r["wall_seconds"] for r in results], **_rates(results),
         **({"reach": args.reach, "first_step_reaching": reached} if args.reach is not None else {}),
         **({"normalized_scores": [round(float(r["normalized_score"]), 1) for r in results], "normalized_mean": round(float(np.mean([r["normalized_score"] for r in results])), 1)} if "normalized_score" in results[0] else {}),
         "overrides": overrides, "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
