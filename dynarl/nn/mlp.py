@@ -60,7 +60,12 @@ class EnsembleLinear(nn.Module):
             return (x * self.weight.transpose(-1, -2)).sum(-1, keepdim=True) + self.bias
         if x.dim() == 2:  # rows shared by every member; the bias add stays fused into the matmul
             x = x.expand(self.members, *x.shape)
-        return torch.baddbmm(self.bias, x, self.weight)
+        bias = self.bias
+        if torch.is_autocast_enabled(x.device.type):
+            # baddbmm would cast the bias itself (the same numbers); cast here, torch.vmap (vectorised seeds), which
+            # splits baddbmm into bmm + add, keeps the add and the activations after it in bf16 instead of fp32
+            bias = bias.to(torch.get_autocast_dtype(x.device.type))
+        return torch.baddbmm(bias, x, self.weight)
 
     def extra_repr(self) -> str:
         return f"members={self.members}, in={self.in_dim}, out={self.out_dim}"
