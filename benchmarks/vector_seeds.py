@@ -21,6 +21,9 @@ square product (``update_floor.py``). ``flops_bound_steps_per_s`` is the env-ste
 rate and nothing else cost anything; over the sequential rate it gives ``ceiling_speedup_vs_sequential``, the
 most any batching of the seeds on one thread could show (every seed runs the same matmuls either way).
 
+``--precision bf16`` runs every side's learner with bf16 autocast (``learner.precision=bf16``); ``--floor`` then
+rates the matmuls at this core's bf16 peak.
+
 ``--device cuda`` puts every side's networks and replay on the GPU. ``--sequential-seeds K`` times only the
 first K seeds on the sequential and parallel sides: their figure is a rate (env steps / s), which K seeds
 give as well as all of them, and 64 sequential runs would take most of a GPU lease.
@@ -45,7 +48,7 @@ TASKS = {
 ON_POLICY = {"ppo"}  # no learning_starts: every step's action comes from the policy
 
 
-def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int, device: str) -> dict:
+def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int, device: str, precision: str) -> dict:
     import torch
 
     from dynarl.algos import build_config, get_algorithm
@@ -55,6 +58,8 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
     cls = get_algorithm(algo)
     if algo not in ON_POLICY:
         overrides = dict(overrides, learning_starts=str(learning_starts))
+    if precision != "fp32":
+        overrides = dict(overrides, **{"learner.precision": precision})
     configs = [build_config(algo, env, dict(overrides, seed=str(s), torch_threads=str(threads), device=device, quiet="true")) for s in seeds]
     if mode == "flops":  # seed 0 alone, untimed, its matmul FLOPs counted
         from update_floor import CountMatmulFlops, peak_gflop_per_s
@@ -64,7 +69,7 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
             while agent.steps() < steps:
                 agent.train_step()
         agent.close()
-        return {"flops_per_seed_step": counter.flops / agent.steps(), "peak_gflop_per_s": max(peak_gflop_per_s() for _ in range(5))}
+        return {"flops_per_seed_step": counter.flops / agent.steps(), "peak_gflop_per_s": max(peak_gflop_per_s(torch.bfloat16 if precision == "bf16" else torch.float32) for _ in range(5))}
     if mode == "vector":
         vector = SeedVector.from_configs(cls, configs)
         t = time.perf_counter()
@@ -88,7 +93,7 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
 def _run(mode: str, algo: str, seeds: list[int], args, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--worker", mode, "--algos", algo, "--seed-list", ",".join(map(str, seeds)), "--steps", str(args.steps),
-           "--learning-starts", str(args.learning_starts), "--threads", str(threads), "--device", args.device]
+           "--learning-starts", str(args.learning_starts), "--threads", str(threads), "--device", args.device, "--precision", args.precision]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -104,7 +109,7 @@ def measure(algo: str, args) -> dict:
     from dynarl.algos.seeds import supported_names, supports
 
     seeds = list(range(args.seeds))
-    row = {"benchmark": "vector_seeds", "algo": algo, "env": TASKS.get(algo, ("?",))[0], "seeds": args.seeds, "steps_per_seed": args.steps, "learning_starts": args.learning_starts, "device": args.device}
+    row = {"benchmark": "vector_seeds", "algo": algo, "env": TASKS.get(algo, ("?",))[0], "seeds": args.seeds, "steps_per_seed": args.steps, "learning_starts": args.learning_starts, "device": args.device, "precision": args.precision}
     if algo not in TASKS or not supports(get_algorithm(algo)):
         return row | {"result": f"not measured: {algo.upper()} does not train with vectorised seeds yet (supported: {', '.join(supported_names())})"}
     vector_1 = _result(_run("vector", algo, seeds, args, 1))
@@ -149,6 +154,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=1500, help="env steps per seed")
     p.add_argument("--learning-starts", type=int, default=500)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="the learners' precision, every side (bf16: autocast matmuls)")
     p.add_argument("--floor", action="store_true", help="also count the matmul FLOPs per seed-step and print the ceiling they put on the speedup")
     p.add_argument("--worker", choices=("vector", "sequential", "flops"), help=argparse.SUPPRESS)
     p.add_argument("--seed-list", help=argparse.SUPPRESS)
@@ -157,7 +163,7 @@ def main() -> None:
     p.add_argument("--sequential-seeds", type=int, default=0, help="time only this many seeds (even) on the sequential and parallel sides (0: all)")
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.algos, [int(s) for s in args.seed_list.split(",")], args.steps, args.learning_starts, args.threads, args.device)))
+        print(json.dumps(_worker(args.worker, args.algos, [int(s) for s in args.seed_list.split(",")], args.steps, args.learning_starts, args.threads, args.device, args.precision)))
         return
     if args.seeds < 2 or args.seeds % 2:
         p.error("--seeds must be an even number >= 2 (the parallel side splits them over 2 processes)")
