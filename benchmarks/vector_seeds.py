@@ -167,6 +167,8 @@ def main() -> None:
         return
     if args.seeds < 2 or args.seeds % 2:
         p.error("--seeds must be an even number >= 2 (the parallel side splits them over 2 processes)")
+    if args.floor and args.device != "cpu":
+        p.error("--floor rates the matmuls at this CPU core's peak; run it with --device cpu")
     if args.sequential_seeds < 0 or args.sequential_seeds % 2 or args.sequential_seeds > args.seeds:
         p.error("--sequential-seeds must be an even number between 2 and --seeds (or 0: all seeds)")
     for algo in args.algos.split(","):

@@ -62,8 +62,8 @@ class EnsembleLinear(nn.Module):
             x = x.expand(self.members, *x.shape)
         bias = self.bias
         if torch.is_autocast_enabled(x.device.type):
-            # baddbmm would cast the bias itself (the same numbers); cast here, torch.vmap (vectorised seeds), which
-            # splits baddbmm into bmm + add, keeps the add and the activations after it in bf16 instead of fp32
+            # baddbmm casts the bias itself under autocast (the same outputs). Cast first so that torch.vmap (vectorised
+            # seeds), which splits baddbmm into bmm + add, keeps the add in bf16: an fp32 bias made every activation fp32
             bias = bias.to(torch.get_autocast_dtype(x.device.type))
         return torch.baddbmm(bias, x, self.weight)
 
