@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.func import functional_call, vmap
 
-from dynarl.nn.mlp import EnsembleLinear, EnsembleMLP
+from dynarl.nn.mlp import EnsembleLinear
 
 
 def _per_member(layer: EnsembleLinear, x: torch.Tensor) -> torch.Tensor:
@@ -42,18 +41,3 @@ def test_a_value_head_under_bf16_autocast_keeps_the_matmul_and_agrees_to_bf16_pr
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), _per_member(layer, x).detach(), rtol=2e-2, atol=5e-2)
 
-
-def test_under_vmap_and_bf16_autocast_the_activations_stay_bf16_as_without_the_map():
-    """Vectorised seeds run the networks under torch.vmap, which splits baddbmm into bmm + add: the add must not
-    promote the activations to fp32 (a bf16 vectorised SAC ran 30% slower for it)."""
-    torch.manual_seed(0)
-    net = EnsembleMLP(2, 4, (32, 32), 1)
-    seen = []
-    net.act.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
-    params = {k: torch.stack([v.detach(), v.detach() + 0.01]) for k, v in net.named_parameters()}
-    x = torch.randn(2, 2, 8, 4)
-    with torch.autocast("cpu", torch.bfloat16):
-        mapped = vmap(lambda p, xi: functional_call(net, p, (xi,)))(params, x)
-        alone = functional_call(net, {k: v[1] for k, v in params.items()}, (x[1],))
-    assert seen == [torch.bfloat16] * 4  # two hidden activations under the map (once for both seeds), two alone
-    torch.testing.assert_close(mapped[1].float(), alone.float(), rtol=2e-2, atol=2e-2)

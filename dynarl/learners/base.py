@@ -56,6 +56,7 @@ class Learner(abc.ABC):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         # accumulated (without host syncs) so a non-finite loss is caught at the next check
         self._finite = torch.ones((), dtype=torch.bool, device=device)
+        self.bf16_methods: tuple[str, ...] = ()  # the methods _wrap_losses put under bf16 autocast
 
     @abc.abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -74,6 +75,7 @@ class Learner(abc.ABC):
             fn = getattr(self, name)
             if self.cfg.precision == "bf16":
                 fn = torch.autocast(self.device.type, dtype=torch.bfloat16)(fn)
+                self.bf16_methods += (name,)
             if self.cfg.compile:
                 fn = torch.compile(fn)
             setattr(self, name, fn)

@@ -34,6 +34,7 @@ from torch.func import functional_call, vmap
 from dynarl.errors import ConfigError
 from dynarl.learners.base import Learner
 from dynarl.nn import noise
+from dynarl.nn.mlp import EnsembleLinear
 
 
 class _Call(nn.Module):
@@ -111,8 +112,10 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
     container = _Call(vec.modules)
     params = dict(container.named_parameters())  # the stacked tensors: their identity never changes, only values
     recorded: dict = {}
+    biases = _matmul_biases(container)
     for name in cls.per_seed:
-        setattr(vec, name, _map_over_seeds(getattr(vec, name), name, container, params, recorded, vec.seeds, vec.device, seed_scope))
+        cast = biases if name in vec.bf16_methods else set()
+        setattr(vec, name, _map_over_seeds(getattr(vec, name), name, container, params, cast, recorded, vec.seeds, vec.device, seed_scope))
     return vec
 
 
@@ -182,7 +185,16 @@ def _from_tree(arg, kind: type | None):
     return kind(**arg) if kind is not None else arg
 
 
-def _map_over_seeds(fn, name: str, container: _Call, params: dict, recorded: dict, seeds: int, device: torch.device, seed_scope):
+def _matmul_biases(container: _Call) -> set[str]:
+    """The names of the biases that only a linear layer's matmul reads (nn.Linear, EnsembleLinear)."""
+    return {f"{name}.bias" for name, m in container.named_modules() if isinstance(m, (nn.Linear, EnsembleLinear)) and m.bias is not None}
+
+
+def _map_over_seeds(fn, name: str, container: _Call, params: dict, bf16_biases: set[str], recorded: dict, seeds: int, device: torch.device, seed_scope):
+    """``fn`` mapped over the seed dimension. ``bf16_biases``, for a method that runs under bf16 autocast, enter
+    the map cast to bf16: vmap splits a linear layer into a matmul and an add, and autocast, which would cast the
+    bias with the matmul's operands, then leaves it fp32 and the add promotes every activation back to fp32."""
+
     def per_seed(params, played, args, batches, kwargs):
         with noise.tape(noise.NoiseTape(played)):
             return functional_call(container, params, (fn, tuple(_from_tree(a, b) for a, b in zip(args, batches, strict=True)), kwargs))
@@ -204,7 +216,8 @@ def _map_over_seeds(fn, name: str, container: _Call, params: dict, recorded: dic
                     per_seed_draws.append(noise.draw(recorded[key], device))
             played = [torch.stack(draws) for draws in zip(*per_seed_draws, strict=True)]
         in_dims = (0, 0, tuple(0 if _mapped(t) else None for t in trees), None, None)
-        return vmap(per_seed, in_dims=in_dims)(params, played, trees, batches, kwargs)
+        mapped_params = {k: v.to(torch.bfloat16) if k in bf16_biases else v for k, v in params.items()} if bf16_biases else params
+        return vmap(per_seed, in_dims=in_dims)(mapped_params, played, trees, batches, kwargs)
 
     return mapped
 

@@ -60,12 +60,7 @@ class EnsembleLinear(nn.Module):
             return (x * self.weight.transpose(-1, -2)).sum(-1, keepdim=True) + self.bias
         if x.dim() == 2:  # rows shared by every member; the bias add stays fused into the matmul
             x = x.expand(self.members, *x.shape)
-        bias = self.bias
-        if torch.is_autocast_enabled(x.device.type):
-            # baddbmm casts the bias itself under autocast (the same outputs). Cast first so that torch.vmap (vectorised
-            # seeds), which splits baddbmm into bmm + add, keeps the add in bf16: an fp32 bias made every activation fp32
-            bias = bias.to(torch.get_autocast_dtype(x.device.type))
-        return torch.baddbmm(bias, x, self.weight)
+        return torch.baddbmm(self.bias, x, self.weight)
 
     def extra_repr(self) -> str:
         return f"members={self.members}, in={self.in_dim}, out={self.out_dim}"
