@@ -35,21 +35,6 @@ BATCHES = {"dqn": 64, "sac": 256, "cql": 256, "iql": 256}
 _MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default}
 
 
-class _RecordMatmuls(TorchDispatchMode):
-    """Notes each matmul's op, the layout of its tensor arguments and its scalar keyword arguments."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[tuple] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _MATMULS:
-            layouts = [(a.shape, a.stride(), a.dtype) for a in args if isinstance(a, torch.Tensor)]
-            self.calls.append((func, layouts, dict(kwargs)))
-        return func(*args, **kwargs)
-
-
 class CountMatmulFlops(TorchDispatchMode):
     """Adds up the FLOPs of every matmul run inside it (no call list kept: for whole training runs)."""
 
@@ -58,13 +43,29 @@ class CountMatmulFlops(TorchDispatchMode):
         self.flops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         if func in _MATMULS:
-            self.flops += _flops(func, [(a.shape, None, None) for a in args if isinstance(a, torch.Tensor)])
-        return func(*args, **(kwargs or {}))
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            self.flops += _flops(func, [t.shape for t in tensors])
+            self._seen(func, tensors, kwargs)
+        return func(*args, **kwargs)
+
+    def _seen(self, func, tensors: list[torch.Tensor], kwargs: dict) -> None:
+        pass
 
 
-def _flops(func, layouts) -> int:
-    shapes = [s for s, _, _ in layouts]
+class _RecordMatmuls(CountMatmulFlops):
+    """Also notes each matmul's op, the layout of its tensor arguments and its scalar keyword arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def _seen(self, func, tensors: list[torch.Tensor], kwargs: dict) -> None:
+        self.calls.append((func, [(t.shape, t.stride(), t.dtype) for t in tensors], dict(kwargs)))
+
+
+def _flops(func, shapes) -> int:
     if func in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default):
         a, b = shapes
     else:  # addmm / baddbmm: (bias, a, b)
@@ -101,8 +102,7 @@ def update_floor(learner, batch) -> tuple[int, float, int]:
     recorder = _RecordMatmuls()
     with recorder:
         learner.update(batch)
-    flops = sum(_flops(func, layouts) for func, layouts, _ in recorder.calls)
-    return flops, matmul_floor(recorder.calls), len(recorder.calls)
+    return recorder.flops, matmul_floor(recorder.calls), len(recorder.calls)
 
 
 def peak_gflop_per_s(dtype: torch.dtype = torch.float32, size: int = 1024) -> float:
