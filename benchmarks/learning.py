@@ -5,7 +5,8 @@
 
 Each seed is a full `dynarl train` run (folder under --out); the line reports the final deterministic
 evaluation return per seed, their mean, min and interquartile mean, and wall-clock per run. With
-``--reach BAR`` it also reports, per seed, the first env step whose evaluation reached BAR (null: never).
+``--reach BAR`` it also reports, per seed, the first step whose evaluation reached BAR (null: never). ``steps`` and
+``clock`` name the budget: env steps for online runs, gradient steps for offline ones (a run with a dataset).
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ from pathlib import Path
 import numpy as np
 
 
+def _offline(results: list[dict]) -> bool:
+    """Whether the runs counted gradient steps (offline: no env steps taken)."""
+    return all(r["env_steps"] == 0 for r in results)
+
+
 def _rates(results: list[dict]) -> dict:
-    """Env steps per second; an offline run (no env steps) reports its gradient steps per second instead."""
-    if all(r["env_steps"] == 0 for r in results):
+    """Env steps per second; an offline run reports its gradient steps per second instead."""
+    if _offline(results):
         return {"gradient_steps_per_second": [round(r["gradient_steps"] / r["wall_seconds"], 1) for r in results]}
     return {"env_steps_per_second": [r["env_steps_per_second"] for r in results]}
 
@@ -36,7 +42,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--reach", type=float, default=None, help="report the first env step whose evaluation is >= this")
+    p.add_argument("--reach", type=float, default=None, help="report the first step (of the run's clock) whose evaluation is >= this")
     args, overrides = p.parse_known_args()
     results, reached = [], []
     for seed in args.seeds:
@@ -48,14 +54,17 @@ def main() -> None:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         if args.reach is not None:
             with open(out / "metrics.csv", newline="") as f:
-                hits = [int(r["env_steps"]) for r in csv.DictReader(f) if r.get("eval/mean_reward") and float(r["eval/mean_reward"]) >= args.reach]
+                rows = csv.DictReader(f)
+                clock = rows.fieldnames[0]  # env_steps, or gradient_steps for an offline run
+                hits = [int(r[clock]) for r in rows if r.get("eval/mean_reward") and float(r["eval/mean_reward"]) >= args.reach]
             reached.append(hits[0] if hits else None)
     finals = np.array([r["eval_return_mean"] for r in results])
     # interquartile mean: drop the lowest and highest quarter of the sorted runs (all runs below 4 seeds)
     cut = len(finals) // 4
     iqm = float(np.sort(finals)[cut : len(finals) - cut].mean())
     print(json.dumps({
-        "benchmark": "learning", "algo": args.algo, "env": args.env, "env_steps": args.steps, "seeds": args.seeds,
+        "benchmark": "learning", "algo": args.algo, "env": args.env, "steps": args.steps,
+        "clock": "gradient_steps" if _offline(results) else "env_steps", "seeds": args.seeds,
         "final_eval_returns": [round(float(x), 1) for x in finals], "mean": round(float(finals.mean()), 1),
         "std": round(float(finals.std()), 1), "min": round(float(finals.min()), 1), "iqm": round(iqm, 1),
         "wall_seconds_per_run": [r["wall_seconds"] for r in results], **_rates(results),

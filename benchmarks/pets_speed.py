@@ -119,22 +119,6 @@ def _flops_per_row(model) -> int:
     return sum(2 * layer.weight.shape[1] * layer.weight.shape[2] for layer in model.net.layers)
 
 
-def _matmul_peak_flops(precision: str, device: torch.device) -> float:
-    """FLOP/s of the best of a few large square matmuls in ``precision`` on ``device``."""
-    dtype = DTYPES[precision]
-    n = 8192 if device.type == "cuda" else 2048
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        _sync(device)
-        t = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
-
-
 def _run(env, ctrl, steps: int, seed: int, bare, flops_per_row: int, out: dict):
     """Time ``steps`` planned env steps, yielding after the warm-up plan and after each step (so that the
     sides take turns, see :func:`_interleave`); after each, time a bare forward of the same number of rows
@@ -343,7 +327,9 @@ def main() -> None:
         sides.append(_mbrl_lib(args.steps, args.seed, device, theirs))
     _interleave(sides)
     best = min(results, key=lambda k: results[k]["seconds_per_env_step"])
-    peak = _matmul_peak_flops(builds[best][0], device) / 1e12
+    from update_floor import peak_gflop_per_s
+
+    peak = peak_gflop_per_s(DTYPES[builds[best][0]], device) / 1e3
     seconds = results[best]["seconds_per_env_step"]
     ref = theirs["seconds_per_env_step"] if isinstance(theirs, dict) else None
     print(

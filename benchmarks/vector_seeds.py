@@ -69,7 +69,7 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
             while agent.steps() < steps:
                 agent.train_step()
         agent.close()
-        return {"flops_per_seed_step": counter.flops / agent.steps(), "peak_gflop_per_s": max(peak_gflop_per_s(torch.bfloat16 if precision == "bf16" else torch.float32) for _ in range(5))}
+        return {"flops_per_seed_step": counter.flops / agent.steps(), "peak_gflop_per_s": peak_gflop_per_s(torch.bfloat16 if precision == "bf16" else torch.float32, repeats=25)}
     if mode == "vector":
         vector = SeedVector.from_configs(cls, configs)
         t = time.perf_counter()
