@@ -317,6 +317,7 @@ class RunConfig:
     seed: int = param(0, non_negative, "seeds python, numpy, torch and the environments")
     device: str = param("auto", one_of("auto", "cpu", "cuda"), "auto picks cuda when available")
     torch_threads: int = param(1, non_negative, "CPU threads for torch (0: torch's default, one per core); one suits small networks on a shared CPU")
+    keep_freed_memory: bool = param(True, help="keep freed CPU memory in the process instead of returning it to the OS each update (glibc; avoids page faults on large tensors; the memory stays at its peak)")
     eval_every: int = param(5_000, positive, "env steps between evaluations")
     eval_episodes: int = param(10, positive, "deterministic episodes per evaluation")
     checkpoint_every: int = param(10_000, positive, "env steps between checkpoints (one is also written at the end)")

@@ -33,6 +33,7 @@ from dynarl.config import to_dict, validate
 from dynarl.envs import env_source
 from dynarl.envs.spaces import BOX, ActionAdapter, require_space
 from dynarl.errors import CheckpointError, ConfigError, DynarlError
+from dynarl.process import keep_freed_memory
 from dynarl.seeding import resolve_device, seed_everything, set_torch_rng_state, torch_rng_state
 from dynarl.sources.env_collector import EnvCollector
 
@@ -61,6 +62,8 @@ class Algorithm(abc.ABC):
         self.policy_only = policy_only
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
+        if cfg.keep_freed_memory:
+            keep_freed_memory()
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.np_rng = np.random.default_rng(cfg.seed)
