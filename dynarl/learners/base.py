@@ -67,7 +67,8 @@ class Learner(abc.ABC):
         """Actions for a batch of observations (no gradient)."""
 
     def _wrap_losses(self, *names: str) -> None:
-        """Run the named pure loss methods under bf16 autocast and/or torch.compile, as configured.
+        """Run the named pure methods (the losses, and network passes that feed them) under bf16 autocast and/or
+        torch.compile, as configured.
 
         Networks return float32 outputs, so losses and their reductions stay in float32 either way.
         """

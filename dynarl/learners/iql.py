@@ -69,7 +69,12 @@ class IQLLearner(Learner):
         self.modules = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target, "value": self.value}
         self.optimizers = {"actor": adam(self.actor.parameters(), cfg.actor_lr), "critic": adam(self.critic.parameters(), cfg.critic_lr),
                            "value": adam(self.value.parameters(), cfg.value_lr)}
-        self._wrap_losses("value_loss", "critic_loss", "actor_loss")
+        self._wrap_losses("next_value", "value_loss", "critic_loss", "actor_loss")
+
+    @torch.no_grad()
+    def next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """V(s'), the bootstrap of the critic's target (taken before V's step, as CORL does)."""
+        return self.value(next_obs).float()
 
     def value_loss(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L_V = E[l_2^tau(min_i Q'_i(s, a) - V(s))]; also the advantage min_i Q'_i(s, a) - V(s) (detached, V before its step)."""
@@ -101,8 +106,7 @@ class IQLLearner(Learner):
         return self.cfg.actor_lr * 0.5 * (1.0 + math.cos(math.pi * t / steps))
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            next_v = self.value(batch.next_obs).float()  # before the V step (CORL)
+        next_v = self.next_value(batch.next_obs)
         value_loss, adv = self.value_loss(batch.obs, batch.act)
         self._step("value", value_loss)
         critic_loss, q = self.critic_loss(batch, next_v)
