@@ -53,8 +53,10 @@ def worker_dynarl(algo: str, steps: int, warmup: int, precision: str, compile_: 
 
     from dynarl.learners.cql import CQLLearner, CQLLearnerConfig
     from dynarl.learners.iql import IQLLearner, IQLLearnerConfig
+    from dynarl.process import keep_freed_memory
     from dynarl.sources.dataset import DatasetSource
 
+    keep_freed_memory()  # as a run does when its agent is built (it moved neither update measurably here)
     torch.manual_seed(0)
     device = torch.device(device)
     source = DatasetSource(_data(), device)
