@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--env", help="Gymnasium environment id (default: the algorithm's default task; with --dataset: the env the data came from, used for evaluation)")
     t.add_argument("--steps", type=int, help="total steps of the run's clock: env steps, or gradient steps for the algorithms that learn from a dataset")
     t.add_argument("--seed", type=int)
-    t.add_argument("--seeds", metavar="LIST", help="train several seeds as one vectorised agent in this process (e.g. 0-7 or 0,3,5): one run folder per seed under --out; SAC, TD3, DDPG, DQN, Double DQN, PPO, A2C, REINFORCE")
+    t.add_argument("--seeds", metavar="LIST", help="train several seeds as one vectorised agent in this process (e.g. 0-7 or 0,3,5): one run folder per seed under --out; SAC, TD3, DDPG, DQN, Double DQN, PPO, A2C, REINFORCE, and MBPO / Dyna-TD3 / Dyna-DDPG")
     t.add_argument("--out", help="run folder to create (default runs/ALGO-ENV-sSEED-TIME)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
     t.add_argument("--dataset", help="Minari dataset id for offline algorithms (bc, cql, iql, awac, fqi, ...)")

@@ -120,10 +120,10 @@ class DynaLoop(ModelData):
         """Epochs completed since learning started (the rollout schedule's clock)."""
         return max(self.env_steps - self.cfg.learning_starts, 0) // self.cfg.epoch_length
 
-    def train_step(self) -> None:
+    def prepare_updates(self, before: int) -> None:
+        """After each vector step (once learning has started): fit the model every model_train_freq env steps and
+        refill D_model with rollouts of the new length; at each epoch's end, the eps_pi diagnostic."""
         cfg = self.cfg
-        before = self.env_steps
-        self.collect()
         if not self.learning():
             return
         if self.model_fits == 0 or self.env_steps // cfg.model_train_freq > before // cfg.model_train_freq:
@@ -134,10 +134,11 @@ class DynaLoop(ModelData):
         epochs_before = (before - cfg.learning_starts) // cfg.epoch_length if before >= cfg.learning_starts else -1
         if self.epoch() > epochs_before:  # learning started, or an epoch ended
             self._epoch_policy_change()
-        updates = self.updates_due(before)
-        if updates:
+
+    def policy_updates(self, n: int) -> None:
+        if n:
             with self._timed("policy_update"):
-                self.policy_updates(updates)
+                super().policy_updates(n)
 
     def _train_model(self) -> None:
         fresh = len(self.buffer) - self._fit_end

@@ -98,7 +98,12 @@ class OffPolicyAlgorithm(Algorithm):
     def train_step(self) -> None:
         before = self.env_steps
         self.collect()
+        self.prepare_updates(before)
         self.policy_updates(self.updates_due(before))
+
+    def prepare_updates(self, before: int) -> None:
+        """Hook between a vector step and its updates (``before``: the env clock before the step); the Dyna loop
+        fits its model and generates rollouts here. Nothing for a plain off-policy algorithm."""
 
     def updates_due(self, before: int) -> int:
         """Learner updates owed after the env clock moved from ``before``: updates_per_step per train_freq crossed."""

@@ -9,6 +9,7 @@ update is one batched call for all seeds:
     off-policy, for each vector step (every seed: n_envs env steps):
         the learner's actions for every seed's observations, in one call (once learning_starts is reached)
         each seed explores with its own rule and generator, steps its own envs, stores its own transitions
+        (the Dyna loop: each seed in turn fits its own model and generates its own rollouts when due)
         for each update due: a minibatch from every seed's buffer, one update of the stacked learner
     on-policy, for each iteration:
         n_steps times: the learner's step (a, log pi(a|s), V(s)) for every seed at once; each seed steps its
@@ -19,7 +20,9 @@ The process has one torch generator; :class:`SeedGenerators` keeps one state per
 the process's own while seed i draws (minibatch indices, policy noise) or is checkpointed, so seed i draws
 exactly what a separate run with seed i draws. Supported: the algorithms that use :class:`OffPolicyAlgorithm`'s
 or :class:`OnPolicyAlgorithm`'s loop unchanged with a learner that declares ``per_seed`` (SAC, TD3, DDPG, DQN,
-Double DQN, PPO, A2C, REINFORCE).
+Double DQN, PPO, A2C, REINFORCE), and the Dyna loop (MBPO, Dyna-TD3, Dyna-DDPG): its model-free updates, most of
+its time, run stacked; the seeds' ensembles are fitted one after another, since each stops early on its own
+holdout loss.
 """
 
 from __future__ import annotations
@@ -166,6 +169,10 @@ class SeedVector:
             given = self.learner.act(torch.stack([a._obs_tensor(a.collector.observe()) for a in agents]), deterministic=False)
         for agent, act in zip(agents, given, strict=True):
             agent.collect(act)
+        if type(agents[0]).prepare_updates is not OffPolicyAlgorithm.prepare_updates:
+            for i, agent in enumerate(agents):  # the Dyna loop's model fits and rollouts, each seed in turn
+                with self.generators.use(i):
+                    agent.prepare_updates(before)
         n = agents[0].updates_due(before)
         rounds = [agent.round_batches(n) for agent in agents]  # lazy: each seed draws under its own streams below
         for _ in range(n):

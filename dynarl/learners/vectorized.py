@@ -93,6 +93,8 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
         raise ConfigError(f"{cls.__name__} does not declare its per-seed methods; it cannot be vectorised over seeds")
     if getattr(first.cfg, "compile", False):
         raise ConfigError("torch.compile and vectorised seeds do not combine yet; set learner.compile=false")
+    if getattr(first, "value_expansion", None) is not None:
+        raise ConfigError("model-based value expansion and vectorised seeds do not combine yet (its imagined paths run each seed's own model); set mve_horizon=1")
     devices = [first.device] if first.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # its own initial weights are overwritten: keep the seeds' streams
         vec = type(f"SeedStacked{cls.__name__}", (_SeedStacked, cls), {})(first.cfg, observation_space, action_space, first.device)
