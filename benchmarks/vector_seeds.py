@@ -13,7 +13,8 @@ random phase); the clock covers the training loop only
 (no evaluation, logging or checkpoints on any side). Torch threads: 1 per process for the sequential and
 parallel sides; the vectorised side is measured with 1 thread (the cores one sequential process uses) and
 with 2 threads (the cores the two parallel processes use). SAC uses Pendulum-v1 with the standard
-256x256 networks and batch 256; DQN and PPO use their CartPole-v1 presets.
+256x256 networks and batch 256; DQN and PPO use their CartPole-v1 presets; MBPO its Pendulum-v1 preset (10 SAC
+updates per step, stacked across seeds; each seed's ensemble fitted every 250 steps and rolled out, in turn).
 
 ``--floor`` adds what no implementation could beat here: one seed's run again, untimed, with the FLOPs of every
 matmul it runs (acting and updates, forward and backward) counted, and this core's matmul rate on one large
@@ -44,6 +45,7 @@ TASKS = {
     "td3": ("Pendulum-v1", {"learner.hidden_sizes": "[256,256]", "batch_size": "256"}),
     "dqn": ("CartPole-v1", {}),
     "ppo": ("CartPole-v1", {}),
+    "mbpo": ("Pendulum-v1", {}),  # its Pendulum preset: SAC 256x256 with 10 updates per step, a 7x4x200 ensemble
 }
 ON_POLICY = {"ppo"}  # no learning_starts: every step's action comes from the policy
 
