@@ -15,6 +15,7 @@ from dynarl.data.batch import Batch
 from dynarl.data.datasets import DatasetError, write_dataset
 from dynarl.data.replay import ReplayBuffer
 from dynarl.errors import ConfigError
+from dynarl.learners.base import ActorCriticLearner
 from dynarl.models.model_env import ModelEnv
 from dynarl.run.collect import random_behavior, rollout_episodes
 
@@ -133,15 +134,17 @@ def test_combo_pushes_up_the_dataset_rows_and_down_at_rho_states(rho_s):
     batch = Batch(**{k: v for k, v in vars(agent.dataset.sample(16)).items() if k in ("obs", "act", "reward", "next_obs", "terminated", "truncated")})
     down = slice(n_real, None) if rho_s == "model" else slice(None)
     torch.manual_seed(5)
-    gap, extras = learner.cql_regularizer(*learner.cql_split(batch))
-    # by hand: the soft maximum at the rho states, minus Q at the dataset's (s, a) rows only
+    loss, _ = learner.critic_loss(batch)
+    # by hand: the Bellman term over the whole mixed batch, plus beta (the soft maximum at the rho states minus
+    # Q at the dataset's (s, a) rows only), drawn in the same order
     torch.manual_seed(5)
+    bellman, _ = ActorCriticLearner.critic_loss(learner, batch)
     act, log_density = learner.cql_proposals(batch.obs[down], batch.next_obs[down])
     with torch.no_grad():
         q = learner.critic(batch.obs[down].repeat_interleave(act.shape[1], 0), act.reshape(-1, act.shape[-1])).view(2, -1, act.shape[1])
         soft_max = torch.logsumexp(q - log_density, dim=-1).mean(1)
         q_data = learner.critic(batch.obs[:n_real], batch.act[:n_real]).mean(1)
-    torch.testing.assert_close(gap.detach(), soft_max - q_data)
+    torch.testing.assert_close(loss.detach(), bellman.detach() + learner.cfg.cql_alpha * (soft_max - q_data).sum())
 
 
 def test_combo_learns_and_its_batches_mix_in_model_rows():

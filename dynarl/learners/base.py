@@ -180,7 +180,11 @@ class ActorCriticLearner(Learner):
         With ``value_expansion`` set, MVE's loss over the imagined path instead."""
         if self.value_expansion is not None:
             return self.value_expansion.critic_loss(self, batch)
-        q = self.critic(batch.obs, batch.act)
+        return self.bellman_loss(batch, self.critic(batch.obs, batch.act))
+
+    def bellman_loss(self, batch: Batch, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """J_Q = E[1/2 (Q_i(s, a) - y)^2] summed over the critics, for their values ``q`` [members, B] at ``batch``'s
+        pairs; also the mean Q for the log."""
         return 0.5 * (q - self.td_target(batch)).pow(2).mean(1).sum(), q.detach().mean()
 
 

@@ -36,11 +36,10 @@ class COMBOLearner(CQLLearner):
         super().__init__(cfg, obs_space, action_space, device)
         self.real_rows: int | None = None  # set by the loop: the first real_rows rows of a batch are the dataset's
 
-    def cql_split(self, batch: Batch) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    def cql_split(self, batch: Batch) -> tuple[int, torch.Tensor, torch.Tensor]:
         n = self.real_rows
         if n is None or n >= len(batch):  # no model data yet (or f = 1): CQL on the dataset batch
-            return batch, batch.obs, batch.next_obs
-        real = Batch(obs=batch.obs[:n], act=batch.act[:n], reward=batch.reward[:n], next_obs=batch.next_obs[:n], terminated=batch.terminated[:n], truncated=batch.truncated[:n])
+            return len(batch), batch.obs, batch.next_obs
         if self.cfg.rho_s == "model":
-            return real, batch.obs[n:], batch.next_obs[n:]
-        return real, batch.obs, batch.next_obs
+            return n, batch.obs[n:], batch.next_obs[n:]
+        return n, batch.obs, batch.next_obs

@@ -113,40 +113,43 @@ class CQLLearner(SACLearner):
         t = self.cfg.cql_temperature
         return t * torch.logsumexp(q / t - log_density, dim=-1)
 
-    def cql_regularizer(self, batch: Batch, pushdown_obs: torch.Tensor | None = None, pushdown_next_obs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per critic i: E_{s~rho}[T log sum_a exp(Q_i(s, a)/T)] - E_{(s,a)~batch}[Q_i(s, a)], shape [members].
+    def cql_regularizer(self, q_data: torch.Tensor, pushdown_obs: torch.Tensor, pushdown_next_obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per critic i: E_{s~rho}[T log sum_a exp(Q_i(s, a)/T)] - E_{(s,a)~D}[Q_i(s, a)], shape [members].
 
-        Q is pushed up at ``batch``'s (s, a) pairs and pushed down at the states ``pushdown_obs`` (with
-        ``pushdown_next_obs`` for the pi(.|s') proposal); both default to ``batch``'s own states (CQL).
-        Extras: ``q_ood`` (the mean soft maximum) and ``q_data`` (the mean data Q), detached.
+        ``q_data`` [members, n] holds the critics' values at the pairs pushed up (the Bellman term's own forward
+        pass, so they cost nothing extra); Q is pushed down at the states ``pushdown_obs`` (with
+        ``pushdown_next_obs`` for the pi(.|s') proposal). Extras: ``q_ood`` (the mean soft maximum) and
+        ``q_data`` (the mean data Q), detached.
         """
-        obs = batch.obs if pushdown_obs is None else pushdown_obs
-        next_obs = batch.next_obs if pushdown_next_obs is None else pushdown_next_obs
-        q_ood = self.cql_logsumexp(obs, *self.cql_proposals(obs, next_obs)).mean(1)
-        q_data = self.critic(batch.obs, batch.act).mean(1)
+        q_ood = self.cql_logsumexp(pushdown_obs, *self.cql_proposals(pushdown_obs, pushdown_next_obs)).mean(1)
+        q_data = q_data.mean(1)
         return q_ood - q_data, {"q_ood": q_ood.detach().mean(), "q_data": q_data.detach().mean()}
 
-    def cql_split(self, batch: Batch) -> tuple[Batch, torch.Tensor, torch.Tensor]:
-        """Hook: (pairs pushed up, states pushed down, their next states) from the critic's batch.
+    def cql_split(self, batch: Batch) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """Hook: (n, states pushed down, their next states) for the critic's batch; Q is pushed up at its first n pairs.
 
-        CQL: all from the same dataset batch. COMBO overrides it to push up the dataset rows and push down at
-        model-rollout states of its mixed batch (its Bellman term still covers the whole batch).
+        CQL: every pair, and down at the same states. COMBO overrides it to push up the dataset rows (which its
+        loop puts first) and push down at model-rollout states of its mixed batch (its Bellman term still
+        covers the whole batch).
         """
-        return batch, batch.obs, batch.next_obs
+        return len(batch), batch.obs, batch.next_obs
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """SAC's J_Q plus sum_i w gap_i (w = alpha; Lagrangian: alpha alpha' (gap_i - target_action_gap), alpha' fixed here)."""
-        bellman, q = super().critic_loss(batch)
         if not self.cfg.lagrange and self.cfg.cql_alpha == 0:
             # nothing to push: skip the 3N extra critic passes (and their random draws), so alpha = 0 is SAC exactly
+            bellman, q_mean = super().critic_loss(batch)
             self._cql_metrics = {"cql_loss": torch.zeros_like(bellman.detach()), "cql_alpha": self._cql_alpha}
-            return bellman, q
-        gap, extras = self.cql_regularizer(*self.cql_split(batch))
+            return bellman, q_mean
+        q = self.critic(batch.obs, batch.act)
+        bellman, q_mean = self.bellman_loss(batch, q) if self.value_expansion is None else super().critic_loss(batch)
+        n, pushdown_obs, pushdown_next_obs = self.cql_split(batch)
+        gap, extras = self.cql_regularizer(q[:, :n], pushdown_obs, pushdown_next_obs)
         weight = self.conservative_weight().detach()
         threshold = self.cfg.target_action_gap if self.cfg.lagrange else 0.0
         cql_loss = (weight * (gap - threshold)).sum()
         self._cql_metrics = {"cql_loss": cql_loss.detach(), "cql_alpha": weight, **extras, "gap": gap.detach()}
-        return bellman + cql_loss, q
+        return bellman + cql_loss, q_mean
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         metrics = super().update(batch)  # SAC's update; its critic step calls critic_loss above
