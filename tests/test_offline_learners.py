@@ -338,3 +338,22 @@ def test_updates_stay_finite_and_state_dict_round_trip_gives_the_same_next_updat
 def test_discrete_actions_are_refused(cls, cfg):
     with pytest.raises(DynarlError, match="Box action space"):
         cls(cfg(hidden_sizes=SMALL), box(3), gym.spaces.Discrete(3), CPU)
+
+
+@pytest.mark.parametrize("learner_cls, cfg_cls", [(CQLLearner, CQLLearnerConfig), (IQLLearner, IQLLearnerConfig)])
+def test_compiled_bf16_updates_follow_the_eager_ones(learner_cls, cfg_cls):
+    """``precision=bf16 compile=true`` (the fastest CPU setting, benchmarks/offline_speed.py) runs the same update
+    as eager bf16: with inductor drawing its random numbers as eager torch does, the losses of five successive
+    updates agree to bf16 precision."""
+    import torch._inductor.config as inductor_config
+
+    losses = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        learner = learner_cls(cfg_cls(hidden_sizes=SMALL, precision="bf16", compile=compile_), box(3), box(2), CPU)
+        torch.manual_seed(1)
+        with inductor_config.patch(fallback_random=True):
+            metrics = [learner.update(_batch(n=32, seed=k)) for k in range(5)]
+        losses.append(torch.stack([torch.stack([m["critic_loss"], m["actor_loss"]]) for m in metrics]))
+    torch.testing.assert_close(losses[1], losses[0], rtol=2e-2, atol=2e-2)
+    assert losses[0].std(0).min() > 0.05  # the losses move over the five updates: the comparison is not of constants
