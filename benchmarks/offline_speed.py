@@ -11,6 +11,9 @@ d3rlpy needs its own environment (it pins gym); point ``--d3rlpy-python`` at tha
     python -m venv /tmp/d3venv && /tmp/d3venv/bin/pip install torch==2.13.0 d3rlpy
     python benchmarks/offline_speed.py --d3rlpy-python /tmp/d3venv/bin/python [--device cuda]
 
+dynarl's side runs fp32 and eager by default; ``--precision bf16 --compile`` is its fastest CPU setting (the first
+updates of each measurement's warm-up compile, outside the timed ones; d3rlpy runs fp32 and eager, its only mode).
+
 On a GPU (``--device cuda``) both sides' dataset lives on the device; dynarl is timed to a sync after its last update.
 
 ``--floor`` (CPU) also counts the matmul FLOPs of one dynarl update and times a large square matmul on the same
