@@ -59,6 +59,19 @@ def test_log_prob_matches_forward_and_torch_distributions():
     assert torch.isfinite(actor.log_prob(obs, torch.ones(64, 2))).all()  # boundary actions are clamped, not infinite
 
 
+def test_sample_n_draws_what_forward_draws_on_repeated_states():
+    actor = TanhGaussianActor(3, 2, SMALL)
+    obs = torch.randn(5, 3)
+    torch.manual_seed(4)
+    act, logp = actor(obs.repeat_interleave(6, 0))
+    torch.manual_seed(4)
+    act_n, logp_n = actor.sample_n(obs, 6)
+    assert act_n.shape == (5, 6, 2) and logp_n.shape == (5, 6)
+    torch.testing.assert_close(act_n, act.view(5, 6, 2), rtol=0, atol=1e-6)
+    torch.testing.assert_close(logp_n, logp.view(5, 6), rtol=0, atol=1e-5)
+    assert act_n.std(1).min() > 0  # n different samples per state, not one repeated
+
+
 # --- CQL -------------------------------------------------------------------------------------------
 
 

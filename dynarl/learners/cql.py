@@ -91,7 +91,7 @@ class CQLLearner(SACLearner):
         n, b = self.cfg.cql_n_actions, obs.shape[0]
         uniform = torch.rand(b, n, self.act_dim, device=obs.device) * 2 - 1
         uniform_log_density = torch.full((b, n), -self.act_dim * math.log(2.0), device=obs.device)
-        pi_act, pi_log_prob = self.actor(torch.cat([obs, next_obs]).repeat_interleave(n, 0))  # one pass for s and s'
+        pi_act, pi_log_prob = self.actor.sample_n(torch.cat([obs, next_obs]), n)  # one pass for s and s'
         pi_act, pi_log_prob = pi_act.view(2, b, n, self.act_dim), pi_log_prob.view(2, b, n)
         act = torch.cat([uniform, pi_act[0], pi_act[1]], 1)
         log_density = torch.cat([uniform_log_density, pi_log_prob[0], pi_log_prob[1]], 1)

@@ -60,6 +60,17 @@ class TanhGaussianActor(nn.Module):
         mean, log_std = self._mean_log_std(obs)
         if deterministic:
             return torch.tanh(mean), torch.zeros(mean.shape[:-1], device=mean.device)
+        return self._sample(mean, log_std)
+
+    def sample_n(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n samples per state, [B, n, A], and their log-probabilities, [B, n]: what :meth:`forward` gives for
+        ``obs.repeat_interleave(n, 0)`` (the same draws in the same order: equal up to float rounding), with one network pass per state, not n
+        (CQL's importance samples)."""
+        mean, log_std = self._mean_log_std(obs)
+        shape = (mean.shape[0], n, mean.shape[1])
+        return self._sample(mean.unsqueeze(1).expand(shape), log_std.unsqueeze(1).expand(shape))
+
+    def _sample(self, mean: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         eps = normal_like(mean)
         u = mean + log_std.exp() * eps
         # log N(u; mean, std) summed over dims, minus log|d tanh(u)/du| = 2(log 2 - u - softplus(-2u))
