@@ -42,11 +42,11 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return Batch(**{k: v[idx] for k, v in self.storage.items()})
+        return Batch(**{k: v.index_select(0, idx) for k, v in self.storage.items()})  # torch's fast gather (not v[idx])
 
     def obs_act(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The observations and actions of rows ``idx`` (start states of model rollouts)."""
-        return self.storage["obs"][idx], self.storage["act"][idx]
+        return self.storage["obs"].index_select(0, idx), self.storage["act"].index_select(0, idx)
 
     def recent(self, n: int) -> dict[str, torch.Tensor]:
         """The last ``min(n, size)`` rows added, oldest first."""
