@@ -135,7 +135,7 @@ def test_combo_pushes_up_the_dataset_rows_and_down_at_rho_states(rho_s):
     down = slice(n_real, None) if rho_s == "model" else slice(None)
     torch.manual_seed(5)
     loss, _ = learner.critic_loss(batch)
-    # by hand: the Bellman term over the whole mixed batch, plus beta (the soft maximum at the rho states minus
+    # by hand: the Bellman term (the full MSE) over the whole mixed batch, plus beta (the soft maximum at the rho states minus
     # Q at the dataset's (s, a) rows only), drawn in the same order
     torch.manual_seed(5)
     bellman, _ = ActorCriticLearner.critic_loss(learner, batch)
@@ -144,7 +144,7 @@ def test_combo_pushes_up_the_dataset_rows_and_down_at_rho_states(rho_s):
         q = learner.critic(batch.obs[down].repeat_interleave(act.shape[1], 0), act.reshape(-1, act.shape[-1])).view(2, -1, act.shape[1])
         soft_max = torch.logsumexp(q - log_density, dim=-1).mean(1)
         q_data = learner.critic(batch.obs[:n_real], batch.act[:n_real]).mean(1)
-    torch.testing.assert_close(loss.detach(), bellman.detach() + learner.cfg.cql_alpha * (soft_max - q_data).sum())
+    torch.testing.assert_close(loss.detach(), 2 * bellman.detach() + learner.cfg.cql_alpha * (soft_max - q_data).sum())  # CQL's full MSE
 
 
 def test_combo_learns_and_its_batches_mix_in_model_rows():

@@ -115,7 +115,7 @@ def test_cql_pushdown_states_can_differ_from_pushed_up_pairs():
 
 
 @pytest.mark.parametrize("lagrange", [False, True])
-def test_cql_critic_loss_is_sac_bellman_plus_weighted_gap(lagrange):
+def test_cql_critic_loss_is_twice_sacs_bellman_plus_weighted_gap(lagrange):
     torch.manual_seed(0)
     cfg = CQLLearnerConfig(hidden_sizes=SMALL, cql_alpha=2.0, lagrange=lagrange, target_action_gap=3.0)
     learner = CQLLearner(cfg, box(3), box(2), CPU)
@@ -128,7 +128,7 @@ def test_cql_critic_loss_is_sac_bellman_plus_weighted_gap(lagrange):
     torch.manual_seed(5)
     bellman, _ = ActorCriticLearner.critic_loss(learner, b)  # SAC's, drawn in the same order
     gap, _ = learner.cql_regularizer(learner.critic(b.obs, b.act), b.obs, b.next_obs)
-    expected = bellman + (2.0 * 0.5 * (gap - 3.0)).sum() if lagrange else bellman + 2.0 * gap.sum()
+    expected = 2 * bellman + (2.0 * 0.5 * (gap - 3.0)).sum() if lagrange else 2 * bellman + 2.0 * gap.sum()  # the full MSE: twice SAC's J_Q
     assert torch.allclose(loss, expected, atol=1e-5)
 
 

@@ -1,12 +1,13 @@
 """COMBO's critic (Yu et al. 2021): CQL's regulariser with its push-down moved onto model data.
 
-    min_Q  beta (E_{s~rho}[log sum_a exp Q(s, a)] - E_{(s,a)~D}[Q(s, a)]) + 1/2 E_{d_f}[(Q(s, a) - B^pi Q'(s, a))^2]
+    min_Q  beta (E_{s~rho}[log sum_a exp Q(s, a)] - E_{(s,a)~D}[Q(s, a)]) + E_{d_f}[(Q(s, a) - B^pi Q'(s, a))^2]
 
-with d_f = f d_D + (1 - f) d_model the mixed batch (f = the loop's ``real_ratio``): the Bellman term covers the
-whole batch, Q is pushed *up* on the dataset's pairs only and pushed *down* at the states of rho: the model
-rollouts' states (``rho_s=model``, the paper's d_model) or every state of the mixed batch (``rho_s=mix``,
-OfflineRL-Kit's default). Everything else is :class:`~dynarl.learners.cql.CQLLearner` (the importance-sampled
-logsumexp, the Lagrangian option, SAC's actor and temperature); only :meth:`cql_split` changes.
+with d_f = f d_D + (1 - f) d_model the mixed batch (f = the loop's ``real_ratio``): the Bellman term (the full mean
+squared error, as CQL's and OfflineRL-Kit's) covers the whole batch, Q is pushed *up* on the dataset's pairs only
+and pushed *down* at the states of rho: the model rollouts' states (``rho_s=model``, the paper's d_model) or every
+state of the mixed batch (``rho_s=mix``, OfflineRL-Kit's default). Everything else is
+:class:`~dynarl.learners.cql.CQLLearner` (the importance-sampled logsumexp, the Lagrangian option, SAC's actor and
+temperature); only :meth:`cql_split` changes.
 
 The loop puts the ``real_rows`` dataset rows first in every batch (:meth:`ModelData.sample_batch`).
 """

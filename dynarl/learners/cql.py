@@ -5,8 +5,10 @@ The seed's loss, with the entropy-regularised inner maximisation (CQL(H), Kumar 
     min_Q  alpha (E_{s~D}[log sum_a exp Q(s, a)] - E_{(s,a)~D}[Q(s, a)]) + 1/2 E_D[(Q(s, a) - B^pi Q'(s, a))^2]
 
 Term 1 pushes Q down where it is large (mu* ~ exp Q), term 2 pushes it up on the dataset's pairs, term 3 is
-SAC's Bellman loss, unchanged (:meth:`ActorCriticLearner.critic_loss`); so is the rest of SAC's update (actor,
-temperature, Polyak target) and its order. For continuous actions the log-integral is estimated by importance
+SAC's Bellman loss (:meth:`ActorCriticLearner.bellman_loss`) without its 1/2: the seed and the paper write 1/2,
+but Kumar et al.'s code (rlkit's ``nn.MSELoss``), CORL and d3rlpy train on the full mean squared error, and the
+published alphas (5 and 10) were tuned with it, so that is the scale here. The rest of SAC's update (actor,
+temperature, Polyak target) and its order are unchanged. For continuous actions the log-integral is estimated by importance
 sampling from three proposals, N samples each (the standard estimator, not in the seed):
 
     T log sum_a exp(Q/T) ~= T logsumexp_j (Q(s, a_j)/T - log mu(a_j|s)),
@@ -135,14 +137,16 @@ class CQLLearner(SACLearner):
         return len(batch), batch.obs, batch.next_obs
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """SAC's J_Q plus sum_i w gap_i (w = alpha; Lagrangian: alpha alpha' (gap_i - target_action_gap), alpha' fixed here)."""
+        """2 J_Q (SAC's J_Q without its 1/2, see the module docstring) plus sum_i w gap_i (w = alpha; Lagrangian:
+        alpha alpha' (gap_i - target_action_gap), alpha' fixed here). With alpha = 0: SAC's J_Q exactly."""
         if not self.cfg.lagrange and self.cfg.cql_alpha == 0:
             # nothing to push: skip the 3N extra critic passes (and their random draws), so alpha = 0 is SAC exactly
             bellman, q_mean = super().critic_loss(batch)
             self._cql_metrics = {"cql_loss": torch.zeros_like(bellman.detach()), "cql_alpha": self._cql_alpha}
             return bellman, q_mean
         q = self.critic(batch.obs, batch.act)
-        bellman, q_mean = self.bellman_loss(batch, q) if self.value_expansion is None else super().critic_loss(batch)
+        half_bellman, q_mean = self.bellman_loss(batch, q) if self.value_expansion is None else super().critic_loss(batch)
+        bellman = 2.0 * half_bellman  # the full mean squared error of the reference codes
         n, pushdown_obs, pushdown_next_obs = self.cql_split(batch)
         gap, extras = self.cql_regularizer(q[:, :n], pushdown_obs, pushdown_next_obs)
         weight = self.conservative_weight().detach()
