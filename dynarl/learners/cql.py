@@ -8,8 +8,8 @@ Term 1 pushes Q down where it is large (mu* ~ exp Q), term 2 pushes it up on the
 SAC's Bellman loss (:meth:`ActorCriticLearner.bellman_loss`) without its 1/2: the seed and the paper write 1/2,
 but Kumar et al.'s code (rlkit's ``nn.MSELoss``), CORL and d3rlpy train on the full mean squared error, and the
 published alphas (5 and 10) were tuned with it, so that is the scale here. The rest of SAC's update (actor,
-temperature, Polyak target) and its order are unchanged. For continuous actions the log-integral is estimated by importance
-sampling from three proposals, N samples each (the standard estimator, not in the seed):
+temperature, Polyak target) and its order are unchanged. For continuous actions the log-integral is estimated by
+importance sampling from three proposals, N samples each (the standard estimator, not in the seed):
 
     T log sum_a exp(Q/T) ~= T logsumexp_j (Q(s, a_j)/T - log mu(a_j|s)),
     a_j ~ U[-1, 1]^|A| (log mu = -|A| log 2), pi(.|s) and pi(.|s') (log mu = their log pi),

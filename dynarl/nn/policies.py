@@ -64,8 +64,8 @@ class TanhGaussianActor(nn.Module):
 
     def sample_n(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n samples per state, [B, n, A], and their log-probabilities, [B, n]: what :meth:`forward` gives for
-        ``obs.repeat_interleave(n, 0)`` (the same draws in the same order: equal up to float rounding), with one network pass per state, not n
-        (CQL's importance samples)."""
+        ``obs.repeat_interleave(n, 0)`` (the same draws in the same order: equal up to float rounding), with one
+        network pass per state, not n (CQL's importance samples)."""
         mean, log_std = self._mean_log_std(obs)
         shape = (mean.shape[0], n, mean.shape[1])
         return self._sample(mean.unsqueeze(1).expand(shape), log_std.unsqueeze(1).expand(shape))
