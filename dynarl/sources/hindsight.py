@@ -79,15 +79,15 @@ class HindsightRelabeller(FixedData):
 
     def relabel(self, rows: torch.Tensor, goal_rows: torch.Tensor) -> torch.Tensor:
         """Observations ``rows`` with their desired-goal dims replaced by the achieved goal of ``goal_rows``."""
-        obs = self.observations[rows].clone()
-        obs[:, self._desired] = self.observations[goal_rows][:, self._achieved]
+        obs = self.observations.index_select(0, rows)  # a fresh tensor (torch's fast gather): safe to write into
+        obs[:, self._desired] = self.observations.index_select(0, goal_rows)[:, self._achieved]
         return obs
 
     def sample(self, batch_size: int) -> Batch:
         idx = torch.randint(0, len(self), (batch_size,), device=self.device)
         row, goal_row = self.obs_row[idx], self.goal_rows(idx)
         reached = (goal_row == row + 1).float()
-        return Batch(obs=self.relabel(row, goal_row), act=self.act[idx], reward=reached, next_obs=self.relabel(row + 1, goal_row), terminated=reached, truncated=torch.zeros_like(reached))
+        return Batch(obs=self.relabel(row, goal_row), act=self.act.index_select(0, idx), reward=reached, next_obs=self.relabel(row + 1, goal_row), terminated=reached, truncated=torch.zeros_like(reached))
 
     # --- transforms applied once, before training ----------------------------------------------------------
 
