@@ -2,7 +2,7 @@
 learning starts 1k, train_freq 256 with 128 gradient steps, [256, 256]), dynarl against Stable-Baselines3
 in the same run, one torch thread each (``--threads``). Prints one JSON line with ``speedup_vs_sb3``.
 
-    python benchmarks/dqn_speed.py [--steps 20000] [--threads 1] [--repeats 3] [--device cpu|cuda] [--compile]
+    python benchmarks/dqn_speed.py [--steps 20000] [--threads 1] [--repeats 3] [--device cpu|cuda] [--compile] [--bf16]
 
 Each measurement is a whole ``learn(steps)`` from scratch in its own process (collection, exploration and
 the 128-update rounds: everything a user waits for), timed from the first env step to the last, with the
@@ -10,7 +10,9 @@ same seed on both sides. ``--repeats R`` alternates the sides (A B A B) and repo
 the median of the ratios of runs taken side by side. The figures also give the bytes per transition of each
 replay buffer (dynarl stores each observation once). ``--compile`` adds a side with ``learner.compile=true``,
 timed from the end of its first training round (which compiles) to the last step, so it excludes the fast
-random steps before that round too: a conservative figure.
+random steps before that round too: a conservative figure. ``--bf16`` adds a side with
+``learner.precision=bf16 learner.compile=true``, timed the same way (bf16 matmuls change the numbers, not the
+algorithm; on CPUs without AVX512-BF16 or AMX it is slower, not faster).
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ ZOO = {"lr": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts"
        "target_update_interval": 10, "exploration_fraction": 0.16, "exploration_final_eps": 0.04, "net_arch": [256, 256]}  # fmt: skip
 
 
-def _measure_dynarl(steps: int, threads: int, device: str, compile_: bool = False) -> dict:
+def _measure_dynarl(steps: int, threads: int, device: str, compile_: bool = False, precision: str = "fp32") -> dict:
     import torch
 
     import dynarl
 
     # one 1-episode evaluation at the end is all that runs besides training (SB3's learn evaluates nothing)
     agent = dynarl.DQN("CartPole-v1", seed=0, steps=steps, torch_threads=threads, device=device, quiet=True, eval_every=10**9, eval_episodes=1, log_every=10**9,
-                       checkpoint_every=10**9, **{"learner.compile": compile_})  # fmt: skip
+                       checkpoint_every=10**9, **{"learner.compile": compile_, "learner.precision": precision})  # fmt: skip
     start = ZOO["learning_starts"] + ZOO["train_freq"] if compile_ else 0
     if start:
         agent.learn(start)  # the compiling round
@@ -66,7 +68,10 @@ def _measure_sb3(steps: int, threads: int, device: str) -> dict:
 
 
 def _child(impl: str, steps: int, threads: int, device: str) -> None:
-    out = _measure_sb3(steps, threads, device) if impl == "sb3" else _measure_dynarl(steps, threads, device, compile_=impl == "dynarl_compile")
+    if impl == "sb3":
+        out = _measure_sb3(steps, threads, device)
+    else:
+        out = _measure_dynarl(steps, threads, device, compile_=impl != "dynarl", precision="bf16" if impl == "dynarl_bf16_compile" else "fp32")
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
@@ -88,6 +93,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", help="both sides on this torch device (cpu, cuda)")
     p.add_argument("--compile", action="store_true", help="also measure dynarl with learner.compile=true")
+    p.add_argument("--bf16", action="store_true", help="also measure dynarl with learner.precision=bf16 learner.compile=true")
     args = p.parse_args()
     try:
         import stable_baselines3
@@ -95,7 +101,7 @@ def main() -> None:
         sb3 = f"stable-baselines3 {stable_baselines3.__version__}"
     except ImportError as e:
         raise SystemExit(f"stable-baselines3 is not importable ({e}); pip install stable-baselines3") from None
-    runs: dict[str, list[dict]] = {"dynarl": [], "sb3": []} | ({"dynarl_compile": []} if args.compile else {})
+    runs: dict[str, list[dict]] = {"dynarl": [], "sb3": []} | ({"dynarl_compile": []} if args.compile else {}) | ({"dynarl_bf16_compile": []} if args.bf16 else {})
     for _ in range(args.repeats):
         for impl in runs:
             runs[impl].append(_run(impl, args.steps, args.threads, args.device))
@@ -103,7 +109,7 @@ def main() -> None:
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}  # fmt: skip
     for impl, rs in runs.items():
         result[impl] = {k: round(statistics.median(r[k] for r in rs), 2) for k in rs[0]} | {"runs": len(rs)}
-    for ours, key in (("dynarl", "speedup_vs_sb3"), ("dynarl_compile", "speedup_vs_sb3_compile")):
+    for ours, key in (("dynarl", "speedup_vs_sb3"), ("dynarl_compile", "speedup_vs_sb3_compile"), ("dynarl_bf16_compile", "speedup_vs_sb3_bf16_compile")):
         if ours in runs:  # the median of the ratios of runs taken side by side
             result[key] = round(statistics.median(a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(runs[ours], runs["sb3"])), 2)
     print(json.dumps(result))

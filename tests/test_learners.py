@@ -1,6 +1,7 @@
 import math
 
 import gymnasium as gym
+import pytest
 import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
@@ -136,7 +137,10 @@ def test_non_finite_loss_is_detected():
     assert not learner.all_finite()
 
 
-def test_dqn_compiled_loss_updates_as_the_eager_one():
+@pytest.mark.parametrize("variant", [{}, {"double_q": True, "dueling": True, "loss": "mse"}, {"weights_and_discount": True}])
+def test_dqn_compiled_update_follows_the_eager_one(variant):
+    """The compiled update differentiates the loss with torch.func in one graph (gradients clipped inside it):
+    the same losses, clipped gradients and weights as autograd's eager update."""
     from gymnasium import spaces
 
     from dynarl.learners.dqn import DQNLearner, DQNLearnerConfig
@@ -144,14 +148,21 @@ def test_dqn_compiled_loss_updates_as_the_eager_one():
     torch.manual_seed(0)
     b = _batch()
     b = Batch(obs=b.obs, act=(b.act[:, 0] > 0).float(), reward=b.reward, next_obs=b.next_obs, terminated=b.terminated, truncated=b.truncated)
-    eager, compiled = (DQNLearner(DQNLearnerConfig(hidden_sizes=(16, 16), compile=c), box(3), spaces.Discrete(2), CPU) for c in (False, True))
+    options = {k: v for k, v in variant.items() if k != "weights_and_discount"}
+    if "weights_and_discount" in variant:
+        b = b.replace(weights=torch.rand(b.reward.shape[0]) * 2, discount=torch.full((b.reward.shape[0],), 0.97**3))
+    # max_grad_norm 0.05 so the clipping acts in every variant
+    eager, compiled = (DQNLearner(DQNLearnerConfig(hidden_sizes=(16, 16), compile=c, max_grad_norm=0.05, **options), box(3), spaces.Discrete(2), CPU) for c in (False, True))
     compiled.q.load_state_dict(eager.q.state_dict())
     compiled.q_target.load_state_dict(eager.q_target.state_dict())
     for _ in range(3):
         m_eager, m_compiled = eager.update(b), compiled.update(b)
-        assert torch.allclose(m_eager["q_loss"], m_compiled["q_loss"], rtol=1e-5, atol=1e-6)
+        for k in ("q_loss", "q", "td_abs"):
+            assert torch.allclose(m_eager[k], m_compiled[k], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(eager.last_td_error, compiled.last_td_error, rtol=1e-5, atol=1e-6)
     for p, q in zip(eager.q.parameters(), compiled.q.parameters()):
         assert torch.allclose(p, q, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_bf16_and_compiled_losses_update_and_stay_fp32():

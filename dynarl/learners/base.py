@@ -20,7 +20,7 @@ class LossOptions:
     """How a learner runs its pure loss methods (:meth:`Learner._wrap_losses`): in bf16 autocast, compiled, or both."""
 
     precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: autocast the networks' matmuls to bfloat16 (fp32 weights, optimiser and losses)")
-    compile: bool = param(False, help="torch.compile the loss computations (first update compiles, ~30 s on CPU; on GPUs it fuses small kernels)")
+    compile: bool = param(False, help="torch.compile the loss computations (DQN: its whole gradient, one graph; the first update compiles, ~30 s on CPU; on GPUs it fuses small kernels)")
 
 
 @dataclass
@@ -32,6 +32,13 @@ class ActorCriticConfig(LossOptions):
     actor_lr: float = param(3e-4, positive, "actor Adam learning rate")
     critic_lr: float = param(3e-4, positive, "critic Adam learning rate")
     hidden_sizes: tuple[int, ...] = param((256, 256), positive_sizes, "hidden layer widths of actor and critics")
+
+
+def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """min(1, max_norm / (||g|| + 1e-6)) for the global norm of ``grads``: the factor torch's ``clip_grad_norm_``
+    scales them by (a tensor, so no host sync)."""
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    return torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
 
 
 class Learner(abc.ABC):
@@ -91,6 +98,14 @@ class Learner(abc.ABC):
             self._clip_grad_norm(inputs or [p for group in opt.param_groups for p in group["params"]], max_grad_norm)
         opt.step()
 
+    def _step_with(self, name: str, grads: list[torch.Tensor]) -> None:
+        """A step of optimiser ``name`` on gradients computed elsewhere (``grads``, already clipped, in the order of
+        the optimiser's parameters)."""
+        opt = self.optimizers[name]
+        for p, g in zip([p for group in opt.param_groups for p in group["params"]], grads, strict=True):
+            p.grad = g
+        opt.step()
+
     def _permutation(self, n: int) -> torch.Tensor:
         """A random permutation of ``n`` rows (minibatch shuffling)."""
         return torch.randperm(n, device=self.device)
@@ -110,8 +125,7 @@ class Learner(abc.ABC):
         if not one_device_and_dtype(grads):
             torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
             return
-        total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-        torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
+        torch._foreach_mul_(grads, clip_coefficient(grads, max_norm))
 
     def _watch(self, *losses: torch.Tensor) -> None:
         for loss in losses:
