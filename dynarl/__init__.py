@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dynarl import algos
+from dynarl._version import __version__ as __version__
 from dynarl.algos import *  # noqa: F403  (the algorithm classes, listed in dynarl.algos.__all__)
 from dynarl.algos.seeds import SeedVector
 from dynarl.envs import make_env
@@ -16,8 +17,6 @@ from dynarl.errors import CheckpointError, ConfigError, DynarlError, EnvError, T
 from dynarl.run import runner as _runner  # noqa: F401  (binds Algorithm.learn and run-folder loading to the runner)
 from dynarl.run import seeds as _seeds  # noqa: F401  (binds SeedVector.learn to the seeds runner)
 from dynarl.run.callbacks import Callback, StopOnRewardThreshold
-
-__version__ = "0.1.0"
 
 
 def load(path: str | Path, **run_overrides):

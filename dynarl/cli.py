@@ -357,6 +357,7 @@ def _dataset(args):
             "ref_min_score": ep.ref_min_score,
             "ref_max_score": ep.ref_max_score,
             "behavior_log_prob": ep.behavior_log_prob is not None,
+            "description": ep.metadata.get("description"),
         }
     from dynarl.run.recipe import make_levels
 

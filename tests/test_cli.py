@@ -3,6 +3,7 @@ no traceback, and existing run files untouched."""
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,13 @@ def test_train_writes_the_run_folder(finished_run):
     for key in ("algo", "env", "seed", "env_steps", "eval_return_mean", "eval_return_std", "wall_seconds", "env_steps_per_second"):
         assert key in saved
     assert saved["env_steps"] == 600 and saved["algo"] == "sac" and summary["run_dir"] == str(out)
+    # what made the run: versions, and the commit when dynarl runs from a git checkout
+    import dynarl
+
+    versions = saved["versions"]
+    assert versions["dynarl"] == dynarl.__version__ and versions["torch"] == torch.__version__ and versions["gymnasium"]
+    head = subprocess.run(["git", "-C", str(Path(dynarl.__file__).parent), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert versions["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
     config = json.loads((out / "config.json").read_text())
     assert config["learner"]["hidden_sizes"] == [32, 32] and config["learner"]["gamma"] == 0.99  # resolved, defaults filled
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import dynarl
 from dynarl.cli import main
 from dynarl.data.datasets import DatasetError, Episodes, episodes_from_transitions, load_episodes, local_dataset_ids, write_dataset
 from dynarl.run.collect import random_behavior, rollout_episodes
@@ -35,6 +36,7 @@ def test_minari_round_trip_keeps_transitions_boundaries_and_flags():
     write_dataset("local/cartpole/random-v0", episodes, env, algorithm_name="random", ref_min_score=10.0, ref_max_score=500.0)
     data = load_episodes("local/cartpole/random-v0")
     assert isinstance(data, Episodes) and data.env_id == "CartPole-v1" and (data.ref_min_score, data.ref_max_score) == (10.0, 500.0)
+    assert f"Made with dynarl {dynarl.__version__}" in data.metadata["description"] and f"torch {torch.__version__}" in data.metadata["description"]
     assert list(data.episode_lengths) == [len(ep["act"]) for ep in episodes]
     for ours, theirs in zip(data.split(), episodes):
         np.testing.assert_array_equal(ours["obs"], theirs["obs"])  # N+1 observations per episode

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from dynarl.errors import DynarlError
+from dynarl.provenance import made_with
 
 BEHAVIOR_LOG_PROB = "behavior_log_prob"
 MINARI_HINT = 'offline datasets need Minari: pip install "dynarl[offline]"'
@@ -302,7 +303,7 @@ def write_dataset(
             algorithm_name=algorithm_name,
             ref_min_score=ref_min_score,
             ref_max_score=ref_max_score,
-            description=description or None,
+            description=f"{description}. Made with {made_with()}." if description else f"Made with {made_with()}.",
             author="dynarl",
             code_permalink="https://github.com/dynarl/dynarl",
         )

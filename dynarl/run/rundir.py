@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dynarl import checkpoint as ckpt
 from dynarl.errors import CheckpointError, DynarlError
+from dynarl.provenance import versions
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.safetensors$")
 _LOCK = ".lock"
@@ -140,6 +141,8 @@ class RunDir:
         raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
 
     def finish(self, summary: dict) -> None:
+        """Write ``summary.json`` (with the versions that made the run) and the learning curve."""
+        summary = summary | {"versions": versions()}
         ckpt.atomic_write_bytes(self.path / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
         from dynarl.run.plot import plot_runs
 
