@@ -32,7 +32,9 @@ def versions() -> dict[str, str | bool | None]:
     """{"dynarl", "git_commit", "git_dirty", "python", "platform", and each of torch, numpy, gymnasium, mujoco,
     minari}: ``None`` for a package that is not installed, and for the commit when dynarl is not imported from a
     git checkout (``git_dirty``: tracked files differ from that commit)."""
-    commit = _git("rev-parse", "HEAD")
+    # dynarl's own checkout only: a package installed into a virtual environment inside some other repository is
+    # not tracked by it
+    commit = _git("rev-parse", "HEAD") if _git("ls-files", "--error-unmatch", "provenance.py") is not None else None
     found: dict[str, str | bool | None] = {"dynarl": __version__, "git_commit": commit, "git_dirty": None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no"))}
     found |= {"python": platform.python_version(), "platform": platform.platform()}
     for name in _PACKAGES:
