@@ -2,7 +2,7 @@
 
     dynarl train [ALGO] --env ENV [--steps N] [--seed S] [--out DIR] [--device D] [--preset FILE] [key=value ...]
     dynarl resume RUN_DIR [--steps N]
-    dynarl eval RUN_DIR|CHECKPOINT [--episodes N]
+    dynarl eval RUN_DIR|CHECKPOINT [--episodes N] [--stochastic] [--seed S]
     dynarl plot RUN_DIR... [--out FILE.png] [--group algo,env]
     dynarl list [ALGO]
     dynarl collect RUN_DIR|CHECKPOINT|random --episodes N --out ID [--env ENV] [--deterministic] [--epsilon E]
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint (or a checkpoint file)")
     e.add_argument("path")
     e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--stochastic", action="store_true", help="sample the agent's own policy instead of its greedy action (DQN's is greedy either way)")
+    e.add_argument("--seed", type=int, help="the evaluation's seed: episode k resets with a seed made from it and k, and a stochastic policy draws from torch seeded with it (default: the run's seed, as in training's evaluations)")
 
     pl = sub.add_parser("plot", help="plot learning curves of one or more runs")
     pl.add_argument("run_dirs", nargs="+")
@@ -298,6 +300,8 @@ def _load_agent(path_arg: str):
 
 
 def _eval(args) -> dict:
+    import torch
+
     from dynarl.run.evaluate import evaluate
 
     if args.episodes <= 0:
@@ -308,8 +312,11 @@ def _eval(args) -> dict:
     def report(k: int, ret: float, seconds: float) -> None:
         print(f"  episode {k + 1}/{args.episodes}: return {ret:.1f} ({seconds:.1f} s)", file=sys.stderr, flush=True)
 
-    returns = evaluate(agent.eval_env, lambda obs: agent.policy_action(obs, deterministic=True), args.episodes, agent.cfg.seed, on_episode=report)
-    out = {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "gradient_steps": agent.gradient_steps, "episodes": args.episodes, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}
+    seed = agent.cfg.seed if args.seed is None else args.seed
+    torch.manual_seed(seed)  # the draws of a stochastic policy
+    returns = evaluate(agent.eval_env, lambda obs: agent.policy_action(obs, deterministic=not args.stochastic), args.episodes, seed, on_episode=report)
+    out = {"algo": agent.name, "env": agent.cfg.env, "checkpoint": str(path), "env_steps": agent.env_steps, "gradient_steps": agent.gradient_steps, "episodes": args.episodes,
+           "deterministic": not args.stochastic, "seed": seed, "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std())}  # fmt: skip
     if hasattr(agent, "normalized_score"):
         out["normalized_score"] = agent.normalized_score(out["eval_return_mean"])
     return out

@@ -62,6 +62,12 @@ def test_eval_plot_list_and_resume_finished(finished_run, tmp_path):
     proc = run_cli("eval", str(out), "--episodes", "2")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["episodes"] == 2
+    # stateless: one episode at the run's seed is the run's own final evaluation; a stochastic one repeats at a given seed
+    ours = json.loads(run_cli("eval", str(out), "--episodes", "1").stdout)
+    assert ours["deterministic"] and ours["eval_return_mean"] == pytest.approx(json.loads((out / "summary.json").read_text())["eval_return_mean"])
+    sampled = [json.loads(run_cli("eval", str(out), "--episodes", "1", "--stochastic", "--seed", "3").stdout) for _ in range(2)]
+    assert sampled[0] == sampled[1] and not sampled[0]["deterministic"] and sampled[0]["seed"] == 3
+    assert sampled[0]["eval_return_mean"] != json.loads(run_cli("eval", str(out), "--episodes", "1", "--seed", "3").stdout)["eval_return_mean"]
     proc = run_cli("plot", str(out), "--out", str(tmp_path / "c.png"))
     assert proc.returncode == 0 and (tmp_path / "c.png").stat().st_size > 0
     proc = run_cli("list")
