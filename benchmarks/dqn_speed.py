@@ -71,7 +71,7 @@ def _child(impl: str, steps: int, threads: int, device: str) -> None:
     if impl == "sb3":
         out = _measure_sb3(steps, threads, device)
     else:
-        out = _measure_dynarl(steps, threads, device, compile_=impl != "dynarl", precision="bf16" if impl == "dynarl_bf16_compile" else "fp32")
+        out = _measure_dynarl(steps, threads, device, compile_="compile" in impl, precision="bf16" if "bf16" in impl else "fp32")
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 

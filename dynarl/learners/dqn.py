@@ -97,6 +97,7 @@ class DQNLearner(Learner):
         # CartPole's 4-256-256-2 network on one CPU core, against 667 us with the loss alone compiled (whose
         # backward goes through autograd's engine)
         self._wrap_losses("loss_and_grads" if cfg.compile else "q_loss")
+        self._q_params = dict(self.q.named_parameters())  # what loss_and_grads differentiates (loading copies in place)
 
     def _obs(self, obs: torch.Tensor) -> torch.Tensor:
         # Discrete observation spaces may start at a value other than 0; the network one-hots indices
@@ -158,7 +159,7 @@ class DQNLearner(Learner):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.cfg.compile:
             with torch.no_grad():  # grad_and_value differentiates inside; outside, nothing needs a graph
-                grads, (loss, q_sa, td) = self.loss_and_grads(dict(self.q.named_parameters()), batch)
+                grads, (loss, q_sa, td) = self.loss_and_grads(self._q_params, batch)
             self._step_with("q", list(grads.values()))
         else:
             loss, q_sa, td = self.q_loss(batch)
