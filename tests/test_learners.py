@@ -165,6 +165,46 @@ def test_dqn_compiled_update_follows_the_eager_one(variant):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6)
 
 
+def _actor_critics():
+    from dynarl.learners.awac import AWACLearner, AWACLearnerConfig
+    from dynarl.learners.cql import CQLLearner, CQLLearnerConfig
+    from dynarl.learners.iql import IQLLearner, IQLLearnerConfig
+
+    return {"sac": (SACLearner, SACLearnerConfig, {}), "td3": (TD3Learner, TD3LearnerConfig, {"policy_delay": 1}), "ddpg": (DDPGLearner, DDPGLearnerConfig, {}),
+            "awac": (AWACLearner, AWACLearnerConfig, {}), "cql": (CQLLearner, CQLLearnerConfig, {}), "cql_lagrange": (CQLLearner, CQLLearnerConfig, {"lagrange": True}),
+            "iql": (IQLLearner, IQLLearnerConfig, {}), "iql_deterministic": (IQLLearner, IQLLearnerConfig, {"actor": "deterministic"})}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(_actor_critics()))
+def test_compiled_actor_critic_updates_follow_the_eager_ones(name):
+    """``compile=true`` differentiates each loss in one graph (torch.func over the optimiser's parameters alone):
+    three updates give the eager updates' metrics, gradients and weights (fp32, with inductor drawing its random
+    numbers as eager torch does)."""
+    import torch._inductor.config as inductor_config
+
+    cls, cfg_cls, options = _actor_critics()[name]
+    learners = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        learners.append(cls(cfg_cls(hidden_sizes=(16, 16), compile=compile_, **options), box(3), box(2), CPU))
+    eager, compiled = learners
+    b = _batch(act_dim=2)
+    for _ in range(3):
+        metrics = []
+        for learner in learners:
+            torch.manual_seed(1)
+            with inductor_config.patch(fallback_random=True):
+                metrics.append(learner.update(b))
+        assert metrics[0].keys() == metrics[1].keys()
+        for k in metrics[0]:
+            torch.testing.assert_close(metrics[1][k], metrics[0][k], rtol=1e-4, atol=1e-5, msg=k)
+    assert {opt for opt, _ in compiled._gradients} >= {"critic", "actor"}  # the steps that ran in one graph
+    for (n, p), q in zip(eager._module_call.named_parameters(), compiled._module_call.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=n)
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-5, msg=n)
+
+
 def test_bf16_and_compiled_losses_update_and_stay_fp32():
     torch.manual_seed(0)
     b = _batch()

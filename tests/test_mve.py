@@ -103,7 +103,7 @@ def test_td_k_targets_and_loss_by_hand_ddpg():
     loss, q = learner.critic_loss(BATCH)
     assert loss.item() == pytest.approx(0.5 * sq / (H * 3), rel=1e-6)
     assert loss.item() == pytest.approx(2.5792100694, rel=1e-6)
-    assert q.item() == pytest.approx((0.5 + 2.5 + 0.5) / 3)  # logged Q: at the sampled states
+    assert q["q"].item() == pytest.approx((0.5 + 2.5 + 0.5) / 3)  # logged Q: at the sampled states
     loss.backward()  # d loss / d w = 1/9 sum m (Q - Q^) s
     grad = ((0.5 - 3.625) * 0.0 + (1.5 - 6.25) * 0.5 + (2.5 - 3) * 1 + (3.5 - 2) * 1.5 + (0.5 - 3) * 0.5 + (0.5 - 2.8125) * 0) / 9
     assert learner.critic.w.grad.item() == pytest.approx(grad, rel=1e-6)
@@ -138,6 +138,31 @@ def test_td_k_with_sac_adds_the_soft_bonus_and_sums_the_twin_critics():
     sq = [sum((q0[k][n] + i - want[k, n].item()) ** 2 for k in range(H) for n in range(3) if MASK[k, n]) for i in (0, 1)]
     assert sq == pytest.approx([53.875, 33.875])
     assert learner.critic_loss(BATCH)[0].item() == pytest.approx(0.5 * (sq[0] + sq[1]) / 9, rel=1e-6)
+
+
+@pytest.mark.parametrize("cls, cfg", [(SACLearner, SACLearnerConfig), (DDPGLearner, DDPGLearnerConfig)])
+def test_a_compiled_mve_update_follows_the_eager_one(cls, cfg):
+    """With ``compile=true`` the critic's MVE loss, imagined path included, is compiled (alone: autograd
+    differentiates it, see ``ActorCriticLearner._one_graph``): three updates give the eager ones' losses and weights."""
+    import torch._inductor.config as inductor_config
+
+    learners = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        learner = cls(cfg(hidden_sizes=(16, 16), gamma=GAMMA, compile=compile_), box(1), box(1), CPU)
+        ValueExpansion(learner, _model_env(), H)
+        learners.append(learner)
+    for _ in range(3):
+        metrics = []
+        for learner in learners:
+            torch.manual_seed(1)
+            with inductor_config.patch(fallback_random=True):
+                metrics.append(learner.update(BATCH))
+        for k in metrics[0]:
+            torch.testing.assert_close(metrics[1][k], metrics[0][k], rtol=1e-4, atol=1e-5, msg=k)
+    assert ("critic", "critic_loss") not in learners[1]._gradients and ("actor", "actor_loss") in learners[1]._gradients
+    for p, q in zip(learners[0].critic.parameters(), learners[1].critic.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
 
 
 def test_bad_mve_target_is_a_config_error():

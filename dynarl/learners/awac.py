@@ -68,11 +68,9 @@ class AWACLearner(StochasticActor, ActorCriticLearner):
         return -(self.actor.log_prob(obs, act) * weights).mean(), weights.mean(), adv.mean()
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        critic_loss, q = self.critic_loss(batch)
-        self._step("critic", critic_loss)
-        actor_loss, weight, adv = self.actor_loss(batch.obs, batch.act)
-        self._step("actor", actor_loss)
+        critic_loss, critic_metrics = self._minimise("critic", "critic_loss", batch)
+        actor_loss, weight, adv = self._minimise("actor", "actor_loss", batch.obs, batch.act)
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         self._watch(critic_loss, actor_loss)
         self.num_updates += 1
-        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q, "adv": adv, "adv_weight": weight}
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), **critic_metrics, "adv": adv, "adv_weight": weight}

@@ -66,7 +66,6 @@ class CQLLearner(SACLearner):
         super().__init__(cfg, obs_space, action_space, device)
         self.act_dim = flat_dim(action_space)
         self._cql_alpha = torch.tensor(float(cfg.cql_alpha), device=device)
-        self._cql_metrics: dict[str, torch.Tensor] = {}
         if cfg.lagrange:
             self.log_alpha_prime = nn.Parameter(torch.zeros((), device=device))  # alpha' = 1 at the start (CORL)
             self.modules["cql_alpha"] = nn.ParameterDict({"log_alpha_prime": self.log_alpha_prime})
@@ -136,33 +135,31 @@ class CQLLearner(SACLearner):
         """
         return len(batch), batch.obs, batch.next_obs
 
-    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """2 J_Q (SAC's J_Q without its 1/2, see the module docstring) plus sum_i w gap_i (w = alpha; Lagrangian:
-        alpha alpha' (gap_i - target_action_gap), alpha' fixed here). With alpha = 0: SAC's J_Q exactly."""
+        alpha alpha' (gap_i - target_action_gap), alpha' fixed here). With alpha = 0: SAC's J_Q exactly. Also the
+        metrics: SAC's, ``cql_loss``, ``cql_alpha`` (w), ``q_ood``, ``q_data`` and ``gap`` (per critic, for alpha')."""
         if not self.cfg.lagrange and self.cfg.cql_alpha == 0:
             # nothing to push: skip the 3N extra critic passes (and their random draws), so alpha = 0 is SAC exactly
-            bellman, q_mean = super().critic_loss(batch)
-            self._cql_metrics = {"cql_loss": torch.zeros_like(bellman.detach()), "cql_alpha": self._cql_alpha}
-            return bellman, q_mean
+            bellman, metrics = super().critic_loss(batch)
+            return bellman, {**metrics, "cql_loss": torch.zeros_like(bellman.detach()), "cql_alpha": self._cql_alpha}
         q = self.critic(batch.obs, batch.act)
-        half_bellman, q_mean = self.bellman_loss(batch, q) if self.value_expansion is None else super().critic_loss(batch)
+        half_bellman, metrics = self.bellman_loss(batch, q) if self.value_expansion is None else super().critic_loss(batch)
         bellman = 2.0 * half_bellman  # the full mean squared error of the reference codes
         n, pushdown_obs, pushdown_next_obs = self.cql_split(batch)
         gap, extras = self.cql_regularizer(q[:, :n], pushdown_obs, pushdown_next_obs)
         weight = self.conservative_weight().detach()
         threshold = self.cfg.target_action_gap if self.cfg.lagrange else 0.0
         cql_loss = (weight * (gap - threshold)).sum()
-        self._cql_metrics = {"cql_loss": cql_loss.detach(), "cql_alpha": weight, **extras, "gap": gap.detach()}
-        return bellman + cql_loss, q_mean
+        return bellman + cql_loss, {**metrics, "cql_loss": cql_loss.detach(), "cql_alpha": weight, **extras, "gap": gap.detach()}
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        metrics = super().update(batch)  # SAC's update; its critic step calls critic_loss above
-        cql = dict(self._cql_metrics)
-        gap = cql.pop("gap", None)
+        metrics = super().update(batch)  # SAC's update, with critic_loss above and its metrics
+        gap = metrics.pop("gap", None)
         if self.cfg.lagrange:
             # max_{alpha' >= 0} alpha alpha' (gap - threshold), averaged over the critics (CORL)
             alpha_prime_loss = -(self.conservative_weight() * (gap - self.cfg.target_action_gap)).mean()
             self._step("cql_alpha", alpha_prime_loss)
             metrics["cql_alpha_loss"] = alpha_prime_loss.detach()
-        self._watch(cql["cql_loss"])
-        return {**metrics, **cql}
+        self._watch(metrics["cql_loss"])
+        return metrics

@@ -58,13 +58,11 @@ class DDPGLearner(ActorCriticLearner):
         return -self.critic(obs, self.actor(obs))[0].mean()
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        critic_loss, q = self.critic_loss(batch)
-        self._step("critic", critic_loss)
-        metrics = {"critic_loss": critic_loss.detach(), "q": q}
+        critic_loss, critic_metrics = self._minimise("critic", "critic_loss", batch)
+        metrics = {"critic_loss": critic_loss.detach(), **critic_metrics}
         self._watch(critic_loss)
         if self.actor_due():
-            actor_loss = self.actor_loss(batch.obs)
-            self._step("actor", actor_loss, inputs=self._actor_params)
+            actor_loss = self._minimise("actor", "actor_loss", batch.obs, inputs=self._actor_params)
             soft_update(self.actor_target, self.actor, self.cfg.tau)
             soft_update(self.critic_target, self.critic, self.cfg.tau)
             metrics["actor_loss"] = actor_loss.detach()

@@ -20,16 +20,14 @@ greedy action.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-from torch.func import functional_call, grad_and_value
 from torch.nn import functional as F
 
 from dynarl.config import non_negative, one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 from dynarl.data.batch import Batch
 from dynarl.errors import EnvError
-from dynarl.learners.base import Learner, LossOptions, adam, clip_coefficient, soft_update, target_copy
+from dynarl.learners.base import Learner, LossOptions, adam, soft_update, target_copy
 from dynarl.nn.q_networks import QNetwork
 
 
@@ -93,11 +91,7 @@ class DQNLearner(Learner):
         self.modules = {"q": self.q, "q_target": self.q_target}
         self.optimizers = {"q": adam(self.q.parameters(), cfg.lr)}
         self.last_td_error: torch.Tensor | None = None
-        # compiled, the whole gradient computation is one graph (forward, backward, clipping): 547 us per update of
-        # CartPole's 4-256-256-2 network on one CPU core, against 667 us with the loss alone compiled (whose
-        # backward goes through autograd's engine)
-        self._wrap_losses("loss_and_grads" if cfg.compile else "q_loss")
-        self._q_params = dict(self.q.named_parameters())  # what loss_and_grads differentiates (loading copies in place)
+        self._wrap_losses("q_loss")
 
     def _obs(self, obs: torch.Tensor) -> torch.Tensor:
         # Discrete observation spaces may start at a value other than 0; the network one-hots indices
@@ -126,13 +120,10 @@ class DQNLearner(Learner):
         discount = self.cfg.gamma if batch.discount is None else batch.discount.reshape(-1)
         return batch.reward.reshape(-1) + discount * (1.0 - batch.terminated.reshape(-1)) * v_next
 
-    def q_loss(self, batch: Batch, q: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, Q(s, a), Q(s, a) - y): the per-row Huber or squared error, weighted by ``batch.weights``, averaged.
-
-        ``q`` is the online network Q_phi(s, .) to differentiate (default ``self.q``; :meth:`loss_and_grads`
-        passes a functional call of it on given parameters)."""
+    def q_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, Q(s, a), Q(s, a) - y): the per-row Huber or squared error, weighted by ``batch.weights``, averaged."""
         act = batch.act.reshape(-1, 1).long()
-        q_sa = (q or self.q)(self._obs(batch.obs)).gather(1, act).squeeze(1)
+        q_sa = self.q(self._obs(batch.obs)).gather(1, act).squeeze(1)
         y = self.td_target(batch)
         if self.cfg.loss == "huber":
             per_row = F.smooth_l1_loss(q_sa, y, reduction="none", beta=1.0)
@@ -142,28 +133,8 @@ class DQNLearner(Learner):
             per_row = per_row * batch.weights.reshape(-1)
         return per_row.mean(), q_sa.detach(), (q_sa - y).detach()
 
-    def loss_and_grads(self, params: dict[str, torch.Tensor], batch: Batch) -> tuple[dict[str, torch.Tensor], tuple]:
-        """(d loss / d phi by parameter name, clipped to ``max_grad_norm``; (loss, Q(s, a), Q(s, a) - y)) without
-        autograd's engine: the form torch.compile turns into one graph."""
-
-        def loss(p: dict[str, torch.Tensor]):
-            loss, q_sa, td = self.q_loss(batch, q=lambda obs: functional_call(self.q, p, (obs,)))
-            return loss, (q_sa, td)
-
-        grads, (loss, (q_sa, td)) = grad_and_value(loss, has_aux=True)(params)
-        if self.cfg.max_grad_norm > 0:
-            coef = clip_coefficient(list(grads.values()), self.cfg.max_grad_norm)
-            grads = {k: g * coef for k, g in grads.items()}
-        return grads, (loss, q_sa, td)
-
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self.cfg.compile:
-            with torch.no_grad():  # grad_and_value differentiates inside; outside, nothing needs a graph
-                grads, (loss, q_sa, td) = self.loss_and_grads(self._q_params, batch)
-            self._step_with("q", list(grads.values()))
-        else:
-            loss, q_sa, td = self.q_loss(batch)
-            self._step("q", loss, max_grad_norm=self.cfg.max_grad_norm)
+        loss, q_sa, td = self._minimise("q", "q_loss", batch, max_grad_norm=self.cfg.max_grad_norm)
         self._watch(loss)
         self.num_updates += 1
         self.update_target()

@@ -107,16 +107,13 @@ class IQLLearner(Learner):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         next_v = self.next_value(batch.next_obs)
-        value_loss, adv = self.value_loss(batch.obs, batch.act)
-        self._step("value", value_loss)
-        critic_loss, q = self.critic_loss(batch, next_v)
-        self._step("critic", critic_loss)
+        value_loss, adv = self._minimise("value", "value_loss", batch.obs, batch.act)
+        critic_loss, q = self._minimise("critic", "critic_loss", batch, next_v)
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         if self.cfg.actor_lr_decay_steps:
             for group in self.optimizers["actor"].param_groups:
                 group["lr"] = self._actor_lr()
-        actor_loss, weight = self.actor_loss(batch.obs, batch.act, adv)
-        self._step("actor", actor_loss)
+        actor_loss, weight = self._minimise("actor", "actor_loss", batch.obs, batch.act, adv)
         self._watch(value_loss, critic_loss, actor_loss)
         self.num_updates += 1
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q,

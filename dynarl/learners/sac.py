@@ -69,11 +69,9 @@ class SACLearner(StochasticActor, ActorCriticLearner):
         return -(self.log_alpha.exp() * (log_prob + self.target_entropy)).mean()
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        critic_loss, q = self.critic_loss(batch)
-        self._step("critic", critic_loss)
-        actor_loss, log_prob = self.actor_loss(batch.obs)
-        self._step("actor", actor_loss, inputs=self._actor_params)  # critic weights need no gradient here
-        metrics = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "q": q, "alpha": self.log_alpha.exp().detach(), "entropy": -log_prob.mean(-1)}
+        critic_loss, critic_metrics = self._minimise("critic", "critic_loss", batch)
+        actor_loss, log_prob = self._minimise("actor", "actor_loss", batch.obs, inputs=self._actor_params)  # critic weights need no gradient here
+        metrics = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), **critic_metrics, "alpha": self.log_alpha.exp().detach(), "entropy": -log_prob.mean(-1)}
         if self.cfg.autotune_alpha:
             alpha_loss = self.alpha_loss(log_prob)
             self._step("alpha", alpha_loss)

@@ -115,14 +115,14 @@ class ValueExpansion:
         """``Q^_0``: the H-step target at the sampled state (``learner.td_target``)."""
         return self.expand(learner, batch).target[0]
 
-    def critic_loss(self, learner: ActorCriticLearner, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def critic_loss(self, learner: ActorCriticLearner, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """MVE's TD-k loss over the H states (module docstring), or with ``"real_state"`` the same loss at the
-        sampled state alone (the learner's one-step loss with ``Q^_0`` as its target); also the mean Q at
-        the sampled states."""
+        sampled state alone (the learner's one-step loss with ``Q^_0`` as its target); also ``{"q": the mean Q at
+        the sampled states}``."""
         path = self.expand(learner, batch)
         if self.target == "real_state":
             path = Expansion(path.obs[:1], path.act[:1], path.target[:1], path.mask[:1])
         H, B = path.target.shape
         q = learner.critic(path.obs.reshape(H * B, -1), path.act.reshape(H * B, -1)).view(-1, H, B)
         err = torch.where(path.mask, (q - path.target).pow(2), 0.0)
-        return 0.5 * err.mean((1, 2)).sum(), q[:, 0].detach().mean()
+        return 0.5 * err.mean((1, 2)).sum(), {"q": q[:, 0].detach().mean()}

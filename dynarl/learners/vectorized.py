@@ -32,20 +32,9 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from dynarl.errors import ConfigError
-from dynarl.learners.base import Learner
+from dynarl.learners.base import Learner, ModuleCall
 from dynarl.nn import noise
 from dynarl.nn.mlp import EnsembleLinear
-
-
-class _Call(nn.Module):
-    """The learner's modules as one module, so ``functional_call`` can put per-seed tensors in their place."""
-
-    def __init__(self, modules: dict[str, nn.Module]):
-        super().__init__()
-        self.parts = nn.ModuleDict(modules)
-
-    def forward(self, fn, args, kwargs):
-        return fn(*args, **kwargs)
 
 
 class _SeedStacked:
@@ -111,7 +100,7 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
     vec._optimizer_links = {name: False for name in vec.optimizers}
     vec._seed_learners = learners
     _stack_optimizer_state(vec, learners)
-    container = _Call(vec.modules)
+    container = ModuleCall(vec.modules)
     params = dict(container.named_parameters())  # the stacked tensors: their identity never changes, only values
     recorded: dict = {}
     biases = _matmul_biases(container)
@@ -187,12 +176,12 @@ def _from_tree(arg, kind: type | None):
     return kind(**arg) if kind is not None else arg
 
 
-def _matmul_biases(container: _Call) -> set[str]:
+def _matmul_biases(container: ModuleCall) -> set[str]:
     """The names of the biases that only a linear layer's matmul reads (nn.Linear, EnsembleLinear)."""
     return {f"{name}.bias" for name, m in container.named_modules() if isinstance(m, (nn.Linear, EnsembleLinear)) and m.bias is not None}
 
 
-def _map_over_seeds(fn, name: str, container: _Call, params: dict, bf16_biases: set[str], recorded: dict, seeds: int, device: torch.device, seed_scope):
+def _map_over_seeds(fn, name: str, container: ModuleCall, params: dict, bf16_biases: set[str], recorded: dict, seeds: int, device: torch.device, seed_scope):
     """``fn`` mapped over the seed dimension. ``bf16_biases``, for a method that runs under bf16 autocast, enter
     the map cast to bf16: vmap splits a linear layer into a matmul and an add, and autocast, which would cast the
     bias with the matmul's operands, then leaves it fp32 and the add promotes every activation back to fp32."""
