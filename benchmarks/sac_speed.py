@@ -6,7 +6,8 @@ the same run when it is importable. Prints one JSON line.
 
 dynarl is measured in fp32 (the default) and with `learner.precision=bf16` (bfloat16 autocast of the
 networks' matmuls; weights, optimiser and losses stay fp32), and with `--compile` also with `learner.compile=true`
-(torch.compile of the losses; its first COMPILE_WARMUP updates, which compile, run before the timed window).
+(each loss's gradient as one compiled graph; its first COMPILE_WARMUP updates, which compile, run before the timed
+window), in fp32 and, unless `--no-bf16`, in bf16.
 
 Each measurement runs in its own process (so peak RSS is its own): `learning_starts` random steps
 first, then the timed window of `measure-steps` env steps, each followed by one gradient update.
@@ -79,7 +80,7 @@ def _child(impl: str, env_id: str, steps: int, threads: int, device: str) -> Non
     if impl == "sb3":
         out = _measure_sb3(env_id, steps, threads, device)
     else:
-        out = _measure_dynarl(env_id, steps, threads, device, precision="bf16" if impl == "dynarl_bf16" else "fp32", compile_=impl == "dynarl_compile")
+        out = _measure_dynarl(env_id, steps, threads, device, precision="bf16" if "bf16" in impl else "fp32", compile_="compile" in impl)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(out))
 
@@ -121,14 +122,15 @@ def main() -> None:
         have_sb3, sb3 = False, f"not measured: stable-baselines3 is not importable ({e}); pip install stable-baselines3"
     result = {"benchmark": "sac_speed", "settings": {"updates_per_step": 1, "hidden": [256, 256], "batch": 256, "learning_starts": LEARNING_STARTS, "measured_steps": args.measure_steps},
               "threads_requested": args.threads, "device": args.device, "sb3": sb3, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "envs": {}}
-    impls = ["dynarl"] + ["sb3"] * have_sb3 + ["dynarl_bf16"] * args.bf16 + ["dynarl_compile"] * args.compile
+    impls = ["dynarl"] + ["sb3"] * have_sb3 + ["dynarl_bf16"] * args.bf16 + ["dynarl_compile"] * args.compile + ["dynarl_bf16_compile"] * (args.bf16 and args.compile)
     for env_id in args.envs:
         runs: dict[str, list[dict]] = {impl: [] for impl in impls}
         for _ in range(args.repeats):  # in turn, A B C A B C: a drifting machine load slows every side alike
             for impl in impls:
                 runs[impl].append(_run(impl, env_id, args.measure_steps, args.threads, args.device))
         row = {impl: _medians(rs) for impl, rs in runs.items()}
-        for ours, key in (("dynarl", "speedup_vs_sb3"), ("dynarl_bf16", "speedup_vs_sb3_bf16"), ("dynarl_compile", "speedup_vs_sb3_compile")):
+        for ours, key in (("dynarl", "speedup_vs_sb3"), ("dynarl_bf16", "speedup_vs_sb3_bf16"), ("dynarl_compile", "speedup_vs_sb3_compile"),
+                          ("dynarl_bf16_compile", "speedup_vs_sb3_bf16_compile")):
             if have_sb3 and ours in runs:  # the median of the ratios of runs taken side by side
                 row[key] = round(statistics.median(a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(runs[ours], runs["sb3"])), 2)
         result["envs"][env_id] = row
