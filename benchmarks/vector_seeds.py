@@ -23,7 +23,10 @@ rate and nothing else cost anything; over the sequential rate it gives ``ceiling
 most any batching of the seeds on one thread could show (every seed runs the same matmuls either way).
 
 ``--precision bf16`` runs every side's learner with bf16 autocast (``learner.precision=bf16``); ``--floor`` then
-rates the matmuls at this core's bf16 peak.
+rates the matmuls at this core's bf16 peak. ``--compile`` gives every side's learner ``learner.compile=true`` (each
+gradient one compiled graph; on the vectorised side the map over seeds runs inside it); every run's first
+``learning_starts + COMPILE_WARMUP`` env steps, which compile, then stay off the clock on every side (not PPO's,
+which has no compile option).
 
 ``--device cuda`` puts every side's networks and replay on the GPU. ``--sequential-seeds K`` times only the
 first K seeds on the sequential and parallel sides: their figure is a rate (env steps / s), which K seeds
@@ -48,9 +51,10 @@ TASKS = {
     "mbpo": ("Pendulum-v1", {}),  # its Pendulum preset: SAC 256x256 with 10 updates per step, a 7x4x200 ensemble
 }
 ON_POLICY = {"ppo"}  # no learning_starts: every step's action comes from the policy
+COMPILE_WARMUP = 256  # env steps after learning_starts kept off the clock with --compile: DQN's first 128-update round comes within 256
 
 
-def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int, device: str, precision: str) -> dict:
+def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts: int, threads: int, device: str, precision: str, compile_: bool = False) -> dict:
     import torch
 
     from dynarl.algos import build_config, get_algorithm
@@ -62,6 +66,10 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
         overrides = dict(overrides, learning_starts=str(learning_starts))
     if precision != "fp32":
         overrides = dict(overrides, **{"learner.precision": precision})
+    warm = 0
+    if compile_ and algo not in ON_POLICY and mode != "flops":  # the same matmuls either way; counted eager
+        overrides = dict(overrides, **{"learner.compile": "true"})
+        warm = learning_starts + COMPILE_WARMUP  # compiling: off the clock
     configs = [build_config(algo, env, dict(overrides, seed=str(s), torch_threads=str(threads), device=device, quiet="true")) for s in seeds]
     if mode == "flops":  # seed 0 alone, untimed, its matmul FLOPs counted
         from update_floor import CountMatmulFlops, peak_gflop_per_s
@@ -74,28 +82,34 @@ def _worker(mode: str, algo: str, seeds: list[int], steps: int, learning_starts:
         return {"flops_per_seed_step": counter.flops / agent.steps(), "peak_gflop_per_s": peak_gflop_per_s(torch.bfloat16 if precision == "bf16" else torch.float32, repeats=25)}
     if mode == "vector":
         vector = SeedVector.from_configs(cls, configs)
-        t = time.perf_counter()
+        while vector.steps() < warm:
+            vector.train_step()
+        t, start = time.perf_counter(), vector.steps()
         while vector.steps() < steps:
             vector.train_step()
         seconds = time.perf_counter() - t
+        env_steps = (vector.steps() - start) * len(seeds)
         updates = vector.agents[0].learner.num_updates
     else:
-        seconds = 0.0
+        seconds, env_steps = 0.0, 0
         for cfg in configs:
             agent = cls(config=cfg)
-            t = time.perf_counter()
+            while agent.steps() < warm:
+                agent.train_step()
+            t, start = time.perf_counter(), agent.steps()
             while agent.steps() < steps:
                 agent.train_step()
             seconds += time.perf_counter() - t
+            env_steps += agent.steps() - start
             updates = agent.learner.num_updates
             agent.close()
-    return {"seconds": seconds, "env_steps": steps * len(seeds), "updates_per_seed": updates, "threads": torch.get_num_threads()}
+    return {"seconds": seconds, "env_steps": env_steps, "updates_per_seed": updates, "threads": torch.get_num_threads()}
 
 
 def _run(mode: str, algo: str, seeds: list[int], args, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--worker", mode, "--algos", algo, "--seed-list", ",".join(map(str, seeds)), "--steps", str(args.steps),
-           "--learning-starts", str(args.learning_starts), "--threads", str(threads), "--device", args.device, "--precision", args.precision]
+           "--learning-starts", str(args.learning_starts), "--threads", str(threads), "--device", args.device, "--precision", args.precision] + ["--compile"] * args.compile
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -111,7 +125,8 @@ def measure(algo: str, args) -> dict:
     from dynarl.algos.seeds import supported_names, supports
 
     seeds = list(range(args.seeds))
-    row = {"benchmark": "vector_seeds", "algo": algo, "env": TASKS.get(algo, ("?",))[0], "seeds": args.seeds, "steps_per_seed": args.steps, "learning_starts": args.learning_starts, "device": args.device, "precision": args.precision}
+    row = {"benchmark": "vector_seeds", "algo": algo, "env": TASKS.get(algo, ("?",))[0], "seeds": args.seeds, "steps_per_seed": args.steps, "learning_starts": args.learning_starts, "device": args.device, "precision": args.precision,
+           "compile": args.compile and algo not in ON_POLICY}
     if algo not in TASKS or not supports(get_algorithm(algo)):
         return row | {"result": f"not measured: {algo.upper()} does not train with vectorised seeds yet (supported: {', '.join(supported_names())})"}
     vector_1 = _result(_run("vector", algo, seeds, args, 1))
@@ -158,6 +173,7 @@ def main() -> None:
     p.add_argument("--learning-starts", type=int, default=500)
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="the learners' precision, every side (bf16: autocast matmuls)")
     p.add_argument("--floor", action="store_true", help="also count the matmul FLOPs per seed-step and print the ceiling they put on the speedup")
+    p.add_argument("--compile", action="store_true", help="learner.compile=true on every side (compiling steps off the clock)")
     p.add_argument("--worker", choices=("vector", "sequential", "flops"), help=argparse.SUPPRESS)
     p.add_argument("--seed-list", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -165,7 +181,7 @@ def main() -> None:
     p.add_argument("--sequential-seeds", type=int, default=0, help="time only this many seeds (even) on the sequential and parallel sides (0: all)")
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.algos, [int(s) for s in args.seed_list.split(",")], args.steps, args.learning_starts, args.threads, args.device, args.precision)))
+        print(json.dumps(_worker(args.worker, args.algos, [int(s) for s in args.seed_list.split(",")], args.steps, args.learning_starts, args.threads, args.device, args.precision, args.compile)))
         return
     if args.seeds < 2 or args.seeds % 2:
         p.error("--seeds must be an even number >= 2 (the parallel side splits them over 2 processes)")

@@ -205,6 +205,27 @@ def test_compiled_actor_critic_updates_follow_the_eager_ones(name):
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-5, msg=n)
 
 
+def test_each_compiled_learner_compiles_each_gradient_once():
+    """Every learner's compiled functions have code objects of their own (dynamo keeps graphs per code object): two
+    learners of each kind in one process, three updates each, and not one recompilation (with a shared code object
+    the second learner's first update recompiles, and after 8 graphs dynamo stops compiling)."""
+    import torch._dynamo
+
+    b = _batch(act_dim=2)
+    dqn_batch = Batch(obs=b.obs, act=(b.act[:, 0] > 0).float(), reward=b.reward, next_obs=b.next_obs, terminated=b.terminated, truncated=b.truncated)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for name in ("sac",):
+            cls, cfg_cls, options = _actor_critics()[name]
+            for _ in range(2):
+                learner = cls(cfg_cls(hidden_sizes=(16, 16), compile=True, precision="bf16", **options), box(3), box(2), CPU)
+                for _ in range(3):
+                    learner.update(b)
+        for _ in range(2):
+            learner = DQNLearner(DQNLearnerConfig(hidden_sizes=(16, 16), compile=True), box(3), gym.spaces.Discrete(2), CPU)
+            for _ in range(3):
+                learner.update(dqn_batch)
+
+
 def test_bf16_and_compiled_losses_update_and_stay_fp32():
     torch.manual_seed(0)
     b = _batch()

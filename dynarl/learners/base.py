@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import copy
 import functools
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,6 +48,20 @@ class ModuleCall(nn.Module):
 
     def forward(self, fn, args, kwargs):
         return fn(*args, **kwargs)
+
+
+def compiled(fn: Callable) -> Callable:
+    """``torch.compile(fn)`` through a function with a code object of its own.
+
+    Dynamo keeps its compiled graphs, and its limit of 8 per function (``recompile_limit``), on the code object it
+    traces. Every learner's gradient functions and wrapped losses would otherwise share a few code objects (the
+    same closure, torch's autocast wrapper), and after about four SAC learners in one process, as in a sweep or a
+    benchmark of sequential seeds, the rest would run uncompiled."""
+
+    def call(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return torch.compile(types.FunctionType(call.__code__.replace(), call.__globals__, call.__name__, None, call.__closure__))
 
 
 def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
@@ -103,7 +118,7 @@ class Learner(abc.ABC):
                 self.bf16_methods += (name,)
             self._losses[name] = fn
             if self.cfg.compile:
-                fn = torch.compile(fn)
+                fn = compiled(fn)
             setattr(self, name, fn)
 
     def _step(self, name: str, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None, max_grad_norm: float = 0.0) -> None:
@@ -131,9 +146,9 @@ class Learner(abc.ABC):
             self._step(name, out[0] if isinstance(out, tuple) else out, inputs, max_grad_norm)
             return out
         if (name, loss) not in self._gradients:
-            self._gradients[name, loss] = torch.compile(self._gradient_function(name, loss, max_grad_norm))
+            self._gradients[name, loss] = compiled(self._gradient_function(name, loss, max_grad_norm))
         with torch.no_grad():  # torch.func differentiates inside; outside, nothing needs a graph
-            grads, out = self._gradients[name, loss](self._optimised[name], *args)
+            grads, out = self._gradients[name, loss](self._optimised[name], self._loss_inputs(loss, args), *args)
         self._step_with(name, grads)
         return out
 
@@ -142,22 +157,36 @@ class Learner(abc.ABC):
         return True
 
     def _gradient_function(self, name: str, loss: str, max_grad_norm: float) -> Callable:
-        """``(params, *args) -> (gradients in the optimiser's order, the loss method's output)`` for :meth:`_minimise`."""
-        fn, call = self._losses[loss], self._module_call
+        """``(params, inputs, *args) -> (gradients in the optimiser's order, the loss method's output)`` for
+        :meth:`_minimise` (``inputs``: :meth:`_loss_inputs`)."""
 
-        def gradients(params: dict[str, torch.Tensor], *args):
+        def gradients(params: dict[str, torch.Tensor], inputs, *args):
             def loss_of(p: dict[str, torch.Tensor]):
-                out = functional_call(call, p, (fn, args, {}))
-                return (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
+                out = self._loss_with(loss, p, inputs, args)
+                value, rest = (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
+                return value.sum(), (value, rest)  # a vectorised learner's loss holds one value per seed
 
-            grads, (value, rest) = grad_and_value(loss_of, has_aux=True)(params)
+            grads, (_, (value, rest)) = grad_and_value(loss_of, has_aux=True)(params)
             grads = list(grads.values())
             if max_grad_norm > 0:
-                coef = clip_coefficient(grads, max_grad_norm)
-                grads = [g * coef for g in grads]
+                grads = self._clipped(grads, max_grad_norm)
             return grads, ((value, *rest) if rest else value)
 
         return gradients
+
+    def _loss_inputs(self, loss: str, args: tuple):
+        """What the compiled gradient of ``loss`` takes besides the parameters and ``args`` (a vectorised learner's
+        random draws, made outside the graph); nothing here."""
+        return None
+
+    def _loss_with(self, loss: str, params: dict[str, torch.Tensor], inputs, args: tuple):
+        """The loss method ``loss(*args)`` with ``params`` in place of the learner's own parameters of those names."""
+        return functional_call(self._module_call, params, (self._losses[loss], args, {}))
+
+    def _clipped(self, grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+        """``grads`` scaled so that their global norm is at most ``max_norm`` (torch's ``clip_grad_norm_`` formula)."""
+        coef = clip_coefficient(grads, max_norm)
+        return [g * coef for g in grads]
 
     @functools.cached_property
     def _module_call(self) -> ModuleCall:
@@ -174,7 +203,9 @@ class Learner(abc.ABC):
         the optimiser's parameters)."""
         opt = self.optimizers[name]
         for p, g in zip([p for group in opt.param_groups for p in group["params"]], grads, strict=True):
-            p.grad = g
+            # contiguous, as autograd leaves them: the fused Adam kernel reads a strided gradient (a vmapped layer's
+            # transposed weight gradient) in the wrong order on the CPU
+            p.grad = g.contiguous()
         opt.step()
 
     def _permutation(self, n: int) -> torch.Tensor:

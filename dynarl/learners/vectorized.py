@@ -60,12 +60,26 @@ class _SeedStacked:
     def _clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> None:
         """torch's ``clip_grad_norm_`` formula per seed: g_i <- g_i min(1, max_norm / (||g_i|| + 1e-6))."""
         grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return
+        if grads:
+            torch._foreach_mul_(grads, self._seed_clip_coefficients(grads, max_norm))
+
+    def _clipped(self, grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+        return [g * c for g, c in zip(grads, self._seed_clip_coefficients(grads, max_norm), strict=True)]
+
+    def _seed_clip_coefficients(self, grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+        """min(1, max_norm / (||g_i|| + 1e-6)) per seed i, shaped to scale each of ``grads``."""
         norms = torch.stack([g.reshape(self.seeds, -1).norm(dim=1) for g in grads]).norm(dim=0)
         coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.reshape(-1, *([1] * (g.dim() - 1))))
+        return [coef.reshape(-1, *([1] * (g.dim() - 1))) for g in grads]
+
+    # compiled gradients (``compile``): the random draws are made outside the graph, the map runs inside it
+
+    def _loss_inputs(self, loss: str, args: tuple):
+        return self._seed_maps[loss].draws(args, {})
+
+    def _loss_with(self, loss: str, params: dict[str, torch.Tensor], inputs, args: tuple):
+        seed_map = self._seed_maps[loss]
+        return seed_map.run({**seed_map.params, **params}, inputs, args, {})
 
 
 def vectorize(learners: list[Learner], observation_space: gym.Space, action_space: gym.Space,
@@ -80,8 +94,6 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
     cls = type(first)
     if not cls.per_seed:
         raise ConfigError(f"{cls.__name__} does not declare its per-seed methods; it cannot be vectorised over seeds")
-    if getattr(first.cfg, "compile", False):
-        raise ConfigError("torch.compile and vectorised seeds do not combine yet; set learner.compile=false")
     if getattr(first, "value_expansion", None) is not None:
         raise ConfigError("model-based value expansion and vectorised seeds do not combine yet (its imagined paths run each seed's own model); set mve_horizon=1")
     devices = [first.device] if first.device.type == "cuda" else []
@@ -100,13 +112,16 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
     vec._optimizer_links = {name: False for name in vec.optimizers}
     vec._seed_learners = learners
     _stack_optimizer_state(vec, learners)
-    container = ModuleCall(vec.modules)
+    container = vec._module_call
     params = dict(container.named_parameters())  # the stacked tensors: their identity never changes, only values
     recorded: dict = {}
     biases = _matmul_biases(container)
+    vec._seed_maps = {}
     for name in cls.per_seed:
         cast = biases if name in vec.bf16_methods else set()
-        setattr(vec, name, _map_over_seeds(getattr(vec, name), name, container, params, cast, recorded, vec.seeds, vec.device, seed_scope))
+        fn = vec._losses.get(name, getattr(vec, name))  # a loss as wrapped before compilation: compiled, the map runs in its gradient's graph
+        vec._seed_maps[name] = _SeedMap(fn, name, container, params, cast, recorded, vec.seeds, vec.device, seed_scope)
+        setattr(vec, name, vec._seed_maps[name])
     return vec
 
 
@@ -181,36 +196,54 @@ def _matmul_biases(container: ModuleCall) -> set[str]:
     return {f"{name}.bias" for name, m in container.named_modules() if isinstance(m, (nn.Linear, EnsembleLinear)) and m.bias is not None}
 
 
-def _map_over_seeds(fn, name: str, container: ModuleCall, params: dict, bf16_biases: set[str], recorded: dict, seeds: int, device: torch.device, seed_scope):
-    """``fn`` mapped over the seed dimension. ``bf16_biases``, for a method that runs under bf16 autocast, enter
-    the map cast to bf16: vmap splits a linear layer into a matmul and an add, and autocast, which would cast the
-    bias with the matmul's operands, then leaves it fp32 and the add promotes every activation back to fp32."""
+class _SeedMap:
+    """A per-seed method ``fn`` mapped over the seed dimension: calling it runs :meth:`draws` then :meth:`run`.
 
-    def per_seed(params, played, args, batches, kwargs):
-        with noise.tape(noise.NoiseTape(played)):
-            return functional_call(container, params, (fn, tuple(_from_tree(a, b) for a, b in zip(args, batches, strict=True)), kwargs))
+    ``bf16_biases``, for a method that runs under bf16 autocast, enter the map cast to bf16: vmap splits a linear
+    layer into a matmul and an add, and autocast, which would cast the bias with the matmul's operands, then leaves it
+    fp32 and the add promotes every activation back to fp32."""
 
-    def mapped(*args, **kwargs):
-        batches = tuple(type(a) if dataclasses.is_dataclass(a) else None for a in args)
-        trees = tuple(_as_tree(a) for a in args)
-        key = (name, tuple(_shapes(t) for t in trees), tuple(sorted(kwargs.items())))
-        if key not in recorded:  # the draws of one call, from seed 0 without the map
+    def __init__(self, fn, name: str, container: ModuleCall, params: dict, bf16_biases: set[str], recorded: dict, seeds: int, device: torch.device, seed_scope):
+        self.fn, self.name, self.container, self.params = fn, name, container, params
+        self.bf16_biases, self.recorded, self.seeds, self.device, self.seed_scope = bf16_biases, recorded, seeds, device, seed_scope
+
+    def __call__(self, *args, **kwargs):
+        return self.run(self.params, self.draws(args, kwargs), args, kwargs)
+
+    def draws(self, args: tuple, kwargs: dict) -> list[torch.Tensor]:
+        """The method's random draws for ``args``, each seed's from its own generator, stacked: [S, ...] each."""
+        trees, batches = _trees(args)
+        key = (self.name, tuple(_shapes(t) for t in trees), tuple(sorted(kwargs.items())))
+        if key not in self.recorded:  # the draws of one call, from seed 0 without the map
             with torch.no_grad(), noise.tape(noise.NoiseTape()) as tape:
-                first = {k: v[0] for k, v in params.items()}
-                functional_call(container, first, (fn, tuple(_from_tree(_index(t, 0), b) for t, b in zip(trees, batches, strict=True)), kwargs))
-            recorded[key] = tape.recorded
-        played = []
-        if recorded[key]:
-            per_seed_draws = []
-            for i in range(seeds):
-                with seed_scope(i):
-                    per_seed_draws.append(noise.draw(recorded[key], device))
-            played = [torch.stack(draws) for draws in zip(*per_seed_draws, strict=True)]
-        in_dims = (0, 0, tuple(0 if _mapped(t) else None for t in trees), None, None)
-        mapped_params = {k: v.to(torch.bfloat16) if k in bf16_biases else v for k, v in params.items()} if bf16_biases else params
-        return vmap(per_seed, in_dims=in_dims)(mapped_params, played, trees, batches, kwargs)
+                first = {k: v[0] for k, v in self.params.items()}
+                functional_call(self.container, first, (self.fn, tuple(_from_tree(_index(t, 0), b) for t, b in zip(trees, batches, strict=True)), kwargs))
+            self.recorded[key] = tape.recorded
+        if not self.recorded[key]:
+            return []
+        per_seed_draws = []
+        for i in range(self.seeds):
+            with self.seed_scope(i):
+                per_seed_draws.append(noise.draw(self.recorded[key], self.device))
+        return [torch.stack(draws) for draws in zip(*per_seed_draws, strict=True)]
 
-    return mapped
+    def run(self, params: dict, played: list[torch.Tensor], args: tuple, kwargs: dict):
+        """``fn`` per seed under ``torch.vmap`` with the seed-stacked ``params`` and ``played`` draws."""
+        trees, batches = _trees(args)
+        fn, container = self.fn, self.container
+
+        def per_seed(params, played, args, kwargs):
+            with noise.tape(noise.NoiseTape(played)):
+                return functional_call(container, params, (fn, tuple(_from_tree(a, b) for a, b in zip(args, batches, strict=True)), kwargs))
+
+        in_dims = (0, 0, tuple(0 if _mapped(t) else None for t in trees), None)
+        mapped_params = {k: v.to(torch.bfloat16) if k in self.bf16_biases else v for k, v in params.items()} if self.bf16_biases else params
+        return vmap(per_seed, in_dims=in_dims)(mapped_params, played, trees, kwargs)
+
+
+def _trees(args: tuple) -> tuple[tuple, tuple]:
+    """The arguments as vmap maps them (dataclasses as dicts of tensors), and the dataclass types to rebuild them."""
+    return tuple(_as_tree(a) for a in args), tuple(type(a) if dataclasses.is_dataclass(a) else None for a in args)
 
 
 def _mapped(tree) -> bool:
