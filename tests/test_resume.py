@@ -59,6 +59,22 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert _metrics(killed) == _metrics(whole)
 
 
+def test_a_compiled_run_resumed_from_a_checkpoint_equals_the_straight_run(tmp_path):
+    """``learner.compile=true`` (each gradient one compiled graph, inductor's own random numbers): a run resumed from
+    its step-400 checkpoint ends in the straight run's state, every tensor equal (networks, Adam, buffer, RNG)."""
+    args = ["train", "sac", "--env", "Pendulum-v1", "--seed", "7", "learning_starts=200", "checkpoint_every=400", "eval_every=400", "eval_episodes=1",
+            "batch_size=32", "learner.hidden_sizes=[32,32]", "learner.compile=true", "quiet=true"]  # fmt: skip
+    for out, steps in ((tmp_path / "whole", "800"), (tmp_path / "part", "400")):
+        done = run_cli(*args, "--steps", steps, "--out", str(out))
+        assert done.returncode == 0, done.stderr
+    resumed = run_cli("resume", str(tmp_path / "part"), "--steps", "800")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (load_file(tmp_path / run / "checkpoints" / "step_000000800.safetensors") for run in ("whole", "part"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_same_seed_same_metrics_different_seed_differs(tmp_path):
     runs = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
