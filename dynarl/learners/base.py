@@ -146,9 +146,9 @@ class Learner(abc.ABC):
             self._step(name, out[0] if isinstance(out, tuple) else out, inputs, max_grad_norm)
             return out
         if (name, loss) not in self._gradients:
-            self._gradients[name, loss] = compiled(self._gradient_function(name, loss, max_grad_norm))
+            self._gradients[name, loss] = compiled(self._gradient_function(loss))
         with torch.no_grad():  # torch.func differentiates inside; outside, nothing needs a graph
-            grads, out = self._gradients[name, loss](self._optimised[name], self._loss_inputs(loss, args), *args)
+            grads, out = self._gradients[name, loss](self._optimised[name], self._loss_inputs(loss, args), max_grad_norm, *args)
         self._step_with(name, grads)
         return out
 
@@ -156,11 +156,12 @@ class Learner(abc.ABC):
         """Whether :meth:`_minimise` may differentiate ``loss`` in one compiled graph."""
         return True
 
-    def _gradient_function(self, name: str, loss: str, max_grad_norm: float) -> Callable:
-        """``(params, inputs, *args) -> (gradients in the optimiser's order, the loss method's output)`` for
-        :meth:`_minimise` (``inputs``: :meth:`_loss_inputs`)."""
+    def _gradient_function(self, loss: str) -> Callable:
+        """``(params, inputs, max_grad_norm, *args) -> (gradients of ``loss`` with respect to ``params``, in their order,
+        clipped when ``max_grad_norm > 0``; the loss method's output)`` for :meth:`_minimise` (``inputs``:
+        :meth:`_loss_inputs`)."""
 
-        def gradients(params: dict[str, torch.Tensor], inputs, *args):
+        def gradients(params: dict[str, torch.Tensor], inputs, max_grad_norm: float, *args):
             def loss_of(p: dict[str, torch.Tensor]):
                 out = self._loss_with(loss, p, inputs, args)
                 value, rest = (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
