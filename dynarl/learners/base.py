@@ -202,12 +202,11 @@ class Learner(abc.ABC):
     def _step_with(self, name: str, grads: list[torch.Tensor]) -> None:
         """A step of optimiser ``name`` on gradients computed elsewhere (``grads``, already clipped, in the order of
         the optimiser's parameters)."""
-        opt = self.optimizers[name]
-        for p, g in zip([p for group in opt.param_groups for p in group["params"]], grads, strict=True):
+        for p, g in zip(self._optimised[name].values(), grads, strict=True):
             # contiguous, as autograd leaves them: the fused Adam kernel reads a strided gradient (a vmapped layer's
             # transposed weight gradient) in the wrong order on the CPU
             p.grad = g.contiguous()
-        opt.step()
+        self.optimizers[name].step()
 
     def _permutation(self, n: int) -> torch.Tensor:
         """A random permutation of ``n`` rows (minibatch shuffling)."""
