@@ -41,3 +41,23 @@ def test_a_value_head_under_bf16_autocast_keeps_the_matmul_and_agrees_to_bf16_pr
     assert y.dtype == torch.bfloat16
     torch.testing.assert_close(y.float(), _per_member(layer, x).detach(), rtol=2e-2, atol=5e-2)
 
+
+
+def test_a_thin_linear_layer_stays_fp32_under_bf16_autocast_and_a_wide_one_does_not():
+    """dynarl.nn.mlp.Linear: a layer with at most THIN inputs or outputs computes in fp32 under the CPU's bf16
+    autocast (the same numbers as without autocast); a wider one is autocast as nn.Linear is."""
+    from torch import nn
+
+    from dynarl.nn.mlp import THIN, Linear
+
+    torch.manual_seed(0)
+    x4, x64 = torch.randn(8, 4), torch.randn(8, 64)
+    first, head, wide = Linear(4, 64), Linear(64, THIN), Linear(64, THIN + 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        thin_out, head_out, wide_out = first(x4), head(x64), wide(x64)
+    assert thin_out.dtype == head_out.dtype == torch.float32 and wide_out.dtype == torch.bfloat16
+    assert torch.equal(thin_out, first(x4)) and torch.equal(head_out, head(x64))
+    plain = nn.Linear(64, THIN + 1)
+    plain.load_state_dict(wide.state_dict())  # the same parameters, the same checkpoint keys
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(plain(x64), wide_out)

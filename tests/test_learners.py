@@ -234,37 +234,48 @@ def test_bf16_and_compiled_losses_update_and_stay_fp32():
 
 
 class _MatmulDtypes(TorchDispatchMode):
-    """Records the dtype of every matmul run inside it (forward and backward)."""
+    """Records the dtype and the (M, K, N) sizes of every matmul run inside it (forward and backward)."""
 
     MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default}
 
     def __init__(self):
         super().__init__()
-        self.dtypes: list[torch.dtype] = []
+        self.seen: list[tuple[torch.dtype, tuple[int, int, int]]] = []
+
+    @property
+    def dtypes(self) -> list[torch.dtype]:
+        return [d for d, _ in self.seen]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in self.MATMULS:
-            self.dtypes.append(args[-1].dtype)
+            a, b = args[-2], args[-1]
+            self.seen.append((b.dtype, (a.shape[-2], a.shape[-1], b.shape[-1])))
         return func(*args, **(kwargs or {}))
 
 
-def test_a_bf16_update_runs_every_matmul_in_bf16():
+def test_a_bf16_update_runs_every_wide_matmul_in_bf16():
     """precision=bf16 means every network pass of an update, including no-gradient passes that feed a loss (IQL's
-    V(s') ran in fp32 before, 4-7% of its update), runs its matmuls in bf16."""
+    V(s') ran in fp32 before, 4-7% of its update), runs the matmuls of its wide layers in bf16; a thin layer (at
+    most 16 inputs or outputs: here the observation layers and the heads) stays fp32 (dynarl.nn.mlp.Linear), except
+    inside the critics' ensemble layers."""
     from dynarl.learners.awac import AWACLearner, AWACLearnerConfig
     from dynarl.learners.cql import CQLLearner, CQLLearnerConfig
     from dynarl.learners.iql import IQLLearner, IQLLearnerConfig
 
     torch.manual_seed(0)
     b = _batch(obs_dim=5, act_dim=2)
+    thin = {1, 2, 4, 5, 7}  # the widths of the thin layers: obs, obs + act, act, 2 act (a Gaussian head), a value
     discrete = Batch(obs=b.obs, act=(b.act[:, 0] > 0).float(), reward=b.reward, next_obs=b.next_obs, terminated=b.terminated, truncated=b.truncated)
-    learners = [(cls(cfg(precision="bf16", hidden_sizes=(16, 16)), box(5), box(2), CPU), b) for cls, cfg in (
+    learners = [(cls(cfg(precision="bf16", hidden_sizes=(32, 32)), box(5), box(2), CPU), b) for cls, cfg in (
         (SACLearner, SACLearnerConfig), (TD3Learner, TD3LearnerConfig), (DDPGLearner, DDPGLearnerConfig), (CQLLearner, CQLLearnerConfig),
         (IQLLearner, IQLLearnerConfig), (AWACLearner, AWACLearnerConfig))]
-    learners.append((DQNLearner(DQNLearnerConfig(precision="bf16", hidden_sizes=(16, 16)), box(5), gym.spaces.Discrete(2), CPU), discrete))
+    learners.append((DQNLearner(DQNLearnerConfig(precision="bf16", hidden_sizes=(32, 32)), box(5), gym.spaces.Discrete(2), CPU), discrete))
     for learner, batch in learners:
         learner.update(batch)  # first update: optimiser state made outside the recording
         with _MatmulDtypes() as seen:
             for _ in range(2):  # TD3 updates its actor every other step
                 learner.update(batch)
-        assert seen.dtypes and set(seen.dtypes) == {torch.bfloat16}, (type(learner).__name__, seen.dtypes)
+        wide = [d for d, sizes in seen.seen if not thin & set(sizes)]
+        assert wide and set(wide) == {torch.bfloat16}, (type(learner).__name__, seen.seen)
+        if isinstance(learner, DQNLearner):  # no ensemble layers: every thin matmul is fp32
+            assert {d for d, sizes in seen.seen if thin & set(sizes)} == {torch.float32}, seen.seen

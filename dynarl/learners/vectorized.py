@@ -192,8 +192,10 @@ def _from_tree(arg, kind: type | None):
 
 
 def _matmul_biases(container: ModuleCall) -> set[str]:
-    """The names of the biases that only a linear layer's matmul reads (nn.Linear, EnsembleLinear)."""
-    return {f"{name}.bias" for name, m in container.named_modules() if isinstance(m, (nn.Linear, EnsembleLinear)) and m.bias is not None}
+    """The names of the biases that only a linear layer's bf16 matmul reads (nn.Linear, EnsembleLinear; not a thin
+    :class:`~dynarl.nn.mlp.Linear`, which stays fp32 under autocast)."""
+    return {f"{name}.bias" for name, m in container.named_modules()
+            if isinstance(m, (nn.Linear, EnsembleLinear)) and m.bias is not None and not getattr(m, "fp32_under_autocast", False)}
 
 
 class _SeedMap:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dynarl.nn.mlp import mlp
+from dynarl.nn.mlp import Linear, mlp
 
 
 class PolicyValueNet(nn.Module):
@@ -18,8 +18,8 @@ class PolicyValueNet(nn.Module):
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: tuple[int, ...]):
         super().__init__()
         self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1])
-        self.policy = nn.Linear(hidden_sizes[-1], n_actions)
-        self.value = nn.Linear(hidden_sizes[-1], 1)
+        self.policy = Linear(hidden_sizes[-1], n_actions)
+        self.value = Linear(hidden_sizes[-1], 1)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.relu(self.trunk(obs.flatten(1)))

@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 ROWS_PER_PASS = 512  # rows (per member) in each pass of a large forward without autograd (see in_row_passes)
 SINGLE_PASS_BYTES = 1 << 20  # ... and the widest activation (per member) up to which it stays one pass (about one core's L2)
@@ -26,13 +27,38 @@ def in_row_passes(layers: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     return torch.cat([layers(part) for part in x.split(ROWS_PER_PASS, -2)], -2)
 
 
+THIN = 16  # a layer with at most this many inputs or outputs stays fp32 under the CPU's bf16 autocast (see Linear)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` that stays in fp32 under the CPU's bf16 autocast when it is thin (at most ``THIN`` inputs
+    or outputs: an observation layer, an action or value head).
+
+    oneDNN's bf16 matmul has a floor of about 15 us a call on one CPU core, where a thin fp32 matmul takes
+    3-12 us. Forward and backward of one layer, 1 thread (fp32 / bf16): batch 64, 4 -> 256: 45 / 81 us;
+    256 -> 2: 41 / 103 us; batch 256, 4 -> 256: 102 / 103 us; 256 -> 2: 67 / 121 us; 256 -> 16: 123 / 131 us
+    (23 -> 256 at batch 256 is faster in bf16: 150 / 118 us). DQN's bf16 update on CartPole (4-256-256-2,
+    batch 64) gains about 11% in env steps/s. Wide layers, which hold nearly all the FLOPs, run in bf16 as before.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.fp32_under_autocast = min(in_features, out_features) <= THIN
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp32_under_autocast and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return F.linear(x.float(), self.weight, self.bias)
+        return super().forward(x)
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
-        layers += [nn.Linear(d, h), activation()]
+        layers += [Linear(d, h), activation()]
         d = h
-    layers.append(nn.Linear(d, out_dim))
+    layers.append(Linear(d, out_dim))
     return nn.Sequential(*layers)
 
 

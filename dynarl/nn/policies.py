@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynarl.nn.mlp import EnsembleMLP, in_row_passes, mlp
+from dynarl.nn.mlp import EnsembleMLP, Linear, in_row_passes, mlp
 from dynarl.nn.noise import normal_like
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -42,7 +42,7 @@ class TanhGaussianActor(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
         super().__init__()
         self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1])
-        self.head = nn.Linear(hidden[-1], 2 * act_dim)
+        self.head = Linear(hidden[-1], 2 * act_dim)
         self.width = max(hidden)
 
     def _net(self, obs: torch.Tensor) -> torch.Tensor:

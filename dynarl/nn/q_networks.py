@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from dynarl.nn.mlp import mlp
+from dynarl.nn.mlp import Linear, mlp
 
 
 class QNetwork(nn.Module):
@@ -38,8 +38,8 @@ class QNetwork(nn.Module):
         if dueling:
             # shared trunk ending in an activation, then the two streams (one linear layer each)
             self.trunk = nn.Sequential(*mlp(in_dim, hidden[:-1], hidden[-1]), nn.ReLU())
-            self.value = nn.Linear(hidden[-1], 1)
-            self.advantage = nn.Linear(hidden[-1], self.n_actions)
+            self.value = Linear(hidden[-1], 1)
+            self.advantage = Linear(hidden[-1], self.n_actions)
         else:
             self.net = mlp(in_dim, hidden, self.n_actions)
 
