@@ -105,7 +105,7 @@ class DQNLearner(Learner):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Greedy action indices argmax_a Q_phi(s, a), long [B]; exploration belongs to the algorithm."""
-        return self.q_values(obs).argmax(1)
+        return self.q(self._obs(obs)).argmax(1)  # q_values' pass, without a second no_grad scope (every env step acts)
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:

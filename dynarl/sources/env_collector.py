@@ -91,10 +91,12 @@ class EnvCollector:
         return Transitions(obs, env_actions, reward, true_next, terminated, truncated, final_obs)
 
     def recent_return(self) -> float | None:
-        return float(np.mean(self.recent_returns)) if self.recent_returns else None
+        """The mean return of the last episodes (asked every step by the progress display: a plain sum, 0.4 us
+        against numpy's 7 us on a deque)."""
+        return float(sum(self.recent_returns)) / len(self.recent_returns) if self.recent_returns else None
 
     def recent_length(self) -> float | None:
-        return float(np.mean(self.recent_lengths)) if self.recent_lengths else None
+        return float(sum(self.recent_lengths)) / len(self.recent_lengths) if self.recent_lengths else None
 
     def _require_finite(self, obs, reward) -> None:
         """Stop on NaN/inf observations or rewards from the env, like a non-finite loss (nothing is stored)."""
