@@ -23,7 +23,7 @@ from dynarl.nn.optim import FusedAdam, one_device_and_dtype
 class LossOptions:
     """How a learner runs its pure loss methods (:meth:`Learner._wrap_losses`): in bf16 autocast, compiled, or both."""
 
-    precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: autocast the networks' matmuls to bfloat16 (fp32 weights, optimiser and losses)")
+    precision: str = param("fp32", one_of("fp32", "bf16"), "bf16: autocast the networks' matmuls to bfloat16 (fp32 weights, optimiser and losses; layers with <= 16 inputs or outputs stay fp32)")
     compile: bool = param(False, help="torch.compile each gradient computation as one graph (forward, backward, clipping); the first updates compile, ~30 s on CPU; on GPUs it fuses small kernels")
 
 
