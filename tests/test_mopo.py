@@ -97,7 +97,8 @@ def test_bf16_rollouts_and_penalty_stay_close_to_fp32():
     """rollout_precision=bf16 runs the rollouts and the penalty through the bf16 planning model and the policy under
     bf16 autocast; from the same fit and streams the penalty, the first actions and the first next states agree
     with fp32 to bf16's precision."""
-    fp32, bf16 = _fitted(MOPO, penalty_coef=1.0), _fitted(MOPO, penalty_coef=1.0, rollout_precision="bf16")
+    wide = {"learner.hidden_sizes": (32, 32)}  # a 32 x 32 layer runs in bf16; layers of at most 16 units stay fp32 under autocast
+    fp32, bf16 = _fitted(MOPO, penalty_coef=1.0, **wide), _fitted(MOPO, penalty_coef=1.0, rollout_precision="bf16", **wide)
     assert bf16.rollout_model is not bf16.model and fp32.rollout_model is fp32.model
     obs, act = fp32.dataset.obs_act(torch.arange(64))
     torch.testing.assert_close(bf16.uncertainty(obs, act), fp32.uncertainty(obs, act), rtol=0.03, atol=1e-3)

@@ -38,7 +38,7 @@ class Linear(nn.Linear):
     3-12 us. Forward and backward of one layer, 1 thread (fp32 / bf16): batch 64, 4 -> 256: 45 / 81 us;
     256 -> 2: 41 / 103 us; batch 256, 4 -> 256: 102 / 103 us; 256 -> 2: 67 / 121 us; 256 -> 16: 123 / 131 us
     (23 -> 256 at batch 256 is faster in bf16: 150 / 118 us). DQN's bf16 update on CartPole (4-256-256-2,
-    batch 64) gains about 11% in env steps/s. Wide layers, which hold nearly all the FLOPs, run in bf16 as before.
+    batch 64) gains about 10% in env steps/s. Wide layers, which hold nearly all the FLOPs, run in bf16 as before.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
