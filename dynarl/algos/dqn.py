@@ -97,9 +97,11 @@ class DQNLoop:
         self.exploration_rate = epsilon_schedule(self.env_steps, cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_decay_steps)
         if not self.acting():
             return self.actions.sample_uniform(self.np_rng, cfg.n_envs)
-        greedy = self.policy_act(obs, policy_act)
         random = self.actions.sample_uniform(self.np_rng, cfg.n_envs)
-        return np.where(self.np_rng.random(cfg.n_envs) < self.exploration_rate, random, greedy)
+        explores = self.np_rng.random(cfg.n_envs) < self.exploration_rate
+        if policy_act is None and explores.all():
+            return random  # no greedy action is needed: skip the network's forward pass
+        return np.where(explores, random, self.policy_act(obs, policy_act))
 
     def round_batches(self, n: int):
         """The round's minibatches drawn in one call at the first request: DQN's update draws nothing random, and
