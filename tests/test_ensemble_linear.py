@@ -32,15 +32,18 @@ def test_outputs_and_gradients_match_each_members_own_layer(out_dim, shared_rows
         torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_a_value_head_under_bf16_autocast_keeps_the_matmul_and_agrees_to_bf16_precision():
+def test_thin_ensemble_layers_stay_fp32_under_bf16_autocast_and_wide_ones_do_not():
+    """A value head (one output) and an input layer of 4 compute in fp32 under the CPU's bf16 autocast, the same
+    numbers as without it; a 64 -> 17 layer is autocast to bf16 and agrees with each member's own layer to bf16's
+    precision."""
     torch.manual_seed(0)
-    layer = EnsembleLinear(2, 64, 1)
-    x = torch.randn(2, 100, 64)
+    head, first, wide = EnsembleLinear(2, 64, 1), EnsembleLinear(2, 4, 64), EnsembleLinear(2, 64, 17)
+    x64, x4 = torch.randn(2, 100, 64), torch.randn(100, 4)  # the input layer's rows are shared by the members
     with torch.autocast("cpu", torch.bfloat16):
-        y = layer(x)
-    assert y.dtype == torch.bfloat16
-    torch.testing.assert_close(y.float(), _per_member(layer, x).detach(), rtol=2e-2, atol=5e-2)
-
+        outs = head(x64), first(x4), wide(x64)
+    assert [y.dtype for y in outs] == [torch.float32, torch.float32, torch.bfloat16]
+    assert torch.equal(outs[0], head(x64)) and torch.equal(outs[1], first(x4))
+    torch.testing.assert_close(outs[2].float(), _per_member(wide, x64).detach(), rtol=2e-2, atol=5e-2)
 
 
 def test_a_thin_linear_layer_stays_fp32_under_bf16_autocast_and_a_wide_one_does_not():

@@ -256,8 +256,8 @@ class _MatmulDtypes(TorchDispatchMode):
 def test_a_bf16_update_runs_every_wide_matmul_in_bf16():
     """precision=bf16 means every network pass of an update, including no-gradient passes that feed a loss (IQL's
     V(s') ran in fp32 before, 4-7% of its update), runs the matmuls of its wide layers in bf16; a thin layer (at
-    most 16 inputs or outputs: here the observation layers and the heads) stays fp32 (dynarl.nn.mlp.Linear), except
-    inside the critics' ensemble layers."""
+    most 16 inputs or outputs: here the observation layers and the heads) stays fp32 (dynarl.nn.mlp.Linear and
+    EnsembleLinear)."""
     from dynarl.learners.awac import AWACLearner, AWACLearnerConfig
     from dynarl.learners.cql import CQLLearner, CQLLearnerConfig
     from dynarl.learners.iql import IQLLearner, IQLLearnerConfig
@@ -277,5 +277,4 @@ def test_a_bf16_update_runs_every_wide_matmul_in_bf16():
                 learner.update(batch)
         wide = [d for d, sizes in seen.seen if not thin & set(sizes)]
         assert wide and set(wide) == {torch.bfloat16}, (type(learner).__name__, seen.seen)
-        if isinstance(learner, DQNLearner):  # no ensemble layers: every thin matmul is fp32
-            assert {d for d, sizes in seen.seen if thin & set(sizes)} == {torch.float32}, seen.seen
+        assert {d for d, sizes in seen.seen if thin & set(sizes)} == {torch.float32}, (type(learner).__name__, seen.seen)
