@@ -64,7 +64,8 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: type[nn.
 
 class EnsembleLinear(nn.Module):
     """``members`` independent linear layers evaluated as one batched matmul (on the CPU in fp32, a one-output
-    layer is a product and sum instead, which torch runs faster there).
+    layer is a product and sum instead, which torch runs faster there). A thin layer stays fp32 under the CPU's
+    bf16 autocast, as :class:`Linear` does.
 
     Weights are shaped [members, in, out]. Input [B, in] is shared by all members; input
     [members, B, in] gives each member its own rows. Initialised like ``nn.Linear`` (uniform in
