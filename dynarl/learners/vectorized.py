@@ -101,6 +101,12 @@ def vectorize(learners: list[Learner], observation_space: gym.Space, action_spac
         vec = type(f"SeedStacked{cls.__name__}", (_SeedStacked, cls), {})(first.cfg, observation_space, action_space, first.device)
     vec.seeds = len(learners)
     vec._seed_scope = seed_scope
+    for module in vec.modules.values():
+        for layer in module.modules():
+            if getattr(layer, "fp32_under_autocast", False):
+                # under the map a thin layer's matmul is a batched one, which fp32 runs on a slow path when it has
+                # few outputs (8 bf16 SAC seeds: 17.2 against 14.9 ms per update): the stacked layers all stay bf16
+                layer.fp32_under_autocast = False
     counts = {learner.num_updates for learner in learners}
     if len(counts) != 1:
         raise ConfigError(f"the seeds' learners have made different numbers of updates ({sorted(counts)}); vectorised seeds move in lock-step")
@@ -192,10 +198,8 @@ def _from_tree(arg, kind: type | None):
 
 
 def _matmul_biases(container: ModuleCall) -> set[str]:
-    """The names of the biases that only a linear layer's bf16 matmul reads (nn.Linear, EnsembleLinear; not a thin
-    :class:`~dynarl.nn.mlp.Linear`, which stays fp32 under autocast)."""
-    return {f"{name}.bias" for name, m in container.named_modules()
-            if isinstance(m, (nn.Linear, EnsembleLinear)) and m.bias is not None and not getattr(m, "fp32_under_autocast", False)}
+    """The names of the biases that only a linear layer's matmul reads (nn.Linear, EnsembleLinear)."""
+    return {f"{name}.bias" for name, m in container.named_modules() if isinstance(m, (nn.Linear, EnsembleLinear)) and m.bias is not None}
 
 
 class _SeedMap:
