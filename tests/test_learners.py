@@ -242,10 +242,6 @@ class _MatmulDtypes(TorchDispatchMode):
         super().__init__()
         self.seen: list[tuple[torch.dtype, tuple[int, int, int]]] = []
 
-    @property
-    def dtypes(self) -> list[torch.dtype]:
-        return [d for d, _ in self.seen]
-
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in self.MATMULS:
             a, b = args[-2], args[-1]

@@ -121,9 +121,9 @@ class StreamReplayBuffer:
         done = term | trunc
         ended = bool(done.any())  # most steps end no episode: the work for ended ones is skipped (a DQN step's add is ~30% cheaper)
         p = self.pos
-        after = (p + 1) % L
         self._drop_front(p)
         if ended:
+            after = (p + 1) % L  # where each ended stream's final observation goes
             self._drop_front(np.where(done, after, -1))
         self._push(self.pending, (p - 1) % L)  # the previous newest row now has its successor
         if ended:

@@ -7,7 +7,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 ROWS_PER_PASS = 512  # rows (per member) in each pass of a large forward without autograd (see in_row_passes)
 SINGLE_PASS_BYTES = 1 << 20  # ... and the widest activation (per member) up to which it stays one pass (about one core's L2)
@@ -30,6 +29,14 @@ def in_row_passes(layers: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 THIN = 16  # a layer with at most this many inputs or outputs stays fp32 under the CPU's bf16 autocast (see Linear)
 
 
+def _fp32_if_thin(thin: bool, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``forward(x)``, in fp32 when the layer is ``thin`` and the CPU's bf16 autocast is on (see :class:`Linear`)."""
+    if thin and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return forward(x.float())
+    return forward(x)
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` that stays in fp32 under the CPU's bf16 autocast when it is thin (at most ``THIN`` inputs
     or outputs: an observation layer, an action or value head).
@@ -46,10 +53,7 @@ class Linear(nn.Linear):
         self.fp32_under_autocast = min(in_features, out_features) <= THIN
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fp32_under_autocast and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            with torch.autocast("cpu", enabled=False):
-                return F.linear(x.float(), self.weight, self.bias)
-        return super().forward(x)
+        return _fp32_if_thin(self.fp32_under_autocast, super().forward, x)
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -81,10 +85,7 @@ class EnsembleLinear(nn.Module):
         self.fp32_under_autocast = min(in_dim, out_dim) <= THIN  # as Linear: SAC's bf16 update 4% faster on Pendulum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fp32_under_autocast and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            with torch.autocast("cpu", enabled=False):
-                return self._members(x.float())
-        return self._members(x)
+        return _fp32_if_thin(self.fp32_under_autocast, self._members, x)
 
     def _members(self, x: torch.Tensor) -> torch.Tensor:
         if self.out_dim == 1 and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
