@@ -58,8 +58,8 @@ class StreamReplayBuffer:
         self.truncated = torch.empty((L, n), dtype=torch.bool, device=self.device)
         # row-major [L * n, ...] views: sampling gathers with one index_select per field (torch's fast path)
         self._flat = {k: getattr(self, k).view(L * n, *getattr(self, k).shape[2:]) for k in _STORED}
-        # on CPU, writes go through numpy views of the same memory (less per-call overhead than torch's index_put)
-        self._np = {k: getattr(self, k).numpy() for k in _STORED} if self.device.type == "cpu" else None
+        # on CPU, writes go through numpy views of the same [L * n, ...] memory (less per-call overhead than torch's index_put)
+        self._np = {k: v.numpy() for k, v in self._flat.items()} if self.device.type == "cpu" else None
         # host bookkeeping (a pure function of the done flags the caller already has on the host)
         self.pos = np.zeros(n, np.int64)  # next row to write, per stream
         self.size = np.zeros(n, np.int64)  # rows holding data, per stream
@@ -69,6 +69,7 @@ class StreamReplayBuffer:
         self.start_head = np.zeros(n, np.int64)
         self.start_count = np.zeros(n, np.int64)
         self._streams = np.arange(n)
+        self._written = 0  # rows written over all streams, at least (no stream is full while it is below ``rows``)
 
     def __len__(self) -> int:
         """The number of valid transition starts."""
@@ -102,11 +103,13 @@ class StreamReplayBuffer:
         """storage[field][rows, envs] = value for each field (a scalar value fills every row written)."""
         if self._np is None:
             rows_t, envs_t = torch.from_numpy(rows).to(self.device), torch.from_numpy(envs).to(self.device)
+        else:
+            at = rows * self.n_envs + envs  # positions in the row-major [L * n] views
         for k, v in values.items():
-            shape = (len(envs), *getattr(self, k).shape[2:])
+            shape = (len(envs), *self._flat[k].shape[1:])
             if self._np is not None:
                 v = v.numpy(force=True) if isinstance(v, torch.Tensor) else v
-                self._np[k][rows, envs] = np.reshape(v, shape) if np.ndim(v) else v
+                self._np[k][at] = np.reshape(v, shape) if np.ndim(v) else v
             else:
                 t = getattr(self, k)
                 v = torch.as_tensor(v, device=self.device).to(t.dtype)
@@ -121,7 +124,8 @@ class StreamReplayBuffer:
         done = term | trunc
         ended = bool(done.any())  # most steps end no episode: the work for ended ones is skipped (a DQN step's add is ~30% cheaper)
         p = self.pos
-        self._drop_front(p)
+        if self._written >= L:  # until then no stream has wrapped, so row p was never written and starts nothing
+            self._drop_front(p)
         if ended:
             after = (p + 1) % L  # where each ended stream's final observation goes
             self._drop_front(np.where(done, after, -1))
@@ -138,6 +142,7 @@ class StreamReplayBuffer:
         self.pos = (p + step) % L
         self.size = np.minimum(self.size + step, L)
         self.pending = ~done
+        self._written += n + (int(done.sum()) if ended else 0)
 
     # --- sampling ----------------------------------------------------------------------------------
 
@@ -221,6 +226,7 @@ class StreamReplayBuffer:
         starts = state["starts"].numpy()
         self._starts[: starts.shape[0]] = np.maximum(starts, 0)  # entries past a stream's count are never read
         self.start_head = self.start_count % self.rows
+        self._written = int(self.size.sum())
 
 
 __all__ = ["StreamReplayBuffer"]
