@@ -56,9 +56,10 @@ def test_discount_from_the_batch_overrides_gamma():
 def test_huber_and_mse_losses_by_hand():
     # terminated rows: y = r; Q(s, 0) = 5, so the TD errors are 0.5 and 3
     batch = _batch([4.5, 2.0], [1.0, 1.0])
-    huber, q, td = _learner(loss="huber").q_loss(batch)
+    huber, metrics, td = _learner(loss="huber").q_loss(batch)
     assert torch.allclose(huber, torch.tensor((0.5 * 0.5**2 + (3.0 - 0.5)) / 2))
-    assert torch.allclose(q, torch.tensor([5.0, 5.0])) and torch.allclose(td, torch.tensor([0.5, 3.0]))
+    assert torch.allclose(td, torch.tensor([0.5, 3.0]))
+    assert torch.allclose(metrics["q"], torch.tensor(5.0)) and torch.allclose(metrics["td_abs"], torch.tensor(1.75))
     mse, _, _ = _learner(loss="mse").q_loss(batch)
     assert torch.allclose(mse, torch.tensor((0.5 * 0.5**2 + 0.5 * 3.0**2) / 2))
 

@@ -120,8 +120,9 @@ class DQNLearner(Learner):
         discount = self.cfg.gamma if batch.discount is None else batch.discount.reshape(-1)
         return batch.reward.reshape(-1) + discount * (1.0 - batch.terminated.reshape(-1)) * v_next
 
-    def q_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, Q(s, a), Q(s, a) - y): the per-row Huber or squared error, weighted by ``batch.weights``, averaged."""
+    def q_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """(loss, metrics, Q(s, a) - y): the per-row Huber or squared error, weighted by ``batch.weights``, averaged;
+        the mean Q(s, a) and mean |Q(s, a) - y| as metrics (here, so that a compiled update computes them in its graph)."""
         act = batch.act.reshape(-1, 1).long()
         q_sa = self.q(self._obs(batch.obs)).gather(1, act).squeeze(1)
         y = self.td_target(batch)
@@ -131,20 +132,21 @@ class DQNLearner(Learner):
             per_row = 0.5 * (q_sa - y).pow(2)
         if batch.weights is not None:
             per_row = per_row * batch.weights.reshape(-1)
-        return per_row.mean(), q_sa.detach(), (q_sa - y).detach()
+        td = (q_sa - y).detach()
+        return per_row.mean(), {"q": q_sa.detach().mean(-1), "td_abs": td.abs().mean(-1)}, td
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        loss, q_sa, td = self._minimise("q", "q_loss", batch, max_grad_norm=self.cfg.max_grad_norm)
+        loss, metrics, td = self._minimise("q", "q_loss", batch, max_grad_norm=self.cfg.max_grad_norm)
         self._watch(loss)
         self.num_updates += 1
         self.update_target()
         self.last_td_error = td
-        return {"q_loss": loss.detach(), "q": q_sa.mean(-1), "td_abs": td.abs().mean(-1)}
+        return {"q_loss": loss.detach(), **metrics}
 
-    @torch.no_grad()
     def update_target(self) -> None:
         """phi' <- phi every ``target_update_interval`` updates (hard), or phi' <- (1 - tau) phi' + tau phi (polyak)."""
         if self.cfg.target_update == "polyak":
             soft_update(self.q_target, self.q, self.cfg.tau)
         elif self.num_updates % self.cfg.target_update_interval == 0:
-            torch._foreach_copy_(list(self.q_target.parameters()), list(self.q.parameters()))
+            with torch.no_grad():  # entered only when a copy is due (a decorator would enter it on every update)
+                torch._foreach_copy_(list(self.q_target.parameters()), list(self.q.parameters()))

@@ -31,7 +31,7 @@ THIN = 16  # a layer with at most this many inputs or outputs stays fp32 under t
 
 def _fp32_if_thin(thin: bool, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``forward(x)``, in fp32 when the layer is ``thin`` and the CPU's bf16 autocast is on (see :class:`Linear`)."""
-    if thin and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+    if thin and torch.is_autocast_enabled("cpu") and x.device.type == "cpu":  # the cheap test first: acting runs this every step
         with torch.autocast("cpu", enabled=False):
             return forward(x.float())
     return forward(x)
