@@ -121,6 +121,8 @@ class OffPolicyAlgorithm(Algorithm):
 
     def policy_updates(self, n: int) -> None:
         """``n`` learner updates, each on a fresh minibatch."""
+        if not n:
+            return  # most steps of a loop with train_freq > 1
         for batch in self.round_batches(n):
             self._last_metrics = self.learner.update(batch)
 

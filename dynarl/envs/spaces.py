@@ -95,6 +95,8 @@ class ActionAdapter:
         if self.continuous:
             self.low = self.space.low.astype(np.float32)
             self.scale = ((self.space.high - self.space.low) / 2).astype(np.float32)
+        elif isinstance(self.space, spaces.Discrete):
+            self._bounds = (int(self.space.start), int(self.space.start) + int(self.space.n))  # integers' [low, high)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -118,5 +120,5 @@ class ActionAdapter:
         if self.continuous:
             return rng.uniform(-1.0, 1.0, (n, *self.space.shape)).astype(np.float32)
         if isinstance(self.space, spaces.Discrete):
-            return rng.integers(0, self.space.n, n) + int(self.space.start)
+            return rng.integers(*self._bounds, n)  # the draws of integers(0, n) + start, without the add (DQN draws every step)
         return rng.integers(0, self.space.nvec, (n, *self.space.nvec.shape)) + self.space.start
