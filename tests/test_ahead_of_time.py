@@ -58,3 +58,33 @@ def test_compiling_a_bf16_gradient_leaves_the_python_random_stream_alone():
     assert random.getstate() == state
     (gradient,) = learner._gradients.values()
     assert len(gradient._variants) == 1 and gradient._per_call is None  # the update ran ahead-of-time compiled
+
+
+def test_a_sac_update_compiled_ahead_of_time_reads_alpha_and_the_targets_live():
+    """Both of SAC's gradients run ahead-of-time compiled, and they read what changes between updates (alpha, set
+    here to a very different value before each update, the target critic, the weights) as inputs: the compiled
+    updates give the eager updates' losses (inductor drawing its random numbers as eager torch does)."""
+    import torch._inductor.config as inductor_config
+
+    from dynarl.learners.sac import SACLearner, SACLearnerConfig
+
+    box = lambda n: gym.spaces.Box(-1, 1, (n,))  # noqa: E731
+    torch.manual_seed(0)
+    b = Batch(obs=torch.randn(32, 3), act=torch.rand(32, 2) * 2 - 1, reward=torch.randn(32), next_obs=torch.randn(32, 3), terminated=torch.zeros(32), truncated=torch.zeros(32))
+    learners = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        learners.append(SACLearner(SACLearnerConfig(hidden_sizes=(16, 16), compile=compile_), box(3), box(2), torch.device("cpu")))
+    eager, compiled = learners
+    with inductor_config.patch(fallback_random=True):
+        for i in range(4):
+            for learner in learners:
+                with torch.no_grad():
+                    learner.log_alpha.fill_(i - 1.5)
+            torch.manual_seed(i)
+            m_eager = eager.update(b)
+            torch.manual_seed(i)
+            m_compiled = compiled.update(b)
+            for k in ("actor_loss", "critic_loss"):
+                torch.testing.assert_close(m_compiled[k], m_eager[k], rtol=1e-4, atol=1e-5)
+    assert {k: (len(g._variants), g._per_call is None) for k, g in compiled._gradients.items()} == {("critic", "critic_loss"): (1, True), ("actor", "actor_loss"): (1, True)}

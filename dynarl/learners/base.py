@@ -73,8 +73,7 @@ class AheadOfTime:
     graph as a plain function together with its guards. Here each variant's guards are checked before it runs (a
     few microseconds), and inputs that no variant accepts (another batch shape, an optional field filled) compile
     a new variant, as Dynamo recompiles, up to its limit of 8; past it, or where torch cannot compile ``fn`` this
-    way (a graph break, guards it cannot serialise, as for SAC's actor loss), the call goes to :func:`compiled`'s
-    per-call path.
+    way (a graph break, guards it cannot serialise, the seeds' map), the call goes to :func:`compiled`'s per-call path.
 
     The ahead-of-time compile keeps only the guards it can serialise: those on tensors (shape, dtype, stride,
     device), on Python values the graph read (config numbers and flags) and on the global state (grad mode,
@@ -93,23 +92,38 @@ class AheadOfTime:
         self._per_call: Callable | None = None
         self._variants: list = []
 
+    def __getstate__(self) -> dict:
+        """Nothing. torch pickles the objects a new graph's guards read into that graph's guard state, the learner
+        among them, and with it its other AheadOfTime objects, whose compiled variants cannot be pickled (this is why
+        SAC's actor loss, compiled after the critic's, fell back to the per-call path). No copy needs them."""
+        return {}
+
     def __call__(self, *args):
         for variant in self._variants:
             if variant.guard_check(*args):
                 return variant(*args)
         if self._per_call is None and len(self._variants) < self.LIMIT:
-            try:
-                with torch._functorch.config.patch(enable_autograd_cache=False):
-                    variant = self._whole.aot_compile((args, {}))
-            except Exception:  # noqa: BLE001 - what torch cannot compile ahead of time (a graph break) runs on the per-call path
-                self._per_call = compiled(self._fn)
-            else:
-                variant.disable_guard_check()  # checked above, once per call
+            variant = self._compile_ahead(args)
+            if variant is not None:
                 self._variants.append(variant)
                 return variant(*args)
         if self._per_call is None:
             self._per_call = compiled(self._fn)
         return self._per_call(*args)
+
+    def _compile_ahead(self, args: tuple):
+        """A variant for ``args``, or None where torch cannot compile ``fn`` ahead of time (a graph break, say)."""
+        for _ in range(3):
+            try:
+                with torch._functorch.config.patch(enable_autograd_cache=False):
+                    variant = self._whole.aot_compile((args, {}))
+            except torch._dynamo.exc.RestartAnalysis:
+                continue  # trace again, as Dynamo's own path does (it has marked a Python float to trace as a tensor)
+            except Exception:  # noqa: BLE001 - the per-call path takes what the ahead-of-time compile cannot
+                return None
+            variant.disable_guard_check()  # __call__ checks the guards, once per call
+            return variant
+        return None
 
 
 def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
