@@ -88,11 +88,6 @@ class StreamReplayBuffer:
         self.start_count -= (self.start_count > 0) & (front == rows)
 
     def _push(self, mask: np.ndarray, rows: np.ndarray) -> None:
-        if mask.all():  # every stream (most steps): whole-array operations, no index lists
-            self._starts[self.start_head, self._streams] = rows
-            self.start_head = (self.start_head + 1) % self.rows
-            self.start_count += 1
-            return
         e = np.flatnonzero(mask)
         self._starts[self.start_head[e], e] = rows[e]
         self.start_head[e] = (self.start_head[e] + 1) % self.rows
