@@ -198,3 +198,40 @@ def test_batch_split_and_sample_many_draw_what_single_samples_draw():
         for name in Batch.field_names():
             x, y = getattr(a, name), getattr(b, name)
             assert (x is None and y is None) or torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("precision, compile_", [("fp32", False), ("bf16", True)])
+def test_a_round_valued_in_one_pass_updates_as_row_by_row_targets_do(precision, compile_):
+    """A hard-copied target network that a round of updates leaves unchanged values the round's rows in one pass
+    (``with_next_values``); the round's updates then follow those of a learner that values each minibatch itself,
+    and the copy at the end of the round still happens."""
+    torch.manual_seed(0)
+    obs_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    cfg = DQNLearnerConfig(hidden_sizes=(32, 32), target_update_interval=4, precision=precision, compile=compile_)
+    ahead, per_row = (DQNLearner(cfg, obs_space, gym.spaces.Discrete(3), CPU) for _ in range(2))
+    per_row.q.load_state_dict(ahead.q.state_dict())
+    per_row.q_target.load_state_dict(ahead.q_target.state_dict())
+    n = 16
+    rows = Batch(obs=torch.randn(4 * n, 4), act=torch.randint(0, 3, (4 * n,)).float(), reward=torch.randn(4 * n), next_obs=torch.randn(4 * n, 4),
+                 terminated=(torch.rand(4 * n) < 0.2).float(), truncated=torch.zeros(4 * n))  # fmt: skip
+    valued = ahead.with_next_values(rows, 4)
+    assert valued.next_value is not None
+    tolerance = dict(rtol=1e-2, atol=1e-3) if precision == "bf16" else dict(rtol=1e-5, atol=1e-6)
+    with per_row._autocast():  # as the loss computes it
+        torch.testing.assert_close(ahead.td_target(valued), per_row.td_target(rows), **tolerance)
+    for a, b in zip(valued.split(n), rows.split(n), strict=True):
+        ahead.update(a), per_row.update(b)
+    for p, q in zip(ahead.q.parameters(), per_row.q.parameters(), strict=True):
+        torch.testing.assert_close(p, q, **tolerance)
+    for p, t in zip(ahead.q.parameters(), ahead.q_target.parameters(), strict=True):
+        assert torch.equal(p, t)  # copied after the round's fourth update
+
+
+@pytest.mark.parametrize("options, done, updates", [({"double_q": True}, 0, 2), ({"target_update": "polyak"}, 0, 2), ({}, 3, 2), ({}, 0, 5)])
+def test_a_round_whose_updates_move_the_target_values_each_minibatch_itself(options, done, updates):
+    """Double DQN's online argmax and a Polyak target move with every update, and a hard copy inside the round (after
+    update 4 of interval 4: three done and two to come, or five from the start) changes the rest: no values ahead."""
+    learner = _learner(target_update_interval=4, **options)
+    learner.num_updates = done
+    batch = _batch([0.5] * 4, [0.0] * 4)
+    assert learner.with_next_values(batch, updates) is batch

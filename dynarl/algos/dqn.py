@@ -6,6 +6,7 @@ epsilon-greedy exploration on a linear schedule of env steps, and an n-step repl
         a = uniform random with probability epsilon (always before learning_starts), else argmax_a Q(s, a)
         s', r, terminated, truncated = envs.step(a); the buffer stores each observation once
         for every train_freq env steps crossed: updates_per_step x learner.update(buffer.sample(batch_size))
+            (a round that leaves the target network unchanged gets V'(s') of all its rows from one pass of it)
 
 n-step returns are built in the buffer (:class:`~dynarl.data.stream_replay.StreamReplayBuffer`):
 R = sum_{k<m} gamma^k r_{t+k} with m <= n, stopping at an episode's end, bootstrapped from s_{t+m} with
@@ -102,6 +103,15 @@ class DQNLoop:
         if policy_act is None and explores.all():
             return random  # no greedy action is needed: skip the network's forward pass
         return np.where(explores, random, self.policy_act(obs, policy_act))
+
+    def policy_updates(self, n: int) -> None:
+        """The round's ``n`` updates, their minibatches drawn in one call; where the round leaves the target network
+        unchanged, V'(s') of every row comes from one pass of it (:meth:`DQNLearner.with_next_values`)."""
+        if not n:
+            return
+        size = self.cfg.batch_size
+        for batch in self.learner.with_next_values(self.buffer.sample(n * size), n).split(size):
+            self._last_metrics = self.learner.update(batch)
 
     def round_batches(self, n: int):
         """The round's minibatches drawn in one call at the first request: DQN's update draws nothing random, and

@@ -18,7 +18,9 @@ class Batch:
     - ``discount``: the per-row factor in front of the bootstrapped value, gamma^n for an n-step return
       (learners use gamma when it is ``None``);
     - ``weights``: per-row importance weights for the loss (prioritised replay, off-policy corrections);
-    - ``intrinsic_reward``: an exploration bonus kept apart from ``reward`` so both can be logged.
+    - ``intrinsic_reward``: an exploration bonus kept apart from ``reward`` so both can be logged;
+    - ``next_value``: the bootstrapped value V'(s') computed ahead (a target network that a round of updates
+      leaves unchanged values the whole round's rows in one pass); learners compute it when ``None``.
     """
 
     obs: torch.Tensor
@@ -30,6 +32,7 @@ class Batch:
     discount: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     intrinsic_reward: torch.Tensor | None = None
+    next_value: torch.Tensor | None = None
 
     def replace(self, **changes) -> "Batch":
         """A copy with some fields changed (a batch transform's way to add a bonus or weights)."""

@@ -133,6 +133,15 @@ def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor
     return torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
 
 
+def _optimizer_step(opt: torch.optim.Optimizer) -> None:
+    """``opt.step()``, inside ``torch.no_grad()``; a :class:`FusedAdam` steps without torch's step wrapper (dynarl
+    registers no step hooks)."""
+    if isinstance(opt, FusedAdam):
+        opt.step_without_hooks()
+    else:
+        opt.step()
+
+
 class Learner(abc.ABC):
     """A pure update rule: ``update(batch) -> metrics`` and ``act(obs, deterministic)``.
 
@@ -176,12 +185,17 @@ class Learner(abc.ABC):
         for name in names:
             fn = getattr(self, name)
             if self.cfg.precision == "bf16":
-                fn = torch.autocast(self.device.type, dtype=torch.bfloat16)(fn)
+                fn = self._autocast()(fn)
                 self.bf16_methods += (name,)
             self._losses[name] = fn
             if self.cfg.compile:
                 fn = compiled(fn)
             setattr(self, name, fn)
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast where ``precision="bf16"`` (as :meth:`_wrap_losses` runs the losses), else a no-op: for a
+        network pass made outside the wrapped methods."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     def _step(self, name: str, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None, max_grad_norm: float = 0.0) -> None:
         """One gradient step of optimiser ``name`` on ``loss`` (only ``inputs`` receive gradients), with the
@@ -191,7 +205,8 @@ class Learner(abc.ABC):
         loss.sum().backward(inputs=inputs)  # a vectorised learner's loss holds one value per seed
         if max_grad_norm > 0:
             self._clip_grad_norm(inputs or [p for group in opt.param_groups for p in group["params"]], max_grad_norm)
-        opt.step()
+        with torch.no_grad():
+            _optimizer_step(opt)
 
     def _minimise(self, name: str, loss: str, *args, inputs: list[torch.Tensor] | None = None, max_grad_norm: float = 0.0):
         """One gradient step of optimiser ``name`` on the loss method ``loss`` called with ``args`` (its output is the
@@ -212,7 +227,7 @@ class Learner(abc.ABC):
             self._gradients[name, loss] = AheadOfTime(self._gradient_function(loss))
         with torch.no_grad():  # torch.func differentiates inside; outside, nothing needs a graph
             grads, out = self._gradients[name, loss](self._optimised[name], self._loss_inputs(loss, args), max_grad_norm, *args)
-        self._step_with(name, grads)
+            self._step_with(name, grads)
         return out
 
     def _one_graph(self, loss: str) -> bool:
@@ -264,12 +279,12 @@ class Learner(abc.ABC):
 
     def _step_with(self, name: str, grads: list[torch.Tensor]) -> None:
         """A step of optimiser ``name`` on gradients computed elsewhere (``grads``, already clipped, in the order of
-        the optimiser's parameters)."""
+        the optimiser's parameters), inside ``torch.no_grad()``."""
         for p, g in zip(self._optimised[name].values(), grads, strict=True):
             # contiguous, as autograd leaves them: the fused Adam kernel reads a strided gradient (a vmapped layer's
             # transposed weight gradient) in the wrong order on the CPU
             p.grad = g.contiguous()
-        self.optimizers[name].step()
+        _optimizer_step(self.optimizers[name])
 
     def _permutation(self, n: int) -> torch.Tensor:
         """A random permutation of ``n`` rows (minibatch shuffling)."""

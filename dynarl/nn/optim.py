@@ -25,9 +25,18 @@ class FusedAdam(torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure=None):
-        stepped = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
-        if closure is not None or not self._short_path_applies(stepped):
+        if closure is not None:
             return super().step(closure)
+        return self.step_without_hooks()
+
+    def step_without_hooks(self) -> None:
+        """:meth:`step` without torch's wrapper of every optimiser's ``step`` (a profiler range and the step hooks: 6 us
+        of the 40 us step of DQN's network on one CPU core), for a caller already inside ``torch.no_grad()`` that
+        registers no step hooks: the learners' compiled updates."""
+        stepped = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
+        if not self._short_path_applies(stepped):
+            super().step()
+            return
         for group, params in zip(self.param_groups, stepped):
             if not params:
                 continue
@@ -39,7 +48,6 @@ class FusedAdam(torch.optim.Adam):
                 amsgrad=False, lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=group["weight_decay"],
                 eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
             )  # fmt: skip
-        return None
 
     def _short_path_applies(self, stepped: list[list[torch.Tensor]]) -> bool:
         """Every group is plain Adam and the parameters it steps (``stepped``, those with a gradient) share one
