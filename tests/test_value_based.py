@@ -46,6 +46,24 @@ def test_dqn_with_vector_envs_and_n_step_returns():
     assert 0.0 < agent.exploration_rate < 1.0
 
 
+@pytest.mark.parametrize("name, valued_ahead", [("dqn", [True] * 4 + [False] * 4 + [True] * 8), ("double_dqn", [False] * 16)])
+def test_dqn_values_a_round_ahead_where_the_round_leaves_its_target_unchanged(name, valued_ahead):
+    """Rounds of 4 updates with a hard copy every 6: the rounds starting at update 0, 8 and 12 end at or before a copy
+    and get V'(s') of all their rows in one pass; the round from update 4 crosses the copy after update 6 and values
+    each minibatch in its update, as Double DQN always does."""
+    agent = dynarl.algos.get_algorithm(name)("CartPole-v1", seed=0, steps=100, learning_starts=32, train_freq=8, updates_per_step=4, batch_size=16, quiet=True,
+                                             eval_episodes=1, eval_every=100, **{"learner.hidden_sizes": (16,), "learner.target_update_interval": 6})  # fmt: skip
+    seen, update = [], agent.learner.update
+
+    def recording(batch):
+        seen.append(batch.next_value is not None)
+        return update(batch)
+
+    agent.learner.update = recording
+    agent.learn(56)
+    assert seen == valued_ahead, seen
+
+
 @pytest.mark.parametrize("name", ["dqn", "double_dqn"])
 def test_dqn_learns_cartpole(name):
     """RL Zoo's CartPole-v1 settings (the preset): a deterministic evaluation reaches >= 475 within 50k env steps."""

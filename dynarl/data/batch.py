@@ -20,7 +20,8 @@ class Batch:
     - ``weights``: per-row importance weights for the loss (prioritised replay, off-policy corrections);
     - ``intrinsic_reward``: an exploration bonus kept apart from ``reward`` so both can be logged;
     - ``next_value``: the bootstrapped value V'(s') computed ahead (a target network that a round of updates
-      leaves unchanged values the whole round's rows in one pass); learners compute it when ``None``.
+      leaves unchanged values the whole round's rows in one pass); the DQN learner reads it and computes
+      V'(s') itself when it is ``None``.
     """
 
     obs: torch.Tensor
