@@ -32,7 +32,7 @@ class FusedAdam(torch.optim.Adam):
     def step_without_hooks(self) -> None:
         """:meth:`step` without torch's wrapper of every optimiser's ``step`` (a profiler range and the step hooks: 6 us
         of the 40 us step of DQN's network on one CPU core), for a caller already inside ``torch.no_grad()`` that
-        registers no step hooks: the learners' compiled updates."""
+        registers no step hooks: the learners' updates."""
         stepped = [[p for p in group["params"] if p.grad is not None] for group in self.param_groups]
         if not self._short_path_applies(stepped):
             super().step()
