@@ -182,7 +182,8 @@ def test_state_dict_round_trip():
     assert all(torch.equal(x, y) for x, y in zip(a.q_target.parameters(), b.q_target.parameters()))
 
 
-def test_batch_split_and_sample_many_draw_what_single_samples_draw():
+def test_one_sample_split_draws_what_single_samples_draw():
+    """DQN draws a round's minibatches as one sample split in order (``round_batches``)."""
     from dynarl.data.stream_replay import StreamReplayBuffer
 
     buf = StreamReplayBuffer(100, (2,), torch.float32, (), torch.uint8, 2, CPU)
@@ -192,7 +193,7 @@ def test_batch_split_and_sample_many_draw_what_single_samples_draw():
     torch.manual_seed(3)
     single = [buf.sample(8) for _ in range(5)]
     torch.manual_seed(3)
-    many = buf.sample_many(5, 8)
+    many = buf.sample(5 * 8).split(8)
     assert len(many) == 5
     for a, b in zip(single, many, strict=True):
         for name in Batch.field_names():
@@ -227,10 +228,11 @@ def test_a_round_valued_in_one_pass_updates_as_row_by_row_targets_do(precision, 
         assert torch.equal(p, t)  # copied after the round's fourth update
 
 
-@pytest.mark.parametrize("options, done, updates", [({"double_q": True}, 0, 2), ({"target_update": "polyak"}, 0, 2), ({}, 3, 2), ({}, 0, 5)])
+@pytest.mark.parametrize("options, done, updates", [({"double_q": True}, 0, 2), ({"target_update": "polyak"}, 0, 2), ({}, 3, 2), ({}, 0, 5), ({}, 0, 1)])
 def test_a_round_whose_updates_move_the_target_values_each_minibatch_itself(options, done, updates):
     """Double DQN's online argmax and a Polyak target move with every update, and a hard copy inside the round (after
-    update 4 of interval 4: three done and two to come, or five from the start) changes the rest: no values ahead."""
+    update 4 of interval 4: three done and two to come, or five from the start) changes the rest: no values ahead.
+    Nor for a round of one update, whose own pass is the same pass."""
     learner = _learner(target_update_interval=4, **options)
     learner.num_updates = done
     batch = _batch([0.5] * 4, [0.0] * 4)

@@ -34,7 +34,8 @@ CASES = {
     "td3": ("Pendulum-v1", SMALL),
     "ddpg": ("Pendulum-v1", SMALL),
     # max_grad_norm 0.1 clips most updates (gradient norms here run 0.06-1.7, median 0.3): per-seed clipping is checked
-    "dqn": ("CartPole-v1", {"learning_starts": "100", "quiet": "true", "train_freq": "1", "updates_per_step": "1", "batch_size": "64",
+    # rounds of 2 updates inside each 50-update target period: each seed's learner values its round's V'(s') ahead
+    "dqn": ("CartPole-v1", {"learning_starts": "100", "quiet": "true", "train_freq": "2", "updates_per_step": "2", "batch_size": "64",
                             "learner.hidden_sizes": "[64,64]", "learner.target_update_interval": "50", "epsilon_decay_steps": "200", "learner.max_grad_norm": "0.1"}),
     # the Dyna loop: each seed fits its own ensemble (at 100, then every 50 steps) and rolls it out; SAC's updates stacked
     "mbpo": ("Pendulum-v1", {**SMALL, **MBPO_SMALL}),
@@ -102,6 +103,24 @@ def test_seed_i_of_a_vectorised_run_is_the_separate_run_with_seed_i(algo, compil
     for agent in separate:
         agent.close()
 
+
+
+def test_vectorised_dqn_seeds_value_their_rounds_ahead():
+    """Each seed's learner holds views of the stacked weights, so each seed values its round's V'(s') in one pass of
+    its own target network, as its separate run does (the test above holds the two to 1e-5)."""
+    cls = get_algorithm("dqn")
+    vector = SeedVector.from_configs(cls, [_config("dqn", s) for s in (0, 1)])
+    seen, update = [], vector.learner.update
+
+    def recording(batch):
+        seen.append(None if batch.next_value is None else tuple(batch.next_value.shape))
+        return update(batch)
+
+    vector.learner.update = recording
+    while vector.steps() < 120:
+        vector.train_step()
+    assert len(seen) == 22 and set(seen) == {(2, 64)}, seen  # rounds of 2 at steps 100, 102, ..., 120
+    vector.close()
 
 def test_bf16_seeds_keep_every_layer_in_bf16_and_follow_their_separate_runs():
     """vmap splits a linear layer into a matmul and an add, and autocast left the fp32 bias to the add, which turned

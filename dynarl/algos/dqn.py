@@ -104,20 +104,14 @@ class DQNLoop:
             return random  # no greedy action is needed: skip the network's forward pass
         return np.where(explores, random, self.policy_act(obs, policy_act))
 
-    def policy_updates(self, n: int) -> None:
-        """The round's ``n`` updates, their minibatches drawn in one call; where the round leaves the target network
-        unchanged, V'(s') of every row comes from one pass of it (:meth:`DQNLearner.with_next_values`)."""
-        if not n:
-            return
-        size = self.cfg.batch_size
-        for batch in self.learner.with_next_values(self.buffer.sample(n * size), n).split(size):
-            self._last_metrics = self.learner.update(batch)
-
     def round_batches(self, n: int):
         """The round's minibatches drawn in one call at the first request: DQN's update draws nothing random, and
-        the buffer gives the draws of one call per update (about 80 us less per update on one CPU core)."""
+        the buffer gives the draws of one call per update (about 80 us less per update on one CPU core). Where the
+        round leaves the target network unchanged, V'(s') of all its rows comes from one pass of it
+        (:meth:`DQNLearner.with_next_values`; with vectorised seeds, each seed's learner holds views of its weights)."""
         if n:
-            yield from self.buffer.sample_many(n, self.cfg.batch_size)
+            size = self.cfg.batch_size
+            yield from self.learner.with_next_values(self.buffer.sample(n * size), n).split(size)
 
     def metrics(self) -> dict[str, float]:
         return {**super().metrics(), "rollout/exploration_rate": self.exploration_rate}

@@ -167,12 +167,6 @@ class StreamReplayBuffer:
                          terminated=get("terminated", row).float(), truncated=get("truncated", row).float())
         return self._n_step(row, env, obs, act, get)
 
-    def sample_many(self, n: int, batch_size: int) -> list[Batch]:
-        """``n`` minibatches drawn in one call: the same draws as ``n`` calls of :meth:`sample` in a row
-        (torch's generator yields the same stream in one call or many), for a round of updates with no
-        env step between them."""
-        return self.sample(n * batch_size).split(batch_size)
-
     def _n_step(self, row: torch.Tensor, env: torch.Tensor, obs: torch.Tensor, act: torch.Tensor, get) -> Batch:
         """R = sum_{k<m} gamma^k r_{t+k} (inventory H7 with gamma^{t'-t}, not the seed's typo), s_{t+m}, gamma^m."""
         newest = torch.from_numpy(np.where(self.pending, (self.pos - 1) % self.rows, -1)).to(self.device)[env]

@@ -183,18 +183,20 @@ class Learner(abc.ABC):
         Networks return float32 outputs, so losses and their reductions stay in float32 either way.
         """
         for name in names:
-            fn = getattr(self, name)
+            self._losses[name], wrapped = self._as_configured(getattr(self, name))
             if self.cfg.precision == "bf16":
-                fn = self._autocast()(fn)
                 self.bf16_methods += (name,)
-            self._losses[name] = fn
-            if self.cfg.compile:
-                fn = compiled(fn)
-            setattr(self, name, fn)
+            setattr(self, name, wrapped)
+
+    def _as_configured(self, fn: Callable) -> tuple[Callable, Callable]:
+        """``fn`` under bf16 autocast where ``precision="bf16"``, before and after ``torch.compile`` where ``compile``
+        (the same function twice where it is not): how :meth:`_wrap_losses` runs a loss, for any network pass."""
+        if self.cfg.precision == "bf16":
+            fn = self._autocast()(fn)
+        return fn, (compiled(fn) if self.cfg.compile else fn)
 
     def _autocast(self) -> torch.autocast:
-        """bf16 autocast where ``precision="bf16"`` (as :meth:`_wrap_losses` runs the losses), else a no-op: for a
-        network pass made outside the wrapped methods."""
+        """bf16 autocast where ``precision="bf16"`` (as :meth:`_wrap_losses` runs the losses), else a no-op."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
     def _step(self, name: str, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None, max_grad_norm: float = 0.0) -> None:

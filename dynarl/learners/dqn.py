@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from dynarl.config import non_negative, one_of, param, positive, positive_sizes, unit_interval, unit_interval_open_closed
 from dynarl.data.batch import Batch
 from dynarl.errors import EnvError
-from dynarl.learners.base import Learner, LossOptions, adam, compiled, soft_update, target_copy
+from dynarl.learners.base import Learner, LossOptions, adam, soft_update, target_copy
 from dynarl.nn.q_networks import QNetwork
 
 
@@ -92,10 +92,7 @@ class DQNLearner(Learner):
         self.optimizers = {"q": adam(self.q.parameters(), cfg.lr)}
         self.last_td_error: torch.Tensor | None = None
         self._wrap_losses("q_loss")
-        # V'(s') of a whole round's rows (with_next_values) in the losses' precision, compiled where they are
-        self._round_values = self._autocast()(self.next_value)
-        if cfg.compile:
-            self._round_values = compiled(self._round_values)
+        _, self._round_values = self._as_configured(self.next_value)  # a whole round's V'(s') (with_next_values), run as the loss runs
 
     def _obs(self, obs: torch.Tensor) -> torch.Tensor:
         # Discrete observation spaces may start at a value other than 0; the network one-hots indices
@@ -121,9 +118,9 @@ class DQNLearner(Learner):
             return q_next.gather(1, best).squeeze(1)
         return q_next.max(1).values
 
-    @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
-        """y = r + d (1 - terminated) V'(s'), with V'(s') from the batch where it was computed ahead."""
+        """y = r + d (1 - terminated) V'(s'), with V'(s') from the batch where it was computed ahead (no gradient
+        either way: :meth:`next_value` takes none)."""
         v_next = self.next_value(batch.next_obs) if batch.next_value is None else batch.next_value
         discount = self.cfg.gamma if batch.discount is None else batch.discount.reshape(-1)
         return batch.reward.reshape(-1) + discount * (1.0 - batch.terminated.reshape(-1)) * v_next
@@ -133,9 +130,10 @@ class DQNLearner(Learner):
         none of those updates moves V'(s'): DQN's max backup over a hard-copied target network whose next copy
         comes after the last of them at the earliest (Double DQN's online argmax moves with every update, a Polyak
         target too). One large matmul per layer values a whole round (CartPole's preset: 128 x 64 rows between
-        copies, as RL Zoo's) instead of one small one per update; unchanged otherwise."""
+        copies, as RL Zoo's) instead of one small one per update; unchanged otherwise, and for a single update, whose
+        own pass is the same pass (compiled, inside its gradient's graph)."""
         cfg = self.cfg
-        if cfg.double_q or cfg.target_update != "hard" or self.num_updates % cfg.target_update_interval + updates > cfg.target_update_interval:
+        if updates < 2 or cfg.double_q or cfg.target_update != "hard" or self.num_updates % cfg.target_update_interval + updates > cfg.target_update_interval:
             return batch
         return batch.replace(next_value=self._round_values(batch.next_obs))
 
